@@ -1,0 +1,525 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FileName is the name prenv looks for in the current directory.
+const FileName = "prenv.yaml"
+
+// CurrentVersion is the only schema version this build reads.
+const CurrentVersion = 1
+
+// ErrInvalid is wrapped by every error about the content of the configuration.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole of prenv.yaml.
+type Config struct {
+	Version    int      `yaml:"version"`
+	Home       string   `yaml:"home"`       // PRENV_HOME: state, golden data, clones
+	Listen     string   `yaml:"listen"`     // PRENV_LISTEN: address of prenv serve
+	Password   string   `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
+	Owner      string   `yaml:"owner"`      // owner id carried by every resource
+	Repository string   `yaml:"repository"` // owner/name of the default repository
+	TTL        Duration `yaml:"ttl"`        // expires-at = created-at + ttl
+	Database   Database `yaml:"database"`
+	Runtime    Runtime  `yaml:"runtime"`
+	App        App      `yaml:"app"`
+
+	// Dir is the directory of the file the config was read from (or the
+	// current directory); relative paths in the file are relative to it.
+	Dir string `yaml:"-"`
+	// Source names where the config came from, for messages.
+	Source string `yaml:"-"`
+}
+
+// Database configures how environments get their database.
+type Database struct {
+	Provider string  `yaml:"provider"` // localpg | memory
+	Name     string  `yaml:"name"`     // the application's database
+	User     string  `yaml:"user"`     // the application's role; gets a new password per environment
+	LocalPG  LocalPG `yaml:"localpg"`
+}
+
+// LocalPG configures the embedded cloner: one postgres per environment.
+type LocalPG struct {
+	BinDir         string            `yaml:"bin_dir"`         // where postgres, initdb, pg_ctl live; found on PATH when empty
+	RunAs          string            `yaml:"run_as"`          // unprivileged user for postgres when prenv runs as root
+	Ports          string            `yaml:"ports"`           // pool of ports, "first-last"
+	SharedBuffers  string            `yaml:"shared_buffers"`  // per clone
+	MaxConnections int               `yaml:"max_connections"` // per clone
+	Settings       map[string]string `yaml:"settings"`        // more postgresql.conf settings per clone
+	StartTimeout   Duration          `yaml:"start_timeout"`
+}
+
+// Runtime configures where the application runs.
+type Runtime struct {
+	Provider string `yaml:"provider"` // local | memory
+}
+
+// App describes the application under preview. With no Start command an
+// environment is database-only.
+type App struct {
+	Dir           string            `yaml:"dir"`            // working directory of the commands, relative to prenv.yaml
+	Checkout      bool              `yaml:"checkout"`       // materialize each commit with git before building
+	Build         string            `yaml:"build"`          // shell command run once per commit; $PRENV_RELEASE_DIR is where to put the result
+	Migrate       string            `yaml:"migrate"`        // shell command run against the environment's database before a rollout
+	Start         string            `yaml:"start"`          // shell command that serves HTTP on $PORT
+	Health        string            `yaml:"health"`         // HTTP path that answers 2xx when ready
+	HealthTimeout Duration          `yaml:"health_timeout"` // bound on waiting for health
+	Env           map[string]string `yaml:"env"`            // extra environment for every command
+}
+
+// Default returns the configuration used when no prenv.yaml exists.
+func Default() Config {
+	return Config{
+		Version:  CurrentVersion,
+		Listen:   "127.0.0.1:8080",
+		Owner:    "prenv",
+		TTL:      Duration(7 * 24 * time.Hour),
+		Database: Database{
+			Provider: "localpg",
+			Name:     "app",
+			User:     "app",
+			LocalPG: LocalPG{
+				RunAs:          "postgres",
+				Ports:          "54400-54499",
+				SharedBuffers:  "16MB",
+				MaxConnections: 20,
+				StartTimeout:   Duration(30 * time.Second),
+			},
+		},
+		Runtime: Runtime{Provider: "local"},
+		App: App{
+			Health:        "/healthz",
+			HealthTimeout: Duration(60 * time.Second),
+		},
+	}
+}
+
+// Load reads the configuration: path if given, else prenv.yaml in dir if it
+// exists, else the defaults. PRENV_* variables from getenv override the file.
+func Load(path, dir string, getenv func(string) string) (Config, error) {
+	c := Default()
+	c.Dir, c.Source = dir, "defaults"
+	if path == "" {
+		candidate := filepath.Join(dir, FileName)
+		if _, err := os.Stat(candidate); err == nil {
+			path = candidate
+		}
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
+		if err := Parse(data, path, getenv, &c); err != nil {
+			return Config{}, err
+		}
+		abs, _ := filepath.Abs(path)
+		c.Dir, c.Source = filepath.Dir(abs), abs
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return Config{}, err
+	}
+	if c.Home == "" {
+		c.Home = defaultHome(getenv)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func defaultHome(getenv func(string) string) string {
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "prenv")
+	}
+	home := getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	if isDarwin() {
+		return filepath.Join(home, "Library", "Application Support", "prenv")
+	}
+	return filepath.Join(home, ".local", "share", "prenv")
+}
+
+// Parse decodes data (named name in messages) over c. ${VAR} is expanded
+// from getenv first; an unset variable is an error. Unknown fields are
+// rejected with their path.
+func Parse(data []byte, name string, getenv func(string) string, c *Config) error {
+	expanded, err := expand(data, getenv)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(expanded, &root); err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	if len(root.Content) == 0 {
+		return nil
+	}
+	if err := checkFields(root.Content[0], reflect.TypeOf(*c), ""); err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	return nil
+}
+
+// expand replaces ${VAR} (and ${VAR:-default}); $$ stays a literal $.
+func expand(data []byte, getenv func(string) string) ([]byte, error) {
+	s := string(data)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+			continue
+		case '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated ${ at byte %d", i)
+			}
+			expr := s[i+2 : i+end]
+			name, def, hasDef := strings.Cut(expr, ":-")
+			v := getenv(name)
+			if v == "" && hasDef {
+				v = def
+			} else if v == "" {
+				line := strings.Count(s[:i], "\n") + 1
+				return nil, fmt.Errorf("line %d: ${%s} is not set: export it or write ${%s:-default}", line, name, name)
+			}
+			b.WriteString(v)
+			i += end
+			continue
+		}
+		b.WriteByte('$')
+	}
+	return []byte(b.String()), nil
+}
+
+// checkFields walks a mapping node against a struct type and reports the
+// first key that matches no field, with its path and line.
+func checkFields(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Map:
+		for i := 1; i < len(n.Content); i += 2 {
+			k := n.Content[i-1].Value
+			if err := checkFields(n.Content[i], t.Elem(), join(path, k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Struct:
+	default:
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			tag = strings.ToLower(f.Name)
+		}
+		fields[tag] = f.Type
+	}
+	for i := 1; i < len(n.Content); i += 2 {
+		key := n.Content[i-1]
+		ft, ok := fields[key.Value]
+		if !ok {
+			names := make([]string, 0, len(fields))
+			for k := range fields {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			hint := "known fields here: " + strings.Join(names, ", ")
+			if near := nearest(key.Value, names); near != "" {
+				hint = fmt.Sprintf("did you mean %q?", join(path, near))
+			}
+			return fmt.Errorf("line %d: unknown field %q (%s)", key.Line, join(path, key.Value), hint)
+		}
+		if err := checkFields(n.Content[i], ft, join(path, key.Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// nearest returns the candidate within edit distance 2 of s, if any.
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// applyEnv overrides leaf fields from PRENV_<PATH> variables, the path's
+// dots turned to underscores: PRENV_HOME, PRENV_DATABASE_LOCALPG_PORTS.
+func applyEnv(c *Config, getenv func(string) string) error {
+	return walkLeaves(reflect.ValueOf(c).Elem(), "", func(path string, v reflect.Value) error {
+		name := "PRENV_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+		s := getenv(name)
+		if s == "" {
+			return nil
+		}
+		if err := setString(v, s); err != nil {
+			return fmt.Errorf("%s=%q: %w: %v", name, s, ErrInvalid, err)
+		}
+		return nil
+	})
+}
+
+func walkLeaves(v reflect.Value, path string, fn func(string, reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "-" || !f.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		p := join(path, tag)
+		if fv.Kind() == reflect.Struct {
+			if err := walkLeaves(fv, p, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if fv.Kind() == reflect.Map {
+			continue
+		}
+		if err := fn(p, fv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setString(v reflect.Value, s string) error {
+	if v.Type() == reflect.TypeOf(Duration(0)) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+// Set sets the field at a dotted path from a string, as a flag would.
+func (c *Config) Set(path, value string) error {
+	var found bool
+	err := walkLeaves(reflect.ValueOf(c).Elem(), "", func(p string, v reflect.Value) error {
+		if p != path {
+			return nil
+		}
+		found = true
+		return setString(v, value)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
+	}
+	if !found {
+		return fmt.Errorf("%s: %w: no such field", path, ErrInvalid)
+	}
+	return nil
+}
+
+// Validate checks the configuration; errors name the field's path.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
+	}
+	if c.Version != CurrentVersion {
+		bad("version", "%d is not supported by this prenv (want %d)", c.Version, CurrentVersion)
+	}
+	if c.Owner == "" || strings.ContainsAny(c.Owner, " \t\n/") || len(c.Owner) > 63 {
+		bad("owner", "%q: want a short identifier without spaces or slashes", c.Owner)
+	}
+	if c.Repository != "" {
+		o, n, ok := strings.Cut(c.Repository, "/")
+		if !ok || o == "" || n == "" {
+			bad("repository", "%q: want owner/name", c.Repository)
+		}
+	}
+	if c.TTL <= 0 {
+		bad("ttl", "must be positive, for example 168h")
+	}
+	if _, _, err := splitHostPort(c.Listen); err != nil {
+		bad("listen", "%q: %v (for example 127.0.0.1:8080)", c.Listen, err)
+	}
+	switch c.Database.Provider {
+	case "localpg", "memory":
+	default:
+		bad("database.provider", "%q is not a known provider (localpg, memory)", c.Database.Provider)
+	}
+	if !identifier(c.Database.Name) {
+		bad("database.name", "%q: want a lower-case SQL identifier", c.Database.Name)
+	}
+	if !identifier(c.Database.User) {
+		bad("database.user", "%q: want a lower-case SQL identifier", c.Database.User)
+	}
+	if _, _, err := c.Database.LocalPG.PortRange(); err != nil {
+		bad("database.localpg.ports", "%v", err)
+	}
+	if c.Database.LocalPG.MaxConnections < 5 {
+		bad("database.localpg.max_connections", "%d: at least 5", c.Database.LocalPG.MaxConnections)
+	}
+	switch c.Runtime.Provider {
+	case "local", "memory":
+	default:
+		bad("runtime.provider", "%q is not a known provider (local, memory)", c.Runtime.Provider)
+	}
+	if c.App.Start != "" && !strings.HasPrefix(c.App.Health, "/") {
+		bad("app.health", "%q: want an HTTP path such as /healthz", c.App.Health)
+	}
+	if c.App.Start == "" && (c.App.Migrate != "" || c.App.Build != "") {
+		bad("app.start", "is empty but app.build or app.migrate is set: say how to start the app, or remove them for a database-only environment")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: %w:\n  %s", c.Source, ErrInvalid, strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// HasApp reports whether environments run an application, or are database-only.
+func (c *Config) HasApp() bool { return c.App.Start != "" }
+
+// PortRange parses Ports.
+func (l LocalPG) PortRange() (first, last int, err error) {
+	a, b, ok := strings.Cut(l.Ports, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want first-last, for example 54400-54499", l.Ports)
+	}
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || first < 1024 || last > 65535 || first > last {
+		return 0, 0, fmt.Errorf("%q: want first-last between 1024 and 65535, for example 54400-54499", l.Ports)
+	}
+	return first, last, nil
+}
+
+func identifier(s string) bool {
+	if s == "" || len(s) > 63 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] == '_') {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0, errors.New("missing port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return s[:i], p, nil
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML reads "90s", "2h".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (for example 30s, 2h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
