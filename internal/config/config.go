@@ -84,10 +84,10 @@ type App struct {
 // Default returns the configuration used when no prenv.yaml exists.
 func Default() Config {
 	return Config{
-		Version:  CurrentVersion,
-		Listen:   "127.0.0.1:8080",
-		Owner:    "prenv",
-		TTL:      Duration(7 * 24 * time.Hour),
+		Version: CurrentVersion,
+		Listen:  "127.0.0.1:8080",
+		Owner:   "prenv",
+		TTL:     Duration(7 * 24 * time.Hour),
 		Database: Database{
 			Provider: "localpg",
 			Name:     "app",

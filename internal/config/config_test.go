@@ -38,8 +38,8 @@ func TestLoad_WithoutAFileTheDefaultsApply(t *testing.T) {
 
 func TestLoad_RejectsUnknownFieldsWithTheirPath(t *testing.T) {
 	cases := map[string]struct{ body, want string }{
-		"top level":  {"version: 1\nlisten_on: x\n", `unknown field "listen_on"`},
-		"nested":     {"version: 1\ndatabase:\n  localpg:\n    port: 5\n", `unknown field "database.localpg.port" (did you mean "database.localpg.ports"?)`},
+		"top level":   {"version: 1\nlisten_on: x\n", `unknown field "listen_on"`},
+		"nested":      {"version: 1\ndatabase:\n  localpg:\n    port: 5\n", `unknown field "database.localpg.port" (did you mean "database.localpg.ports"?)`},
 		"typo in app": {"version: 1\napp:\n  strat: ./run\n", `did you mean "app.start"?`},
 	}
 	for name, c := range cases {
@@ -83,13 +83,13 @@ func TestLoad_EnvironmentOverridesTheFile(t *testing.T) {
 
 func TestValidate_NamesEveryBadField(t *testing.T) {
 	cases := map[string]string{
-		"version: 2\n":                                      "version: 2 is not supported",
-		"version: 1\ndatabase:\n  provider: oracle\n":        "database.provider: \"oracle\" is not a known provider",
+		"version: 2\n": "version: 2 is not supported",
+		"version: 1\ndatabase:\n  provider: oracle\n":         "database.provider: \"oracle\" is not a known provider",
 		"version: 1\ndatabase:\n  localpg:\n    ports: 9-1\n": "database.localpg.ports",
-		"version: 1\nrepository: shop\n":                     "repository: \"shop\": want owner/name",
-		"version: 1\napp:\n  migrate: ./m\n":                 "app.start: is empty",
-		"version: 1\nttl: soon\n":                            "not a duration",
-		"version: 1\ndatabase:\n  user: App-User\n":          "database.user",
+		"version: 1\nrepository: shop\n":                      "repository: \"shop\": want owner/name",
+		"version: 1\napp:\n  migrate: ./m\n":                  "app.start: is empty",
+		"version: 1\nttl: soon\n":                             "not a duration",
+		"version: 1\ndatabase:\n  user: App-User\n":           "database.user",
 	}
 	for body, want := range cases {
 		_, err := Load("", write(t, body), env(nil))

@@ -1,0 +1,6 @@
+// Package golden builds the golden source that every environment's database
+// is cloned from: a PostgreSQL data directory restored from production (a
+// SQL file, a pg_dump archive or a live URL), masked, analyzed, shut down
+// cleanly and promoted atomically as a new numbered generation. Clones made
+// from an older generation keep working: generations are never modified.
+package golden

@@ -1,0 +1,214 @@
+package pgserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Superuser is the bootstrap role of every data directory prenv makes.
+const Superuser = "postgres"
+
+// Server is one postmaster: a data directory served on a port and a socket
+// directory. Its settings live in the data directory, so it can be started
+// again after a reboot with nothing but DataDir.
+type Server struct {
+	Bin       Binaries
+	User      User
+	DataDir   string
+	SocketDir string
+	Port      int
+	LogFile   string
+}
+
+// ConnString is a connection string for the superuser over the socket.
+func (s Server) ConnString(db string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable connect_timeout=5", s.SocketDir, s.Port, Superuser, db)
+}
+
+// PID returns the postmaster's process id if it is running.
+func (s Server) PID() (int, bool) {
+	data, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Running reports whether the postmaster is alive.
+func (s Server) Running() bool { _, ok := s.PID(); return ok }
+
+// Start starts the postmaster in its own session (it outlives prenv) and
+// returns once a SELECT 1 answers, or an error with the tail of its log.
+// extra are -c settings for this start only.
+func (s Server) Start(ctx context.Context, timeout time.Duration, extra map[string]string) error {
+	if err := os.MkdirAll(s.SocketDir, 0o700); err != nil {
+		return err
+	}
+	if err := s.User.Own(s.SocketDir); err != nil {
+		return err
+	}
+	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-k", s.SocketDir}
+	for k, v := range extra {
+		args = append(args, "-c", k+"="+v)
+	}
+	log, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	start, _ := log.Seek(0, 2)
+	cmd := exec.Command(s.Bin.Path("postgres"), args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Dir = filepath.Dir(s.DataDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	s.User.Prepare(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres on %s: %w", s.DataDir, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := s.Ping(ctx); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("postgres on %s exited (%v): %s", s.DataDir, err, tail(s.LogFile, start, 8))
+		case <-ctx.Done():
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			return fmt.Errorf("postgres on %s did not answer SELECT 1 within %v: %s", s.DataDir, timeout, tail(s.LogFile, start, 8))
+		}
+	}
+}
+
+// Ping runs SELECT 1 over the socket.
+func (s Server) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var one int
+	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// Exec runs statements as the superuser in db.
+func (s Server) Exec(ctx context.Context, db string, sql ...string) error {
+	conn, err := pgx.Connect(ctx, s.ConnString(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, q := range sql {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstWords(q), err)
+		}
+	}
+	return nil
+}
+
+func firstWords(q string) string {
+	f := strings.Fields(q)
+	if len(f) > 3 {
+		f = f[:3]
+	}
+	return strings.Join(f, " ")
+}
+
+// Stop shuts the postmaster down with a fast shutdown (a clean checkpoint,
+// so the next start needs no recovery) and waits up to timeout for it to
+// exit. Stopping a server that is not running succeeds.
+func (s Server) Stop(timeout time.Duration) error {
+	pid, ok := s.PID()
+	if !ok {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop postgres %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
+			// The pid file goes last; a zombie child of ours may linger.
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGQUIT)
+	return fmt.Errorf("postgres %d on %s did not stop within %v; sent an immediate shutdown", pid, s.DataDir, timeout)
+}
+
+// FreePort reports whether nothing listens on 127.0.0.1:port.
+func FreePort(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func tail(path string, from int64, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log)"
+	}
+	defer f.Close()
+	_, _ = f.Seek(from, 0)
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 0 {
+		return "(log " + path + " is empty)"
+	}
+	return strings.Join(lines, "\n")
+}
+
+// SocketDir returns preferred if a socket path inside it fits the kernel's
+// limit (about 107 bytes), else a short directory in the temp dir derived
+// from preferred, so that a deep PRENV_HOME still works.
+func SocketDir(preferred string) string {
+	if len(preferred)+len("/.s.PGSQL.65535") < 100 {
+		return preferred
+	}
+	sum := sha256.Sum256([]byte(preferred))
+	return filepath.Join(os.TempDir(), "prenv-"+hex.EncodeToString(sum[:])[:16])
+}

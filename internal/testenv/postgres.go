@@ -1,0 +1,131 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prenv/prenv/internal/golden"
+	"github.com/prenv/prenv/internal/pgserver"
+)
+
+// ReflinkDirEnv names a directory on a reflink-capable filesystem (made by
+// scripts/reflink-volume.sh); homes are made there when it is set.
+const ReflinkDirEnv = "PRENV_TEST_REFLINK_DIR"
+
+// Home returns a fresh PRENV_HOME that an unprivileged PostgreSQL user can
+// reach, and stops every postgres under it when the test ends.
+func Home(t testing.TB) string {
+	t.Helper()
+	base := t.TempDir()
+	if d := os.Getenv(ReflinkDirEnv); d != "" {
+		var err error
+		base, err = os.MkdirTemp(d, "home-")
+		if err != nil {
+			t.Fatalf("%s=%s: %v", ReflinkDirEnv, d, err)
+		}
+		t.Cleanup(func() { os.RemoveAll(base) })
+	}
+	Reachable(t, base)
+	home := filepath.Join(base, "prenv")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { StopServers(home) })
+	return home
+}
+
+// Reachable opens dir and its parents up to the temp root for traversal,
+// as t.TempDir makes them 0700 and postgres may run as another user.
+func Reachable(t testing.TB, dir string) {
+	t.Helper()
+	tmp := os.TempDir()
+	for d := dir; strings.HasPrefix(d, tmp) && d != tmp; d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+}
+
+// StopServers stops every postgres whose data directory is under home.
+func StopServers(home string) {
+	_ = filepath.WalkDir(home, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(p, "postmaster.pid")); err == nil {
+			_ = pgserver.Server{DataDir: p}.Stop(20 * time.Second)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+}
+
+// Postgres returns the server binaries, skipping the test under -short.
+func Postgres(t testing.TB) (pgserver.Binaries, pgserver.User) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the PostgreSQL server binaries; runs without -short")
+	}
+	bin, err := pgserver.FindBinaries(context.Background(), "")
+	if err != nil {
+		t.Fatalf("%v (scripts/setup.sh installs them)", err)
+	}
+	u, err := pgserver.ResolveUser("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, u
+}
+
+// Golden builds a golden generation in home from sql and returns it.
+func Golden(t testing.TB, home, sql string) golden.Generation {
+	t.Helper()
+	bin, u := Postgres(t)
+	f := filepath.Join(t.TempDir(), "golden.sql")
+	if err := os.WriteFile(f, []byte(sql), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app"}
+	g, err := b.Build(context.Background(), golden.Source{SQLFile: f})
+	if err != nil {
+		t.Fatalf("golden build: %v", err)
+	}
+	return g
+}
+
+// PeopleSQL is a small golden source: a table of people.
+const PeopleSQL = `
+CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL);
+INSERT INTO people (name, email) SELECT 'Person ' || i, 'p' || i || '@example.test' FROM generate_series(1, 500) i;
+`
+
+// PortRange returns n consecutive free ports for one test's clones, so that
+// tests running in parallel packages do not share a pool.
+func PortRange(t testing.TB, n int) (int, int) {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for first := 20000 + (os.Getpid()%200)*50 + nextPort; first+n < 40000; first += n {
+		ok := true
+		for p := first; p < first+n; p++ {
+			if !pgserver.FreePort(p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			nextPort = first + n - 20000 - (os.Getpid()%200)*50
+			return first, first + n - 1
+		}
+	}
+	t.Fatal("no free port range")
+	return 0, 0
+}
+
+var (
+	portMu   sync.Mutex
+	nextPort int
+)
