@@ -1,0 +1,450 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Supervisor runs the environments' app processes for prenv serve.
+type Supervisor struct {
+	Home  string
+	Owner string
+	// URL returns the address of environment name behind the proxy.
+	URL func(name string) string
+	// EnsureDatabase is called for each environment brought back by
+	// Restore, before its app starts; it returns the database URL.
+	EnsureDatabase func(ctx context.Context, key string) (string, error)
+	Log            *slog.Logger
+
+	mu   sync.Mutex
+	apps map[string]*app
+	ctx  context.Context
+}
+
+type app struct {
+	mu      sync.Mutex // serializes deploys of one environment
+	spec    ReleaseSpec
+	current *proc
+	gone    bool
+}
+
+type proc struct {
+	cmd      *exec.Cmd
+	port     int
+	done     chan struct{}
+	err      error
+	started  time.Time
+	stopping bool
+	mu       sync.Mutex
+}
+
+// NewSupervisor returns a supervisor whose processes live until ctx ends.
+func NewSupervisor(ctx context.Context, home, owner string, log *slog.Logger) *Supervisor {
+	return &Supervisor{Home: home, Owner: owner, Log: log, apps: map[string]*app{}, ctx: ctx,
+		URL: func(name string) string { return "http://" + name + ".localhost" }}
+}
+
+// Route returns the port serving environment name.
+func (s *Supervisor) Route(name string) (int, bool) {
+	s.mu.Lock()
+	a := s.apps[name]
+	s.mu.Unlock()
+	if a == nil {
+		return 0, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.current == nil {
+		return 0, false
+	}
+	return a.current.port, true
+}
+
+func (s *Supervisor) get(name string) *app {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[name]
+	if a == nil {
+		a = &app{}
+		s.apps[name] = a
+	}
+	return a
+}
+
+// logf writes a line of prenv's own into the environment's log.
+func (s *Supervisor) logf(name, format string, args ...any) {
+	f, err := os.OpenFile(LogPath(s.Home, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s [prenv] %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+}
+
+// Deploy starts spec's process, waits until its health check answers, then
+// routes traffic to it and stops the previous one. On failure the previous
+// process keeps serving and the error carries the new one's last log lines.
+func (s *Supervisor) Deploy(ctx context.Context, spec ReleaseSpec) (ReleaseSpec, error) {
+	dir := filepath.Join(EnvsDir(s.Home), spec.Name)
+	if _, err := readOwned(dir, s.Owner); err != nil {
+		return spec, err
+	}
+	a := s.get(spec.Name)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.current != nil && a.spec.Commit == spec.Commit && a.spec.Command == spec.Command && a.current.alive() && equalEnv(a.spec.Env, spec.Env) {
+		return a.spec, nil // already serving exactly this
+	}
+	p, err := s.start(ctx, spec)
+	if err != nil {
+		return spec, err
+	}
+	old := a.current
+	a.current, a.gone = p, false
+	spec.Port, spec.PID, spec.URL = p.port, p.cmd.Process.Pid, s.URL(spec.Name)
+	a.spec = spec
+	if err := writeJSON(filepath.Join(dir, "release.json"), spec, 0o600); err != nil {
+		return spec, err
+	}
+	s.logf(spec.Name, "commit %s is live on port %d", spec.Commit, p.port)
+	if old != nil {
+		old.stop(5 * time.Second)
+	}
+	go s.watch(spec.Name, a, p)
+	return spec, nil
+}
+
+func equalEnv(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if k != "PORT" && b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// start runs the command on a fresh port and waits for health.
+func (s *Supervisor) start(ctx context.Context, spec ReleaseSpec) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := LogPath(s.Home, spec.Name)
+	rotate(logPath, 10<<20)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	offset, _ := logf.Seek(0, 2)
+	s.logf(spec.Name, "starting commit %s on port %d: %s", spec.Commit, port, spec.Command)
+	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	cmd.Dir = spec.Dir
+	cmd.Env = os.Environ()
+	for k, v := range spec.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "PORT="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %q in %s: %w", spec.Command, spec.Dir, err)
+	}
+	p := &proc{cmd: cmd, port: port, done: make(chan struct{}), started: time.Now()}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	timeout, _ := time.ParseDuration(spec.HealthTimeout)
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	if err := waitHealthy(ctx, p, spec.Health, timeout); err != nil {
+		p.stop(2 * time.Second)
+		s.logf(spec.Name, "commit %s did not become healthy: %v", spec.Commit, err)
+		return nil, fmt.Errorf("%w\nlast lines of its output:\n%s", err, tailFrom(logPath, offset, 15))
+	}
+	return p, nil
+}
+
+func waitHealthy(ctx context.Context, p *proc, path string, timeout time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path)
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	last := "no answer yet"
+	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+			last = "it answered " + resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("the app exited before it was healthy (%v)", p.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("GET %s was not 2xx within %v: %s", path, timeout, last)
+		}
+	}
+}
+
+// watch restarts the process of name with backoff if it exits by itself.
+func (s *Supervisor) watch(name string, a *app, p *proc) {
+	backoff := 500 * time.Millisecond
+	for {
+		select {
+		case <-p.done:
+		case <-s.ctx.Done():
+			p.stop(5 * time.Second)
+			return
+		}
+		p.mu.Lock()
+		stopping := p.stopping
+		p.mu.Unlock()
+		if stopping {
+			return
+		}
+		if time.Since(p.started) > time.Minute {
+			backoff = 500 * time.Millisecond
+		}
+		s.logf(name, "app exited (%v); restarting in %v", p.err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		a.mu.Lock()
+		if a.gone || a.current != p {
+			a.mu.Unlock()
+			return
+		}
+		np, err := s.start(s.ctx, a.spec)
+		if err != nil {
+			a.mu.Unlock()
+			s.logf(name, "restart failed: %v", err)
+			// Keep p as the (dead) current process: a later restart tries again.
+			p = &proc{done: closedChan(), started: time.Now(), err: err}
+			a.mu.Lock()
+			a.current = p
+			a.mu.Unlock()
+			continue
+		}
+		a.current = np
+		a.spec.Port, a.spec.PID = np.port, np.cmd.Process.Pid
+		_ = writeJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), a.spec, 0o600)
+		a.mu.Unlock()
+		p = np
+	}
+}
+
+func closedChan() chan struct{} { c := make(chan struct{}); close(c); return c }
+
+// Stop stops the app of name and forgets its route. Stopping what does not
+// run succeeds.
+func (s *Supervisor) Stop(name string) {
+	s.mu.Lock()
+	a := s.apps[name]
+	delete(s.apps, name)
+	s.mu.Unlock()
+	if a != nil {
+		a.mu.Lock()
+		a.gone = true
+		if a.current != nil {
+			a.current.stop(5 * time.Second)
+		}
+		a.mu.Unlock()
+	}
+	var spec ReleaseSpec
+	if err := readJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), &spec); err == nil {
+		killGroup(spec.PID)
+	}
+}
+
+// Restore brings back every environment recorded under Home, as after a
+// restart of prenv serve or of the machine. Failures are logged per
+// environment; the others still come back.
+func (s *Supervisor) Restore(ctx context.Context) {
+	entries, _ := os.ReadDir(EnvsDir(s.Home))
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		dir := filepath.Join(EnvsDir(s.Home), e.Name())
+		if _, err := readOwned(dir, s.Owner); err != nil {
+			continue
+		}
+		var spec ReleaseSpec
+		if err := readJSON(filepath.Join(dir, "release.json"), &spec); err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			killGroup(spec.PID) // a process left by a serve that was killed
+			if s.EnsureDatabase != nil {
+				url, err := s.EnsureDatabase(ctx, spec.Key)
+				if err != nil {
+					s.logf(spec.Name, "restore: database: %v", err)
+					if s.Log != nil {
+						s.Log.Error("restore environment", "env", spec.Name, "err", err)
+					}
+					return
+				}
+				spec.Env["DATABASE_URL"] = url
+			}
+			if _, err := s.Deploy(ctx, spec); err != nil {
+				s.logf(spec.Name, "restore: %v", err)
+				if s.Log != nil {
+					s.Log.Error("restore environment", "env", spec.Name, "err", err)
+				}
+				return
+			}
+			if s.Log != nil {
+				s.Log.Info("environment restored", "env", spec.Name, "commit", spec.Commit)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	pid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.done
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL) // children that outlived the shell
+}
+
+func killGroup(pid int) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port for the app: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func rotate(path string, max int64) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > max {
+		_ = os.Rename(path, path+".1")
+	}
+}
+
+func tailFrom(path string, offset int64, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	_, _ = f.Seek(offset, 0)
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), " [prenv] ") {
+			lines = append(lines, sc.Text())
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 0 {
+		return "  (no output)"
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// Names returns the environments with a running app, sorted.
+func (s *Supervisor) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for n, a := range s.apps {
+		if a.current != nil {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handler serves the supervisor's API under /api/v1/local/, for Runtime.
+func (s *Supervisor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/local/deploy", func(w http.ResponseWriter, r *http.Request) {
+		var spec ReleaseSpec
+		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil || spec.Name == "" || spec.Command == "" {
+			writeError(w, http.StatusBadRequest, "want a JSON release with name and command")
+			return
+		}
+		got, err := s.Deploy(r.Context(), spec)
+		if err != nil {
+			code := http.StatusUnprocessableEntity
+			if errors.Is(err, fs.ErrNotExist) {
+				code = http.StatusNotFound
+			}
+			writeError(w, code, err.Error())
+			return
+		}
+		_ = json.NewEncoder(w).Encode(got)
+	})
+	mux.HandleFunc("POST /api/v1/local/stop/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.Stop(r.PathValue("name"))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

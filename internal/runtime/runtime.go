@@ -1,0 +1,78 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/env"
+)
+
+var (
+	// ErrNotFound is returned by Current when nothing is deployed.
+	ErrNotFound = errors.New("nothing deployed")
+	// ErrNotOurs is returned when the environment's home exists without
+	// prenv's owner id.
+	ErrNotOurs = errors.New("not owned by prenv")
+)
+
+// Spec is what a runtime needs to know of an environment and a commit.
+type Spec struct {
+	Key      env.Key
+	Name     string // DNS label
+	Commit   string
+	Database dbclone.Database
+	Labels   map[string]string
+}
+
+// Release is what serves an environment.
+type Release struct {
+	Commit string
+	URL    string
+}
+
+// Instance is an environment's home as List sees it.
+type Instance struct {
+	Key    env.Key
+	Name   string
+	Labels map[string]string
+}
+
+// StepError is a failed build, migration or rollout, with the output a
+// developer needs to see. The previous release keeps serving.
+type StepError struct {
+	Step   string // build, migrate, deploy
+	Err    error
+	Output string
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("%s failed: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Runtime runs environments' applications.
+type Runtime interface {
+	// Prepare creates the environment's home (a directory, a namespace)
+	// carrying spec.Labels, or adopts it; ErrNotOurs if something not ours
+	// is in the way.
+	Prepare(ctx context.Context, spec Spec) error
+	// Migrate runs the migration of spec.Commit against spec.Database. A
+	// failure is a *StepError with the migration's output; nothing else
+	// changes.
+	Migrate(ctx context.Context, spec Spec) error
+	// Deploy rolls out spec.Commit, waits (bounded) until it is ready and
+	// then switches traffic to it. On failure (a *StepError) the previous
+	// release keeps serving.
+	Deploy(ctx context.Context, spec Spec) (Release, error)
+	// Current returns what serves k, or ErrNotFound.
+	Current(ctx context.Context, k env.Key) (Release, error)
+	// Teardown stops and removes everything of k; nil if already gone.
+	Teardown(ctx context.Context, k env.Key) error
+	// List returns the homes carrying prenv's owner id.
+	List(ctx context.Context) ([]Instance, error)
+}
+
+// Builder is a Runtime that builds a commit before migrating it.
+type Builder interface {
+	Build(ctx context.Context, spec Spec) error
+}
