@@ -69,3 +69,9 @@ type Cloner interface {
 func URL(user, password, host string, port int, db string) string {
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", user, password, host, port, db)
 }
+
+// Checker is a Cloner that can tell, before anything is created, whether a
+// clone can be made at all (binaries present, golden source built).
+type Checker interface {
+	Check(ctx context.Context) error
+}

@@ -24,7 +24,10 @@ import (
 	"github.com/prenv/prenv/internal/pgserver"
 )
 
-var _ dbclone.Cloner = (*Cloner)(nil)
+var (
+	_ dbclone.Cloner  = (*Cloner)(nil)
+	_ dbclone.Checker = (*Cloner)(nil)
+)
 
 // ManifestName is the file beside each clone's data that says it is ours.
 const ManifestName = "prenv-clone.json"
@@ -349,6 +352,29 @@ func (c *Cloner) manifests() ([]Manifest, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Check implements dbclone.Checker: the binaries, the user to run them as
+// and a golden source must all be there before anything is created.
+func (c *Cloner) Check(ctx context.Context) error {
+	bin, u, err := c.setup(ctx)
+	if err != nil {
+		return err
+	}
+	if err := u.CheckReach(c.Home); err != nil {
+		return err
+	}
+	g, err := golden.Current(c.Home)
+	if errors.Is(err, golden.ErrNone) {
+		return dbclone.ErrNoSource
+	}
+	if err != nil {
+		return err
+	}
+	if g.PGMajor != bin.Major {
+		return fmt.Errorf("golden generation %d was built by PostgreSQL %d, the binaries are %d: rebuild it with 'prenv golden build' or set database.localpg.bin_dir", g.Number, g.PGMajor, bin.Major)
+	}
+	return nil
 }
 
 // Get implements dbclone.Cloner.

@@ -14,7 +14,10 @@ import (
 	"github.com/prenv/prenv/internal/env"
 )
 
-var _ dbclone.Cloner = (*Cloner)(nil)
+var (
+	_ dbclone.Cloner  = (*Cloner)(nil)
+	_ dbclone.Checker = (*Cloner)(nil)
+)
 
 // World is the shared state of memory cloners.
 type World struct {
@@ -68,6 +71,16 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	}
 	c.World.dbs[req.Name] = record{owner: c.Owner, db: db}
 	return db, nil
+}
+
+// Check implements dbclone.Checker.
+func (c *Cloner) Check(ctx context.Context) error {
+	c.World.mu.Lock()
+	defer c.World.mu.Unlock()
+	if c.World.generation == 0 {
+		return dbclone.ErrNoSource
+	}
+	return nil
 }
 
 // Get implements dbclone.Cloner.

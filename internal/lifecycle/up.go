@@ -1,0 +1,148 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
+	"github.com/prenv/prenv/internal/store"
+)
+
+// UpOptions says which environment to bring to which commit.
+type UpOptions struct {
+	Key    env.Key
+	Commit string
+	OnStep StepFunc
+}
+
+// Up brings the environment of opts.Key to opts.Commit: clone its database
+// (or adopt it), prepare its home, build, migrate and deploy the commit.
+// Up with the commit already served changes nothing; a new commit migrates
+// and rolls out on the same database. If the migration fails, the previous
+// release keeps serving and the environment is marked failed with the
+// migration's output. It returns ErrSuperseded if a newer request arrived.
+func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
+	k := opts.Key
+	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
+		return store.Env{}, err
+	}
+	if opts.Commit == "" {
+		return store.Env{}, errors.New("no commit to deploy: give --sha")
+	}
+	// Refuse before anything is recorded or created.
+	if c, ok := l.Cloner.(dbclone.Checker); ok {
+		if err := c.Check(ctx); err != nil {
+			return store.Env{}, err
+		}
+	}
+	name := k.Name()
+	seq, err := l.Store.Request(ctx, k, name, opts.Commit, false)
+	if err != nil {
+		return store.Env{}, err
+	}
+	unlock, err := l.lockEnv(ctx, k)
+	if err != nil {
+		return store.Env{}, err
+	}
+	defer unlock()
+	l.markInterrupted(ctx, k)
+	newest := func(ctx context.Context) error {
+		e, err := l.Store.Get(context.WithoutCancel(ctx), k)
+		if err != nil {
+			return err
+		}
+		if e.DesiredSeq != seq {
+			if e.Closed {
+				return fmt.Errorf("%w (down)", ErrSuperseded)
+			}
+			return fmt.Errorf("%w (commit %s)", ErrSuperseded, e.DesiredCommit)
+		}
+		return nil
+	}
+	if err := newest(ctx); err != nil {
+		return store.Env{}, err
+	}
+	e, err := l.Store.Get(ctx, k)
+	if err != nil {
+		return e, err
+	}
+	r := &run{l: l, k: k, seq: seq, onStep: opts.OnStep, checkFn: newest,
+		rec: store.Run{Key: k, Seq: seq, Kind: "up", Commit: opts.Commit, State: "running", StartedAt: l.now()}}
+	if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
+		return e, err
+	}
+	err = l.up(ctx, r, &e, opts.Commit)
+	r.finish(ctx, err)
+	save := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		e.State, e.Error = env.StateReady, ""
+	case errors.Is(err, ErrSuperseded), errors.Is(err, context.Canceled):
+		// The newer run (or the next one) carries on from here.
+		if e.Commit != "" {
+			e.State = env.StateReady
+		}
+	default:
+		e.State, e.Error = env.StateFailed, err.Error()
+	}
+	if serr := l.Store.Save(save, e); serr != nil && err == nil {
+		err = serr
+	}
+	return e, err
+}
+
+func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string) error {
+	save := func(state env.State) {
+		e.State = state
+		_ = l.Store.Save(context.WithoutCancel(ctx), *e)
+	}
+	k := e.Key
+	labels := env.Labels(l.Owner, k, e.CreatedAt, l.TTL)
+	var db dbclone.Database
+	save(env.StateCloning)
+	// A clone that has started is allowed to finish: the step is not
+	// interrupted by a newer request, only by cancellation.
+	if err := r.step(ctx, "clone", func(ctx context.Context) error {
+		var err error
+		db, err = l.Cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name(), Labels: labels, ExpiresAt: e.CreatedAt.Add(l.TTL)})
+		return err
+	}); err != nil {
+		return err
+	}
+	e.Database = toStoreDB(db)
+	if l.Runtime == nil {
+		e.Commit = commit // a database-only environment is at the requested commit
+		return nil
+	}
+	spec := runtime.Spec{Key: k, Name: k.Name(), Commit: commit, Database: db, Labels: labels}
+	if err := r.step(ctx, "prepare", func(ctx context.Context) error { return l.Runtime.Prepare(ctx, spec) }); err != nil {
+		return err
+	}
+	cur, curErr := l.Runtime.Current(ctx, k)
+	sameCommit := curErr == nil && cur.Commit == commit && e.Commit == commit
+	if b, ok := l.Runtime.(runtime.Builder); ok {
+		if err := r.step(ctx, "build", func(ctx context.Context) error { return b.Build(ctx, spec) }); err != nil {
+			return err
+		}
+	}
+	if !sameCommit {
+		save(env.StateMigrating)
+		if err := r.step(ctx, "migrate", func(ctx context.Context) error { return l.Runtime.Migrate(ctx, spec) }); err != nil {
+			return err
+		}
+	}
+	save(env.StateDeploying)
+	var rel runtime.Release
+	if err := r.step(ctx, "deploy", func(ctx context.Context) error {
+		var err error
+		rel, err = l.Runtime.Deploy(ctx, spec)
+		return err
+	}); err != nil {
+		return err
+	}
+	e.Commit, e.URL = rel.Commit, rel.URL
+	return nil
+}
