@@ -59,12 +59,22 @@ func safe(commit string) string {
 	}, commit)
 }
 
-// workDir is where the app's commands run for a commit.
+// workDir is where the app's commands run for a commit: in a checkout, the
+// same place relative to the repository's top level as in the working tree.
 func (r *Runtime) workDir(name, commit string) string {
 	if r.App.Checkout {
-		return filepath.Join(r.releaseDir(name, commit), "src", r.App.Dir)
+		return filepath.Join(r.releaseDir(name, commit), "src", r.subdir(), r.App.Dir)
 	}
 	return filepath.Join(r.Dir, r.App.Dir)
+}
+
+// subdir is the path of Dir below the repository's top level.
+func (r *Runtime) subdir() string {
+	out, err := exec.Command("git", "-C", r.Dir, "rev-parse", "--show-prefix").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // Prepare implements runtime.Runtime: the environment's directory with our
@@ -169,7 +179,11 @@ func (r *Runtime) checkout(ctx context.Context, spec runtime.Spec, dst string) e
 	if err := verify.Run(); err != nil {
 		return &runtime.StepError{Step: "build", Err: fmt.Errorf("commit %q is not in the repository at %s: fetch it (git fetch origin pull/%d/head) or give another --sha", spec.Commit, r.Dir, spec.Key.PR)}
 	}
-	archive := exec.CommandContext(ctx, "git", "-C", r.Dir, "archive", "--format=tar", spec.Commit)
+	top, err := exec.CommandContext(ctx, "git", "-C", r.Dir, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return &runtime.StepError{Step: "build", Err: fmt.Errorf("%s is not in a git repository, but app.checkout is on: turn it off or run prenv from the repository", r.Dir)}
+	}
+	archive := exec.CommandContext(ctx, "git", "-C", strings.TrimSpace(string(top)), "archive", "--format=tar", spec.Commit)
 	untar := exec.CommandContext(ctx, "tar", "-x", "-C", dst)
 	pipe, err := archive.StdoutPipe()
 	if err != nil {

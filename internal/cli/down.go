@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/lifecycle"
+)
+
+func (a *app) downCmd() *cobra.Command {
+	var pr prFlag
+	var repo string
+	cmd := &cobra.Command{
+		Use:   "down --pr N",
+		Short: "Destroy the environment of a pull request",
+		Long: `Destroy the environment of pull request N: stop its app, remove its home and
+delete its database. What is already gone is success. Nothing that does not
+carry prenv's owner id is deleted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			k, err := key(cfg, pr, repo)
+			if err != nil {
+				return err
+			}
+			lc, err := a.lifecycle(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer lc.Store.Close()
+			fmt.Fprintf(a.opts.Stderr, "%s: down\n", k.Name())
+			if _, err := lc.Down(cmd.Context(), lifecycle.DownOptions{Key: k, OnStep: progress(a.opts.Stderr)}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.opts.Stdout, "%s is gone\n", k.Name())
+			return nil
+		},
+	}
+	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
+	return cmd
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/golden"
+	"github.com/prenv/prenv/internal/pgserver"
+)
+
+func (a *app) goldenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "golden",
+		Short: "Build and list the golden data that environments are cloned from",
+	}
+	cmd.AddCommand(a.goldenBuildCmd(), a.goldenLsCmd())
+	return cmd
+}
+
+func (a *app) goldenBuildCmd() *cobra.Command {
+	var src golden.Source
+	cmd := &cobra.Command{
+		Use:   "build (--from-sql FILE | --from-dump FILE | --from-url URL)",
+		Short: "Build a new golden generation from a SQL file, a pg_dump archive or a live database",
+		Long: `Restore the source into a fresh PostgreSQL data directory owned by prenv, shut it
+down cleanly and promote it as the next numbered generation. New clones use the
+newest generation; clones made from older ones keep working.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := src.Check(); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			if cfg.Database.Provider != "localpg" {
+				return usageError{fmt.Errorf("golden build makes a local golden source, but database.provider is %q", cfg.Database.Provider)}
+			}
+			bin, err := pgserver.FindBinaries(cmd.Context(), cfg.Database.LocalPG.BinDir)
+			if err != nil {
+				return err
+			}
+			u, err := pgserver.ResolveUser(cfg.Database.LocalPG.RunAs)
+			if err != nil {
+				return err
+			}
+			if u.Switched() {
+				fmt.Fprintf(a.opts.Stderr, "prenv runs as root: PostgreSQL runs as user %s\n", u.Name)
+			}
+			w := a.opts.Stderr
+			fmt.Fprintf(w, "building golden data from %s with %s\n", src, bin.Version)
+			t0 := time.Now()
+			b := &golden.Builder{
+				Home: cfg.Home, Bin: bin, User: u, Database: cfg.Database.Name, AppUser: cfg.Database.User, Log: a.log,
+				OnStep: func(step string, took time.Duration) { fmt.Fprintf(w, "  %-16s %6.2fs  ok\n", step, took.Seconds()) },
+			}
+			g, err := b.Build(cmd.Context(), src)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.opts.Stdout, "golden generation %d is ready (%s) in %.1fs\n", g.Number, humanBytes(g.SizeBytes), time.Since(t0).Seconds())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
+	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
+	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
+	return cmd
+}
+
+func (a *app) goldenLsCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List golden generations with their size and age",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			gens, err := golden.List(cfg.Home)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				if gens == nil {
+					gens = []golden.Generation{}
+				}
+				return printJSON(a.opts.Stdout, gens)
+			}
+			if len(gens) == 0 {
+				fmt.Fprintln(a.opts.Stdout, "no golden generations: build one with 'prenv golden build --from-sql FILE'")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.opts.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "GENERATION\tSIZE\tAGE\tPOSTGRES\tSOURCE")
+			for i, g := range gens {
+				mark := ""
+				if i == len(gens)-1 {
+					mark = " (current)"
+				}
+				fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%s\n", g.Number, mark, humanBytes(g.SizeBytes), age(a.opts.Now(), g.CreatedAt), g.PGMajor, g.Source)
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/runtime/local"
+)
+
+func (a *app) logsCmd() *cobra.Command {
+	var pr prFlag
+	var repo string
+	var lines int
+	var follow, database bool
+	cmd := &cobra.Command{
+		Use:   "logs --pr N [-n LINES] [-f]",
+		Short: "Show an environment's output: build, migrations and the app",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			k, err := key(cfg, pr, repo)
+			if err != nil {
+				return err
+			}
+			path := local.LogPath(cfg.Home, k.Name())
+			if database || !cfg.HasApp() {
+				path = filepath.Join(cfg.Home, "clones", k.Name(), "postgres.log")
+			}
+			f, err := os.Open(path)
+			if os.IsNotExist(err) {
+				return notFound(fmt.Errorf("%s has no log at %s: %w", k.Name(), path, errNoLog), k.Name())
+			}
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := tail(f, a.opts.Stdout, lines); err != nil {
+				return err
+			}
+			for follow {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(200 * time.Millisecond):
+				}
+				if _, err := io.Copy(a.opts.Stdout, f); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
+	cmd.Flags().IntVarP(&lines, "lines", "n", 200, "number of lines from the end (0 for all)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	cmd.Flags().BoolVar(&database, "database", false, "show the database server's log instead")
+	return cmd
+}
+
+var errNoLog = fmt.Errorf("no log")
+
+// tail copies the last n lines of f to w and leaves f at its end.
+func tail(f *os.File, w io.Writer, n int) error {
+	var ring []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		ring = append(ring, sc.Text())
+		if n > 0 && len(ring) > n {
+			ring = ring[1:]
+		}
+	}
+	for _, l := range ring {
+		fmt.Fprintln(w, l)
+	}
+	return sc.Err()
+}

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) lsCmd() *cobra.Command {
+	var out string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List environments",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			s, err := a.store(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			list, err := s.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			views := []envView{}
+			for _, e := range list {
+				if e.State == "deleted" && !all {
+					continue
+				}
+				views = append(views, view(cmd.Context(), s, cfg, e))
+			}
+			if out == "json" {
+				return printJSON(a.opts.Stdout, views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintln(a.opts.Stdout, "no environments: create one with 'prenv up --pr N'")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.opts.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPR\tSTATE\tCOMMIT\tAGE\tGOLDEN\tURL")
+			now := a.opts.Now()
+			for _, v := range views {
+				url := v.URL
+				if url == "" {
+					url = "- (database only)"
+				}
+				gen := "-"
+				if v.Database.Generation > 0 {
+					gen = fmt.Sprint(v.Database.Generation)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.PR, v.State, orDash(short(v.Commit)), age(now, v.CreatedAt), gen, url)
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(cmd, &out)
+	cmd.Flags().BoolVar(&all, "all", false, "include deleted environments")
+	return cmd
+}

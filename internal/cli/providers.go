@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/dbclone/localpg"
+	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
+	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/runtime"
+	"github.com/prenv/prenv/internal/runtime/local"
+	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
+	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/store/sqlite"
+)
+
+// cloners maps database.provider to its constructor.
+var cloners = map[string]func(cfg config.Config, log *slog.Logger) dbclone.Cloner{
+	"localpg": func(cfg config.Config, log *slog.Logger) dbclone.Cloner {
+		p := cfg.Database.LocalPG
+		c := localpg.New(cfg.Home, cfg.Owner, log)
+		c.BinDir, c.RunAs, c.StartTimeout = p.BinDir, p.RunAs, p.StartTimeout.D()
+		c.FirstPort, c.LastPort, _ = p.PortRange()
+		c.Settings = map[string]string{"shared_buffers": p.SharedBuffers, "max_connections": fmt.Sprint(p.MaxConnections)}
+		for k, v := range p.Settings {
+			c.Settings[k] = v
+		}
+		return c
+	},
+	"memory": func(cfg config.Config, log *slog.Logger) dbclone.Cloner {
+		w := dbmemory.NewWorld()
+		w.SetGolden(1)
+		return &dbmemory.Cloner{World: w, Owner: cfg.Owner}
+	},
+}
+
+// runtimes maps runtime.provider to its constructor.
+var runtimes = map[string]func(a *app, cfg config.Config) runtime.Runtime{
+	"local": func(a *app, cfg config.Config) runtime.Runtime {
+		return &local.Runtime{
+			Home: cfg.Home, Owner: cfg.Owner, App: cfg.App, Dir: cfg.Dir, Listen: cfg.Listen,
+			StartServer: func(ctx context.Context) error { return a.startServer(cfg) },
+		}
+	},
+	"memory": func(a *app, cfg config.Config) runtime.Runtime { return rtmemory.New(cfg.Owner) },
+}
+
+func (a *app) cloner(cfg config.Config) dbclone.Cloner {
+	if a.opts.Cloner != nil {
+		return a.opts.Cloner
+	}
+	return cloners[cfg.Database.Provider](cfg, a.log)
+}
+
+// runtime returns nil for database-only environments.
+func (a *app) runtime(cfg config.Config) runtime.Runtime {
+	if !cfg.HasApp() {
+		return nil
+	}
+	if a.opts.Runtime != nil {
+		return a.opts.Runtime
+	}
+	return runtimes[cfg.Runtime.Provider](a, cfg)
+}
+
+func (a *app) store(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
+		return nil, fmt.Errorf("PRENV_HOME %s: %w", cfg.Home, err)
+	}
+	return sqlite.Open(ctx, filepath.Join(cfg.Home, "prenv.db"))
+}
+
+func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Lifecycle, error) {
+	s, err := a.store(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &lifecycle.Lifecycle{
+		Store: s, Cloner: a.cloner(cfg), Runtime: a.runtime(cfg),
+		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
+	}, nil
+}
+
+// startServer starts 'prenv serve' in the background, in its own session,
+// logging to PRENV_HOME/serve.log.
+func (a *app) startServer(cfg config.Config) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"serve"}
+	if cfg.Source != "defaults" {
+		args = append(args, "--config", cfg.Source)
+	}
+	logf, err := os.OpenFile(filepath.Join(cfg.Home, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(os.Environ(), "PRENV_HOME="+cfg.Home, "PRENV_LISTEN="+cfg.Listen)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.opts.Stderr, "started prenv serve in the background on %s (pid %d, log %s)\n", cfg.Listen, cmd.Process.Pid, filepath.Join(cfg.Home, "serve.log"))
+	return cmd.Process.Release()
+}
+
+// defaultCommit is the commit of the working tree's HEAD.
+func defaultCommit(cfg config.Config) (string, error) {
+	out, err := exec.Command("git", "-C", cfg.Dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		if !cfg.HasApp() {
+			return "none", nil
+		}
+		return "", usageError{fmt.Errorf("no --sha given and %s is not a git repository: give the commit to deploy with --sha", cfg.Dir)}
+	}
+	return strings.TrimSpace(string(out)), nil
+}

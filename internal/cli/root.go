@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
+)
+
+// Options are the process's surroundings, injected so that tests can run
+// the CLI in-process.
+type Options struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Dir            string // working directory
+	Now            func() time.Time
+	// Cloner and Runtime, when set, replace the providers named in the
+	// configuration (tests; --dry-run).
+	Cloner  dbclone.Cloner
+	Runtime runtime.Runtime
+}
+
+// app is what every command shares.
+type app struct {
+	opts       Options
+	configPath string
+	verbose    bool
+	log        *slog.Logger
+}
+
+func (a *app) config() (config.Config, error) {
+	return config.Load(a.configPath, a.opts.Dir, a.opts.Getenv)
+}
+
+// Run runs the command line args and returns the exit code.
+func Run(ctx context.Context, args []string, opts Options) int {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Dir == "" {
+		opts.Dir, _ = os.Getwd()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &app{opts: opts}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(opts.Stdout)
+	root.SetErr(opts.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(opts.Stderr, "prenv: "+strings.TrimSpace(err.Error()))
+	}
+	return ExitCode(err)
+}
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "prenv",
+		Short: "Preview environments for pull requests",
+		Long: `prenv gives every pull request its own disposable environment: a copy-on-write
+clone of the golden database, the app migrated and served at its own URL behind
+authentication, updated on every push and destroyed when the pull request closes.
+
+Environment variables:
+  PRENV_HOME      where prenv keeps its state, golden data and clones
+  PRENV_LISTEN    address of 'prenv serve' (default 127.0.0.1:8080)
+  PRENV_PASSWORD  basic-auth password of the environments (user prenv);
+                  generated and kept under PRENV_HOME when unset
+  PRENV_<FIELD>   any prenv.yaml field, such as PRENV_DATABASE_LOCALPG_PORTS
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelInfo
+			if a.verbose {
+				level = slog.LevelDebug
+			}
+			a.log = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
+		},
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+	})
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "path of prenv.yaml (default: ./prenv.yaml if it exists)")
+	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
+	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.serveCmd())
+	return root
+}
+
+// prFlag parses --pr.
+type prFlag struct{ n int }
+
+func (p *prFlag) String() string {
+	if p.n == 0 {
+		return ""
+	}
+	return fmt.Sprint(p.n)
+}
+func (p *prFlag) Set(s string) error {
+	n, err := env.ParsePR(s)
+	if err != nil {
+		return err
+	}
+	p.n = n
+	return nil
+}
+func (p *prFlag) Type() string { return "N" }
+
+// key returns the environment key for --pr and --repo.
+func key(cfg config.Config, pr prFlag, repo string) (env.Key, error) {
+	if pr.n == 0 {
+		return env.Key{}, usageError{fmt.Errorf("--pr is required: the pull request number, for example --pr 12")}
+	}
+	if strings.EqualFold(repo, cfg.Repository) {
+		repo = "" // the default repository keeps the short names
+	}
+	k, err := env.NewKey(repo, pr.n)
+	if err != nil {
+		return k, usageError{err}
+	}
+	return k, nil
+}
+
+func outputFlag(cmd *cobra.Command, out *string) {
+	cmd.Flags().StringVarP(out, "output", "o", "text", "output format: text or json")
+}
+
+func checkOutput(out string) error {
+	if out != "text" && out != "json" {
+		return usageError{fmt.Errorf("-o %q: want text or json", out)}
+	}
+	return nil
+}

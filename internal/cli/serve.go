@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime/local"
+	"github.com/prenv/prenv/internal/server"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server: supervise the environments' apps behind the reverse proxy",
+		Long: `Serve every environment at http://<name>.localhost:<port> behind basic auth
+(user prenv), supervise their app processes (restarting crashed ones with
+backoff) and, at start, bring every environment back to its recorded state.
+'prenv up' starts it in the background when none answers at PRENV_LISTEN.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := a.store(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			password, err := local.Password(cfg.Home, cfg.Password)
+			if err != nil {
+				return err
+			}
+			token, err := local.Token(cfg.Home)
+			if err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w (is another prenv serve running? set PRENV_LISTEN to use another address)", cfg.Listen, err)
+			}
+			cloner := a.cloner(cfg)
+			srv := &server.Server{Listen: cfg.Listen, Password: password, Token: token, Store: s, Log: a.log}
+			sup := local.NewSupervisor(ctx, cfg.Home, cfg.Owner, a.log)
+			sup.URL = srv.EnvURL
+			sup.EnsureDatabase = func(ctx context.Context, key string) (string, error) {
+				k, err := env.ParseKey(key)
+				if err != nil {
+					return "", err
+				}
+				db, err := cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name()})
+				return db.URL, err
+			}
+			srv.Supervisor = sup
+			pidFile := filepath.Join(cfg.Home, "serve.pid")
+			_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+			defer os.Remove(pidFile)
+			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home)
+			go a.restore(ctx, cfg, cloner, sup)
+			return srv.Run(ctx, l)
+		},
+	}
+	return cmd
+}
+
+// restore brings back the databases of every environment on record (they
+// stop with the machine), then the apps.
+func (a *app) restore(ctx context.Context, cfg config.Config, cloner dbclone.Cloner, sup *local.Supervisor) {
+	s, err := a.store(ctx, cfg)
+	if err != nil {
+		a.log.Error("restore", "err", err)
+		return
+	}
+	defer s.Close()
+	list, err := s.List(ctx)
+	if err != nil {
+		a.log.Error("restore", "err", err)
+		return
+	}
+	for _, e := range list {
+		if e.State == env.StateDeleted || e.Database.URL == "" {
+			continue
+		}
+		if _, err := cloner.Clone(ctx, dbclone.Request{Key: e.Key, Name: e.Name}); err != nil {
+			a.log.Error("restore database", "env", e.Name, "err", err)
+		}
+	}
+	sup.Restore(ctx)
+}

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func (a *app) statusCmd() *cobra.Command {
+	var pr prFlag
+	var repo, out string
+	cmd := &cobra.Command{
+		Use:   "status --pr N",
+		Short: "Show an environment: state, URL, login, database and the last run's steps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			k, err := key(cfg, pr, repo)
+			if err != nil {
+				return err
+			}
+			s, err := a.store(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			e, err := s.Get(cmd.Context(), k)
+			if err != nil {
+				return notFound(err, k.Name())
+			}
+			v := view(cmd.Context(), s, cfg, e)
+			if out == "json" {
+				return printJSON(a.opts.Stdout, v)
+			}
+			printStatus(a.opts.Stdout, v)
+			return nil
+		},
+	}
+	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
+	outputFlag(cmd, &out)
+	return cmd
+}

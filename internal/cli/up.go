@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/lifecycle"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	var pr prFlag
+	var repo, sha, out string
+	cmd := &cobra.Command{
+		Use:   "up --pr N [--sha S]",
+		Short: "Create or update the environment of a pull request",
+		Long: `Create the environment of pull request N, or bring it to a new commit: clone the
+golden database (or adopt the clone), build the commit, run its migration and
+roll it out. Running it again with the same commit changes nothing. Without an
+app in prenv.yaml the environment is database-only and its DATABASE_URL is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			k, err := key(cfg, pr, repo)
+			if err != nil {
+				return err
+			}
+			if sha == "" {
+				if sha, err = defaultCommit(cfg); err != nil {
+					return err
+				}
+			}
+			lc, err := a.lifecycle(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer lc.Store.Close()
+			w := a.opts.Stderr
+			fmt.Fprintf(w, "%s: up at %s\n", k.Name(), short(sha))
+			t0 := time.Now()
+			e, err := lc.Up(cmd.Context(), lifecycle.UpOptions{Key: k, Commit: sha, OnStep: progress(w)})
+			if err != nil && e.Name == "" {
+				return err
+			}
+			v := view(cmd.Context(), lc.Store, cfg, e)
+			if out == "json" {
+				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
+					return jerr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if out == "text" {
+				fmt.Fprintf(a.opts.Stdout, "%s is ready in %.2fs\n", k.Name(), time.Since(t0).Seconds())
+				if v.URL != "" {
+					fmt.Fprintf(a.opts.Stdout, "  url:      %s\n  login:    %s / %s\n", v.URL, v.Auth.User, v.Auth.Password)
+				}
+				fmt.Fprintf(a.opts.Stdout, "  DATABASE_URL=%s\n", v.Database.URL)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
+	cmd.Flags().StringVar(&sha, "sha", "", "commit to deploy (default: HEAD of the repository)")
+	outputFlag(cmd, &out)
+	return cmd
+}
+
+// progress prints a line per finished step with its time.
+func progress(w interface{ Write([]byte) (int, error) }) lifecycle.StepFunc {
+	return func(step string, took time.Duration, err error) {
+		if took < 0 {
+			return
+		}
+		status := "ok"
+		if err != nil {
+			status = "failed"
+		}
+		fmt.Fprintf(w, "  %-16s %6.2fs  %s\n", step, took.Seconds(), status)
+	}
+}

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/runtime/local"
+	"github.com/prenv/prenv/internal/server"
+	"github.com/prenv/prenv/internal/store"
+)
+
+// envView is an environment as status, ls and up print it.
+type envView struct {
+	PR            int            `json:"pr"`
+	Repository    string         `json:"repository"`
+	Name          string         `json:"name"`
+	State         string         `json:"state"`
+	URL           string         `json:"url"`
+	Commit        string         `json:"commit"`
+	DesiredCommit string         `json:"desired_commit"`
+	Error         string         `json:"error,omitempty"`
+	Database      store.Database `json:"database"`
+	Auth          *authView      `json:"auth,omitempty"`
+	Steps         []store.Step   `json:"steps"`
+	LastRun       *runView       `json:"last_run,omitempty"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+type authView struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+type runView struct {
+	Kind       string    `json:"kind"`
+	Commit     string    `json:"commit"`
+	State      string    `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env) envView {
+	v := envView{
+		PR: e.Key.PR, Repository: e.Key.Repo, Name: e.Name, State: string(e.State), URL: e.URL,
+		Commit: e.Commit, DesiredCommit: e.DesiredCommit, Error: e.Error, Database: e.Database,
+		Steps: []store.Step{}, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+	}
+	if e.Closed && e.State != "deleted" {
+		v.DesiredCommit = ""
+	}
+	if v.Repository == "" {
+		v.Repository = cfg.Repository
+	}
+	if e.URL != "" {
+		if pw, err := local.Password(cfg.Home, cfg.Password); err == nil {
+			v.Auth = &authView{User: server.AuthUser, Password: pw}
+		}
+	}
+	if r, err := s.LastRun(ctx, e.Key); err == nil {
+		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: r.State, Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+		if r.Steps != nil {
+			v.Steps = r.Steps
+		}
+	}
+	return v
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+// printStatus writes the text form of one environment.
+func printStatus(w io.Writer, v envView) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	name := v.Name
+	if v.Repository != "" {
+		name += " (" + v.Repository + "#" + fmt.Sprint(v.PR) + ")"
+	}
+	fmt.Fprintf(tw, "environment:\t%s\n", name)
+	fmt.Fprintf(tw, "state:\t%s\n", v.State)
+	fmt.Fprintf(tw, "commit:\t%s\n", orDash(short(v.Commit)))
+	if v.DesiredCommit != "" && v.DesiredCommit != v.Commit {
+		fmt.Fprintf(tw, "wanted:\t%s\n", short(v.DesiredCommit))
+	}
+	if v.URL != "" {
+		fmt.Fprintf(tw, "url:\t%s\n", v.URL)
+	} else if v.State != "deleted" {
+		fmt.Fprintf(tw, "url:\t- (database only)\n")
+	}
+	if v.Auth != nil {
+		fmt.Fprintf(tw, "login:\t%s / %s\n", v.Auth.User, v.Auth.Password)
+	}
+	if v.Database.URL != "" {
+		fmt.Fprintf(tw, "database:\t%s\n", v.Database.URL)
+		fmt.Fprintf(tw, "golden:\tgeneration %d\n", v.Database.Generation)
+	}
+	if len(v.Steps) > 0 {
+		var parts []string
+		total := 0.0
+		for _, s := range v.Steps {
+			parts = append(parts, fmt.Sprintf("%s %.2fs", s.Name, s.Seconds))
+			total += s.Seconds
+		}
+		fmt.Fprintf(tw, "last run:\t%s %s, %.2fs (%s)\n", v.LastRun.Kind, v.LastRun.State, total, strings.Join(parts, ", "))
+	}
+	tw.Flush()
+	if v.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", v.Error)
+	}
+	if v.LastRun != nil && v.LastRun.Output != "" && v.LastRun.State == "failed" {
+		fmt.Fprintf(w, "output of the failed step:\n%s\n", indent(v.LastRun.Output))
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// notFound turns a store miss into a message with advice.
+func notFound(err error, name string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no environment %s: see 'prenv ls', or create it with 'prenv up --pr N': %w", name, store.ErrNotFound)
+	}
+	return err
+}
