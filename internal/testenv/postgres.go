@@ -28,6 +28,7 @@ func Home(t testing.TB) string {
 		if err != nil {
 			t.Fatalf("%s=%s: %v", ReflinkDirEnv, d, err)
 		}
+		os.Chmod(base, 0o755)
 		t.Cleanup(func() { os.RemoveAll(base) })
 	}
 	Reachable(t, base)

@@ -1,0 +1,53 @@
+# prenv: make demo runs the main job on this machine, make test runs every test.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/prenv
+DEMO_LISTEN ?= 127.0.0.1:8080
+DEMO_PEOPLE ?= 2000
+PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
+export PRENV_HOME
+
+.PHONY: all build setup demo demo-down test test-short bench reflink clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/prenv
+
+setup:
+	@scripts/setup.sh
+
+# Builds prenv and the golden data, then brings up PR 1 of the demo and
+# prints its URL and credentials.
+demo: setup build
+	@mkdir -p $(PRENV_HOME)
+	$(GO) run ./examples/demo/seed -people $(DEMO_PEOPLE) > $(PRENV_HOME)/demo-seed.sql
+	$(BIN) golden build --from-sql $(PRENV_HOME)/demo-seed.sql
+	cd examples/demo && PRENV_LISTEN=$(DEMO_LISTEN) ../../$(BIN) up --pr 1
+	@echo
+	@echo "Open the URL above in a browser (user prenv, the password above); 'bin/prenv status --pr 1' shows it again."
+	@echo "Tear it down with: make demo-down"
+
+demo-down: build
+	cd examples/demo && PRENV_LISTEN=$(DEMO_LISTEN) ../../$(BIN) down --pr 1
+
+# Every test, against the real PostgreSQL server binaries; the reflink tests
+# use a loop-mounted XFS volume when this machine can make one.
+test: setup
+	$(GO) vet ./...
+	PRENV_TEST_REFLINK_DIR="$$(scripts/reflink-volume.sh 8G)" $(GO) test -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+# Clone-to-first-query of prenv, CREATE DATABASE ... STRATEGY FILE_COPY and
+# pg_dump | pg_restore on the same golden data at two sizes, up end to end,
+# and the memory of an idle environment.
+bench: setup build
+	PRENV_BENCH_DIR="$$(scripts/reflink-volume.sh 16G)" $(GO) run ./internal/bench/cmd $(BENCH_ARGS)
+
+reflink:
+	@scripts/reflink-volume.sh
+
+clean:
+	rm -rf bin
