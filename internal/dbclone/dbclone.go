@@ -70,8 +70,10 @@ func URL(user, password, host string, port int, db string) string {
 	return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", user, password, host, port, db)
 }
 
-// Checker is a Cloner that can tell, before anything is created, whether a
-// clone can be made at all (binaries present, golden source built).
+// Checker is a Cloner that can tell, before anything is recorded or
+// created, whether the database of k can be made or adopted: binaries
+// present, golden source built, room for one more, nothing foreign in the
+// way. It returns the error Clone would.
 type Checker interface {
-	Check(ctx context.Context) error
+	Check(ctx context.Context, k env.Key) error
 }

@@ -34,7 +34,7 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	}
 	// Refuse before anything is recorded or created.
 	if c, ok := l.Cloner.(dbclone.Checker); ok {
-		if err := c.Check(ctx); err != nil {
+		if err := c.Check(ctx, k); err != nil {
 			return store.Env{}, err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/prenv/prenv/internal/golden"
 	"github.com/prenv/prenv/internal/pgserver"
 )
@@ -130,3 +132,19 @@ var (
 	portMu   sync.Mutex
 	nextPort int
 )
+
+// QueryInt runs q (which returns one integer) against url.
+func QueryInt(t testing.TB, url, q string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}

@@ -356,12 +356,24 @@ func (c *Cloner) manifests() ([]Manifest, error) {
 
 // Check implements dbclone.Checker: the binaries, the user to run them as
 // and a golden source must all be there before anything is created.
-func (c *Cloner) Check(ctx context.Context) error {
+func (c *Cloner) Check(ctx context.Context, k env.Key) error {
 	bin, u, err := c.setup(ctx)
 	if err != nil {
 		return err
 	}
 	if err := u.CheckReach(c.Home); err != nil {
+		return err
+	}
+	m, err := c.owned(c.dir(k.Name()))
+	switch {
+	case err == nil && m.Key != k.String():
+		return fmt.Errorf("%s holds the clone of %s, not %s: %w", c.dir(k.Name()), m.Key, k, dbclone.ErrNotOurs)
+	case err == nil:
+		return nil // ours: Clone adopts it
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if _, err := c.freePort(); err != nil {
 		return err
 	}
 	g, err := golden.Current(c.Home)

@@ -74,9 +74,15 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 }
 
 // Check implements dbclone.Checker.
-func (c *Cloner) Check(ctx context.Context) error {
+func (c *Cloner) Check(ctx context.Context, k env.Key) error {
 	c.World.mu.Lock()
 	defer c.World.mu.Unlock()
+	if r, ok := c.World.dbs[k.Name()]; ok {
+		if r.owner != c.Owner || r.db.Key != k {
+			return fmt.Errorf("clone %s: %w", k.Name(), dbclone.ErrNotOurs)
+		}
+		return nil
+	}
 	if c.World.generation == 0 {
 		return dbclone.ErrNoSource
 	}

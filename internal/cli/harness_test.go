@@ -1,0 +1,211 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prenv/prenv/internal/testenv"
+)
+
+// harness runs the real prenv binary against a home of its own, from a git
+// repository that holds the demo app.
+type harness struct {
+	t      *testing.T
+	bin    string
+	home   string
+	listen string
+	repo   string // git repository with examples/demo/prenv.yaml
+	dir    string // where prenv runs (the demo directory)
+	extra  []string
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	testenv.Postgres(t)
+	h := &harness{t: t, bin: testenv.Build(t, "./cmd/prenv"), home: testenv.Home(t)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.listen = l.Addr().String()
+	l.Close()
+	first, last := testenv.PortRange(t, 10)
+	h.extra = []string{fmt.Sprintf("PRENV_DATABASE_LOCALPG_PORTS=%d-%d", first, last)}
+	t.Cleanup(h.stopServe)
+	return h
+}
+
+func (h *harness) stopServe() {
+	data, err := os.ReadFile(filepath.Join(h.home, "serve.pid"))
+	if err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	testenv.StopServers(h.home)
+}
+
+func (h *harness) env() []string {
+	e := append(os.Environ(), "PRENV_HOME="+h.home, "PRENV_LISTEN="+h.listen, "PRENV_PASSWORD=")
+	return append(e, h.extra...)
+}
+
+// run runs prenv with args and returns its stdout, stderr and exit code.
+func (h *harness) run(args ...string) (string, string, int) {
+	h.t.Helper()
+	cmd := h.command(args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (h *harness) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(h.bin, args...)
+	cmd.Env = h.env()
+	cmd.Dir = h.dir
+	if cmd.Dir == "" {
+		cmd.Dir = h.home
+	}
+	return cmd
+}
+
+// must runs prenv and fails the test unless it exits 0.
+func (h *harness) must(args ...string) string {
+	h.t.Helper()
+	out, errs, code := h.run(args...)
+	if code != 0 {
+		h.t.Fatalf("prenv %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func (h *harness) golden(people int) {
+	h.t.Helper()
+	f := filepath.Join(h.t.TempDir(), "seed.sql")
+	os.WriteFile(f, []byte(testenv.DemoSQL(people)), 0o644)
+	h.must("golden", "build", "--from-sql", f)
+}
+
+type status struct {
+	PR       int    `json:"pr"`
+	State    string `json:"state"`
+	URL      string `json:"url"`
+	Commit   string `json:"commit"`
+	Error    string `json:"error"`
+	Database struct {
+		URL        string `json:"url"`
+		Generation int    `json:"generation"`
+	} `json:"database"`
+	Auth struct {
+		User, Password string
+	} `json:"auth"`
+	Steps []struct {
+		Name    string  `json:"name"`
+		Seconds float64 `json:"seconds"`
+	} `json:"steps"`
+	LastRun struct {
+		State, Output string
+	} `json:"last_run"`
+}
+
+func (h *harness) status(pr int) status {
+	h.t.Helper()
+	var s status
+	out := h.must("status", "--pr", strconv.Itoa(pr), "-o", "json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		h.t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	return s
+}
+
+func (s status) stepNames() string {
+	var n []string
+	for _, st := range s.Steps {
+		n = append(n, st.Name)
+	}
+	return strings.Join(n, ",")
+}
+
+// demoRepo makes a git repository with the demo app and its prenv.yaml, and
+// returns the commits: c1 (migrations 0001-0002), c2 (adds 0003), and bad
+// (adds a migration that fails).
+func (h *harness) demoRepo() (c1, c2, bad string) {
+	t := h.t
+	root := testenv.ModuleRoot(t)
+	repo := filepath.Join(t.TempDir(), "shop")
+	testenv.Reachable(t, repo)
+	copyFile := func(rel string) {
+		data, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(repo, rel)), 0o755)
+		os.WriteFile(filepath.Join(repo, rel), data, 0o644)
+	}
+	for _, f := range []string{"go.mod", "go.sum", "examples/demo/prenv.yaml", "examples/demo/app/main.go",
+		"examples/demo/app/migrations/migrations.go", "examples/demo/app/migrations/0001_people_and_orders.sql",
+		"examples/demo/app/migrations/0002_order_status.sql"} {
+		copyFile(f)
+	}
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.test", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.test")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-qm", "shop")
+	c1 = git("rev-parse", "HEAD")
+	os.WriteFile(filepath.Join(repo, "examples/demo/app/migrations/0003_reviews.sql"), []byte("CREATE TABLE reviews (id bigserial PRIMARY KEY, order_id bigint REFERENCES orders(id), stars int NOT NULL);\n"), 0o644)
+	git("add", "-A")
+	git("commit", "-qm", "reviews")
+	c2 = git("rev-parse", "HEAD")
+	os.WriteFile(filepath.Join(repo, "examples/demo/app/migrations/0004_broken.sql"), []byte("ALTER TABLE orders ADD COLUMN status text;\n"), 0o644)
+	git("add", "-A")
+	git("commit", "-qm", "broken migration")
+	bad = git("rev-parse", "HEAD")
+	h.repo, h.dir = repo, filepath.Join(repo, "examples/demo")
+	return c1, c2, bad
+}
+
+func (h *harness) get(url, password string) (int, string) {
+	h.t.Helper()
+	code, _, body, err := testenv.Get(url, password)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", url, err)
+	}
+	return code, body
+}
+
+func sql(t *testing.T, url, q string) int {
+	t.Helper()
+	return testenv.QueryInt(t, url, q)
+}
+
+var _ = context.Background
