@@ -209,10 +209,18 @@ func (c *Cloner) create(ctx context.Context, bin pgserver.Binaries, u pgserver.U
 		if err != nil {
 			return err
 		}
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		// The directory appears with its manifest or not at all (rename is
+		// atomic), so a crash never leaves a directory we cannot claim.
+		tmp := filepath.Join(c.Root(), "."+req.Name+".new")
+		os.RemoveAll(tmp) // ours: left by a crash, under the same lock
+		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return err
 		}
-		return writeManifest(dir, m)
+		if err := writeManifest(tmp, m); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		return os.Rename(tmp, dir)
 	}()
 	if err != nil {
 		return dbclone.Database{}, fmt.Errorf("clone %s: %w", req.Name, err)

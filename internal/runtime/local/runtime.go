@@ -88,10 +88,19 @@ func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("prepare %s: %w", spec.Name, err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "releases"), 0o755); err != nil {
+	// The directory appears with its manifest or not at all, so a crash
+	// never leaves a directory we cannot claim.
+	tmp := filepath.Join(EnvsDir(r.Home), "."+spec.Name+".new")
+	os.RemoveAll(tmp) // ours, left by a crash; runs of one environment are serialized
+	if err := os.MkdirAll(filepath.Join(tmp, "releases"), 0o755); err != nil {
 		return err
 	}
-	return writeJSON(filepath.Join(dir, ManifestName), Manifest{Owner: r.Owner, Key: spec.Key.String(), Name: spec.Name, CreatedAt: time.Now().UTC(), Labels: spec.Labels}, 0o644)
+	m := Manifest{Owner: r.Owner, Key: spec.Key.String(), Name: spec.Name, CreatedAt: time.Now().UTC(), Labels: spec.Labels}
+	if err := writeJSON(filepath.Join(tmp, ManifestName), m, 0o644); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	return os.Rename(tmp, dir)
 }
 
 // commandEnv is the environment of every app command.
