@@ -245,7 +245,11 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	}
 	// Only the socket is used during a build; fsync is off because a build
 	// that crashes is thrown away whole, and the result is synced at the end.
-	buildSettings := map[string]string{"listen_addresses": "", "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", "maintenance_work_mem": "256MB"}
+	// wal_level=minimal skips WAL for tables loaded in the transaction that
+	// created them, and a small min_wal_size lets the final checkpoints drop
+	// the build's WAL: the golden source then holds the data and little else.
+	buildSettings := map[string]string{"listen_addresses": "", "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
+		"maintenance_work_mem": "256MB", "wal_level": "minimal", "max_wal_senders": "0", "min_wal_size": "32MB", "max_wal_size": "4GB"}
 	if err := step("start", func() error { return srv.Start(ctx, time.Minute, buildSettings) }); err != nil {
 		return Generation{}, err
 	}
@@ -267,7 +271,23 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	// Freezing and analyzing once here sets hint bits and statistics in the
 	// golden copy, so clones do not rewrite every page on first read.
 	if err := step("analyze", func() error {
-		return srv.Exec(ctx, b.Database, "VACUUM (FREEZE, ANALYZE)", "CHECKPOINT")
+		return srv.Exec(ctx, b.Database, "VACUUM (FREEZE, ANALYZE)", "CHECKPOINT", "SELECT pg_switch_wal()", "CHECKPOINT")
+	}); err != nil {
+		return Generation{}, err
+	}
+	// PostgreSQL keeps recycled WAL segments in proportion to its estimate
+	// of recent checkpoint distance, which a bulk restore makes large. A
+	// restart resets the estimate, so the checkpoints below drop them and the
+	// golden source holds the data and little else.
+	if err := step("compact", func() error {
+		if err := srv.Stop(2 * time.Minute); err != nil {
+			return err
+		}
+		small := map[string]string{"listen_addresses": "", "wal_level": "minimal", "max_wal_senders": "0", "min_wal_size": "32MB", "max_wal_size": "64MB"}
+		if err := srv.Start(ctx, time.Minute, small); err != nil {
+			return err
+		}
+		return srv.Exec(ctx, "postgres", "CHECKPOINT", "SELECT pg_switch_wal()", "CHECKPOINT", "SELECT pg_switch_wal()", "CHECKPOINT")
 	}); err != nil {
 		return Generation{}, err
 	}

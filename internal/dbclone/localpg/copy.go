@@ -90,7 +90,11 @@ func plainCopy(src, dst string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	// Plain reads and writes: io.Copy would use copy_file_range, which
+	// XFS and btrfs quietly turn into a reflink, and a forced plain copy
+	// (Cloner.NoReflink) is meant to be one.
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, buf); err != nil {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
 	}

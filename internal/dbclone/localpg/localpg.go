@@ -291,7 +291,9 @@ func (c *Cloner) startSettings(m Manifest) map[string]string {
 		"max_wal_senders":        "0",
 		"wal_level":              "minimal",
 		"autovacuum_max_workers": "1",
-		"cluster_name":           m.Name,
+		// No logical replication in a preview: one process fewer.
+		"max_logical_replication_workers": "0",
+		"cluster_name":                    m.Name,
 	}
 	for k, v := range c.Settings {
 		s[k] = v

@@ -1,0 +1,429 @@
+// Command cmd is make bench: see package bench.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/dbclone/localpg"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/golden"
+	"github.com/prenv/prenv/internal/pgserver"
+)
+
+type size struct {
+	label  string
+	people int // each with 5 orders
+}
+
+func main() {
+	dir := flag.String("dir", os.Getenv("PRENV_BENCH_DIR"), "working directory, on a reflink-capable filesystem for representative numbers")
+	runs := flag.Int("runs", 5, "runs per fast method (the median is shown)")
+	sizes := flag.String("sizes", "small,large", "golden sizes to measure: small (~150 MB), large (~1.5 GB)")
+	skipUp := flag.Bool("skip-up", false, "skip the demo up and memory measurements")
+	flag.Parse()
+	if *dir == "" {
+		*dir = os.TempDir()
+		fmt.Fprintln(os.Stderr, "bench: no reflink volume (PRENV_BENCH_DIR unset): clones will be plain copies; see docs/reflink.md")
+	}
+	ctx := context.Background()
+	bin, err := pgserver.FindBinaries(ctx, "")
+	check(err)
+	u, err := pgserver.ResolveUser("postgres")
+	check(err)
+	work, err := os.MkdirTemp(*dir, "bench-")
+	check(err)
+	os.Chmod(work, 0o755)
+	defer func() { stopAll(work); os.RemoveAll(work) }()
+
+	all := map[string]size{"small": {"small", 45_000}, "large": {"large", 800_000}}
+	var chosen []size
+	for _, s := range strings.Split(*sizes, ",") {
+		sz, ok := all[strings.TrimSpace(s)]
+		if !ok {
+			log.Fatalf("bench: unknown size %q (small, large)", s)
+		}
+		chosen = append(chosen, sz)
+	}
+
+	fsType := fsName(work)
+	fmt.Printf("prenv bench: %s, %s/%s, %d CPUs, %s, working directory on %s\n\n",
+		time.Now().UTC().Format("2006-01-02"), goruntime.GOOS, goruntime.GOARCH, goruntime.NumCPU(), bin.Version, fsType)
+
+	type row struct {
+		method string
+		secs   map[string]float64
+	}
+	rows := []row{{"prenv clone (reflink)", map[string]float64{}}, {"prenv clone (plain copy, the fallback)", map[string]float64{}},
+		{"CREATE DATABASE ... STRATEGY FILE_COPY", map[string]float64{}}, {"pg_dump | pg_restore", map[string]float64{}}}
+	sizeOf := map[string]int64{}
+	for _, sz := range chosen {
+		home := filepath.Join(work, sz.label)
+		os.MkdirAll(home, 0o755)
+		fmt.Fprintf(os.Stderr, "bench: building the %s golden data (%d people, %d orders)...\n", sz.label, sz.people, 5*sz.people)
+		g := buildGolden(ctx, home, bin, u, sz.people)
+		sizeOf[sz.label] = g.SizeBytes
+		c := localpg.New(home, "bench", nil)
+		c.FirstPort, c.LastPort = 55400, 55499
+		pr := 0
+		clone := func(noReflink bool) float64 {
+			pr++
+			c.NoReflink = noReflink
+			k := env.Key{PR: pr}
+			t0 := time.Now()
+			db, err := c.Clone(ctx, dbclone.Request{Key: k, Name: k.Name(), Labels: map[string]string{}})
+			check(err)
+			d := time.Since(t0).Seconds()
+			if !strings.Contains(db.Ready, "select 1") {
+				log.Fatalf("clone not checked: %q", db.Ready)
+			}
+			check(c.Delete(ctx, k))
+			return d
+		}
+		rows[0].secs[sz.label] = median(*runs, func() float64 { return clone(false) })
+		rows[1].secs[sz.label] = median(max(1, *runs/2), func() float64 { return clone(true) })
+		// The alternatives run on one server holding the golden data.
+		k := env.Key{PR: 999}
+		tmpl, err := c.Clone(ctx, dbclone.Request{Key: k, Name: k.Name(), Labels: map[string]string{}})
+		check(err)
+		super := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", pgserver.SocketDir(filepath.Join(home, "clones", k.Name(), "run")), tmpl.Port)
+		n := 0
+		rows[2].secs[sz.label] = median(*runs, func() float64 {
+			n++
+			name := fmt.Sprintf("fc_%d", n)
+			t0 := time.Now()
+			exec1(ctx, super, fmt.Sprintf("CREATE DATABASE %s TEMPLATE app STRATEGY FILE_COPY", name))
+			selectOne(ctx, strings.Replace(super, "dbname=postgres", "dbname="+name, 1))
+			d := time.Since(t0).Seconds()
+			exec1(ctx, super, "DROP DATABASE "+name)
+			return d
+		})
+		rows[3].secs[sz.label] = median(1, func() float64 {
+			t0 := time.Now()
+			exec1(ctx, super, "CREATE DATABASE restored")
+			target := strings.Replace(super, "dbname=postgres", "dbname=restored", 1)
+			source := strings.Replace(super, "dbname=postgres", "dbname=app", 1)
+			pipe := fmt.Sprintf("%q -Fc -d %q | %q -d %q --no-owner", bin.Path("pg_dump"), source, bin.Path("pg_restore"), target)
+			if out, err := exec.Command("/bin/sh", "-c", pipe).CombinedOutput(); err != nil {
+				log.Fatalf("pg_dump | pg_restore: %v %s", err, out)
+			}
+			selectOne(ctx, target)
+			d := time.Since(t0).Seconds()
+			exec1(ctx, super, "DROP DATABASE restored")
+			return d
+		})
+		check(c.Delete(ctx, k))
+		os.RemoveAll(golden.Root(home))
+	}
+
+	fmt.Println("Clone-to-first-query: from nothing to a SELECT 1 answered by the new database (median).")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	head := "method"
+	for _, sz := range chosen {
+		head += fmt.Sprintf("\t%s (%s)", sz.label, human(sizeOf[sz.label]))
+	}
+	if len(chosen) == 2 {
+		head += "\tgrowth small→large"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		line := r.method
+		for _, sz := range chosen {
+			line += fmt.Sprintf("\t%.3f s", r.secs[sz.label])
+		}
+		if len(chosen) == 2 {
+			line += fmt.Sprintf("\t%.2f×", r.secs[chosen[1].label]/r.secs[chosen[0].label])
+		}
+		fmt.Fprintln(tw, line)
+	}
+	line := "FILE_COPY ÷ prenv (reflink)"
+	for _, sz := range chosen {
+		line += fmt.Sprintf("\t%.1f×", rows[2].secs[sz.label]/rows[0].secs[sz.label])
+	}
+	fmt.Fprintln(tw, line)
+	tw.Flush()
+	fmt.Printf("(%d runs each; plain copy %d; pg_dump | pg_restore once)\n\n", *runs, max(1, *runs/2))
+
+	if !*skipUp {
+		upAndMemory(ctx, work, *runs)
+	}
+}
+
+// buildGolden builds a golden generation shaped like the demo's data.
+func buildGolden(ctx context.Context, home string, bin pgserver.Binaries, u pgserver.User, people int) golden.Generation {
+	f := filepath.Join(home, "seed.sql")
+	sql := fmt.Sprintf(`
+CREATE TABLE people (id bigserial PRIMARY KEY, full_name text NOT NULL, email text NOT NULL, phone text NOT NULL, street text NOT NULL, city text NOT NULL, postcode text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE orders (id bigserial PRIMARY KEY, person_id bigint NOT NULL, item text NOT NULL, quantity int NOT NULL, total_cents bigint NOT NULL, ordered_at timestamptz NOT NULL);
+INSERT INTO people (full_name, email, phone, street, city, postcode)
+  SELECT 'Person ' || i, 'person' || i || '@example.test', '+44 7' || lpad((i %% 1000000)::text, 9, '0'), (i %% 200) || ' Mill Close', 'Northwick', 'NW' || (i %% 20) || ' 2AB' FROM generate_series(1, %d) i;
+INSERT INTO orders (person_id, item, quantity, total_cents, ordered_at)
+  SELECT 1 + (i %% %d), 'Espresso beans 1kg', 1 + i %% 4, 1200 + i %% 5000, timestamptz '2025-01-01' + (i %% 31536000) * interval '1 second' FROM generate_series(1, %d) i;
+CREATE INDEX orders_person_id ON orders(person_id);
+`, people, people, 5*people)
+	check(os.WriteFile(f, []byte(sql), 0o644))
+	b := &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app"}
+	g, err := b.Build(ctx, golden.Source{SQLFile: f})
+	check(err)
+	return g
+}
+
+// upAndMemory measures prenv up of the demo, end to end until the proxy
+// answers, and the memory of the idle environment.
+func upAndMemory(ctx context.Context, work string, runs int) {
+	root, _ := os.Getwd()
+	prenv := filepath.Join(root, "bin", "prenv")
+	if _, err := os.Stat(prenv); err != nil {
+		log.Fatalf("bench: %s missing: run make build", prenv)
+	}
+	home := filepath.Join(work, "demo")
+	os.MkdirAll(home, 0o755)
+	listen := "127.0.0.1:18799"
+	envv := append(os.Environ(), "PRENV_HOME="+home, "PRENV_LISTEN="+listen, "PRENV_DATABASE_LOCALPG_PORTS=55500-55599")
+	run := func(dir string, args ...string) string {
+		cmd := exec.Command(prenv, args...)
+		cmd.Dir, cmd.Env = dir, envv
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			log.Fatalf("prenv %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	defer func() {
+		if data, err := os.ReadFile(filepath.Join(home, "serve.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+			syscall.Kill(pid, syscall.SIGTERM)
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	seed := filepath.Join(home, "seed.sql")
+	out, err := exec.Command("go", "run", "./examples/demo/seed", "-people", "2000").Output()
+	check(err)
+	check(os.WriteFile(seed, out, 0o644))
+	run(root, "golden", "build", "--from-sql", seed)
+	demo := filepath.Join(root, "examples", "demo")
+	pw := ""
+	var totals []float64
+	steps := map[string][]float64{}
+	for i := 0; i <= runs; i++ { // run 0 warms the Go build cache and starts prenv serve
+		pr := strconv.Itoa(i + 1)
+		t0 := time.Now()
+		run(demo, "up", "--pr", pr)
+		var st struct {
+			URL   string
+			Auth  struct{ Password string }
+			Steps []struct {
+				Name    string
+				Seconds float64
+			}
+		}
+		check(json.Unmarshal([]byte(run(demo, "status", "--pr", pr, "-o", "json")), &st))
+		pw = st.Auth.Password
+		waitProxied(st.URL, listen, pw)
+		if i == 0 {
+			continue
+		}
+		totals = append(totals, time.Since(t0).Seconds())
+		for _, s := range st.Steps {
+			steps[s.Name] = append(steps[s.Name], s.Seconds)
+		}
+	}
+	fmt.Println("prenv up of the demo, a new pull request each time, until its URL answers through the proxy (median):")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "step\tseconds")
+	for _, name := range []string{"clone", "prepare", "build", "migrate", "deploy"} {
+		fmt.Fprintf(tw, "%s\t%.3f\n", name, med(steps[name]))
+	}
+	fmt.Fprintf(tw, "total, command start to proxied 200\t%.3f\n", med(totals))
+	tw.Flush()
+	fmt.Println("(build is the demo's own 'go build' of the commit, with Go's build cache warm)")
+	fmt.Println()
+
+	time.Sleep(3 * time.Second) // idle
+	pgRSS, pgPSS := postgresMemory(filepath.Join(home, "clones", "pr-2", "data"))
+	var rel struct{ PID int }
+	data, _ := os.ReadFile(filepath.Join(home, "envs", "pr-2", "release.json"))
+	json.Unmarshal(data, &rel)
+	appRSS, appPSS := groupMemory(rel.PID)
+	fmt.Println("Memory of one idle environment (its postgres processes plus the demo app):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "part\tRSS\tPSS (shared pages split)")
+	fmt.Fprintf(tw, "postgres (postmaster and its workers)\t%s\t%s\n", human(pgRSS), human(pgPSS))
+	fmt.Fprintf(tw, "demo app\t%s\t%s\n", human(appRSS), human(appPSS))
+	fmt.Fprintf(tw, "total\t%s\t%s\n", human(pgRSS+appRSS), human(pgPSS+appPSS))
+	tw.Flush()
+	for i := 0; i <= runs; i++ {
+		run(demo, "down", "--pr", strconv.Itoa(i+1))
+	}
+}
+
+func waitProxied(url, listen, pw string) {
+	host := strings.TrimPrefix(url, "http://")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", "http://"+listen+"/", nil)
+		req.Host = host
+		req.SetBasicAuth("prenv", pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	log.Fatalf("%s never answered through the proxy", url)
+}
+
+// postgresMemory sums RSS and PSS of the postmaster of dataDir and its children.
+func postgresMemory(dataDir string) (rss, pss int64) {
+	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	check(err)
+	pid, _ := strconv.Atoi(strings.SplitN(string(data), "\n", 2)[0])
+	for _, p := range append([]int{pid}, children(pid)...) {
+		r, s := memOf(p)
+		rss, pss = rss+r, pss+s
+	}
+	return
+}
+
+// groupMemory sums RSS and PSS of the processes of process group pgid.
+func groupMemory(pgid int) (rss, pss int64) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
+			r, s := memOf(pid)
+			rss, pss = rss+r, pss+s
+		}
+	}
+	return
+}
+
+func children(ppid int) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func memOf(pid int) (rss, pss int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "Rss:":
+			rss = kb * 1024
+		case "Pss:":
+			pss = kb * 1024
+		}
+	}
+	return
+}
+
+func exec1(ctx context.Context, conn, sql string) {
+	c, err := pgx.Connect(ctx, conn)
+	check(err)
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, sql)
+	check(err)
+}
+
+func selectOne(ctx context.Context, conn string) {
+	c, err := pgx.Connect(ctx, conn)
+	check(err)
+	defer c.Close(ctx)
+	var one int
+	check(c.QueryRow(ctx, "SELECT 1").Scan(&one))
+}
+
+func median(n int, f func() float64) float64 {
+	var xs []float64
+	for i := 0; i < n; i++ {
+		xs = append(xs, f())
+	}
+	return med(xs)
+}
+
+func med(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	return xs[len(xs)/2]
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+func fsName(dir string) string {
+	out, err := exec.Command("stat", "-f", "-c", "%T", dir).Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func stopAll(dir string) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if _, err := os.Stat(filepath.Join(p, "postmaster.pid")); err == nil {
+				pgserver.Server{DataDir: p}.Stop(20 * time.Second)
+			}
+		}
+		return nil
+	})
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal("bench: ", err)
+	}
+}
