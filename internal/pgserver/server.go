@@ -56,6 +56,20 @@ func (s Server) PID() (int, bool) {
 	return pid, true
 }
 
+// pidStatus returns the status line of postmaster.pid ("starting",
+// "ready", "stopping"), or "" while there is none.
+func (s Server) pidStatus() string {
+	data, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(data), "\n")
+	if len(lines) < 8 {
+		return ""
+	}
+	return strings.TrimSpace(lines[7])
+}
+
 // Running reports whether the postmaster is alive.
 func (s Server) Running() bool { _, ok := s.PID(); return ok }
 
@@ -91,8 +105,13 @@ func (s Server) Start(ctx context.Context, timeout time.Duration, extra map[stri
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(timeout)
 	for {
-		if err := s.Ping(ctx); err == nil {
-			return nil
+		// The postmaster writes "ready" into postmaster.pid once it accepts
+		// connections: a cheap file read every millisecond, then a real
+		// SELECT 1 to confirm.
+		if s.pidStatus() == "ready" {
+			if err := s.Ping(ctx); err == nil {
+				return nil
+			}
 		}
 		select {
 		case err := <-exited:
@@ -100,7 +119,7 @@ func (s Server) Start(ctx context.Context, timeout time.Duration, extra map[stri
 		case <-ctx.Done():
 			_ = cmd.Process.Signal(syscall.SIGINT)
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Signal(syscall.SIGINT)

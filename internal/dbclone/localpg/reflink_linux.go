@@ -11,7 +11,7 @@ import (
 // reflink makes dst share src's blocks with the FICLONE ioctl (XFS with
 // reflink=1, btrfs, bcachefs). It returns errNoReflink where the
 // filesystem cannot, leaving no dst behind.
-func reflink(src, dst string, mode fs.FileMode) error {
+func reflink(src, dst string, mode fs.FileMode, owner [2]int) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -22,6 +22,9 @@ func reflink(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	err = unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	if err == nil && owner[0] >= 0 {
+		err = out.Chown(owner[0], owner[1])
+	}
 	cerr := out.Close()
 	if err != nil {
 		os.Remove(dst)

@@ -4,4 +4,4 @@ package localpg
 
 import "io/fs"
 
-func reflink(string, string, fs.FileMode) error { return errNoReflink }
+func reflink(string, string, fs.FileMode, [2]int) error { return errNoReflink }
