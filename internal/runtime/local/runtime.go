@@ -146,6 +146,10 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	cmd.Cancel = func() error { return killGroupErr(cmd.Process.Pid) }
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			fmt.Fprintf(logf, "%s [prenv] %s interrupted\n", time.Now().UTC().Format(time.RFC3339), step)
+			return fmt.Errorf("%s interrupted: %w", step, context.Canceled)
+		}
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("did not finish within %v", timeout)
 		}

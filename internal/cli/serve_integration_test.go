@@ -1,0 +1,95 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prenv/prenv/internal/testenv"
+)
+
+func TestServe_BringsEveryEnvironmentBackAfterAReboot(t *testing.T) {
+	h := newHarness(t)
+	c1, _, _ := h.demoRepo()
+	h.golden(20)
+	h.must("up", "--pr", "1", "--sha", c1)
+	h.must("up", "--pr", "2", "--sha", c1)
+	a, b := h.status(1), h.status(2)
+	// The machine goes down: prenv serve, the apps and the databases stop.
+	h.stopServe()
+	if code, _, _, err := testenv.Get(a.URL, a.Auth.Password); err == nil && code == 200 {
+		t.Fatal("still serving after the server stopped")
+	}
+	serve := h.command("serve")
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Signal(syscall.SIGTERM); serve.Wait() })
+	for _, st := range []status{a, b} {
+		var code int
+		var body string
+		waitFor(t, 60*time.Second, func() bool {
+			code, _, body, _ = testenv.Get(st.URL, st.Auth.Password)
+			return code == 200
+		})
+		if !strings.Contains(body, c1) || !strings.Contains(body, "20 customers") {
+			t.Fatalf("%s after the restart:\n%s", st.URL, body)
+		}
+	}
+	// The database-only client sees the same data as before.
+	if n := sql(t, a.Database.URL, "SELECT count(*) FROM people"); n != 20 {
+		t.Fatalf("%d people", n)
+	}
+}
+
+func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
+	h := newHarness(t)
+	c1, _, _ := h.demoRepo()
+	h.golden(20)
+	// A slow build, so that the interrupt lands in the middle of it.
+	h.extra = append(h.extra, `PRENV_APP_BUILD=sleep 30; go build -o "$PRENV_RELEASE_DIR/app" .`)
+	cmd := h.command("up", "--pr", "1", "--sha", c1)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return strings.Contains(out.String(), "prepare") })
+	time.Sleep(200 * time.Millisecond)
+	t0 := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if took := time.Since(t0); took > 5*time.Second {
+		t.Fatalf("up took %v to stop after SIGINT", took)
+	}
+	if cmd.ProcessState.ExitCode() != 130 {
+		t.Fatalf("exit %d (%v), want 130\n%s", cmd.ProcessState.ExitCode(), err, out.String())
+	}
+	if sleepers := processesMatching("sleep 30"); sleepers != 0 {
+		t.Fatalf("%d build processes outlived the interrupted up", sleepers)
+	}
+	h.extra = h.extra[:len(h.extra)-1]
+	h.must("up", "--pr", "1", "--sha", c1)
+	if st := h.status(1); st.State != "ready" || st.Commit != c1 {
+		t.Fatalf("after the interrupted run: %+v", st)
+	}
+}
+
+func processesMatching(s string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	n := 0
+	for _, p := range procs {
+		if pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p))); pid == os.Getpid() {
+			continue
+		}
+		data, _ := os.ReadFile(p)
+		if strings.Contains(strings.ReplaceAll(string(data), "\x00", " "), s) {
+			n++
+		}
+	}
+	return n
+}
