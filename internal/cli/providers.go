@@ -108,6 +108,9 @@ func (a *app) startServer(cfg config.Config) error {
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cfg.Dir
 	cmd.Env = append(os.Environ(), "PRENV_HOME="+cfg.Home, "PRENV_LISTEN="+cfg.Listen)
+	if a.verbose {
+		cmd.Args = append(cmd.Args, "--verbose")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -34,12 +34,25 @@ type Options struct {
 type app struct {
 	opts       Options
 	configPath string
+	home       string
+	listen     string
 	verbose    bool
 	log        *slog.Logger
 }
 
+// config loads prenv.yaml with the environment over it and the flags over both.
 func (a *app) config() (config.Config, error) {
-	return config.Load(a.configPath, a.opts.Dir, a.opts.Getenv)
+	cfg, err := config.Load(a.configPath, a.opts.Dir, a.opts.Getenv)
+	if err != nil {
+		return cfg, err
+	}
+	if a.home != "" {
+		cfg.Home = a.home
+	}
+	if a.listen != "" {
+		cfg.Listen = a.listen
+	}
+	return cfg, cfg.Validate()
 }
 
 // Run runs the command line args and returns the exit code.
@@ -94,13 +107,19 @@ Environment variables:
 			if a.verbose {
 				level = slog.LevelDebug
 			}
-			a.log = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
+			if cmd.Name() == "serve" {
+				a.log = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
+			} else {
+				a.log = slog.New(newNoteHandler(a.opts.Stderr, level))
+			}
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "path of prenv.yaml (default: ./prenv.yaml if it exists)")
+	root.PersistentFlags().StringVar(&a.home, "home", "", "PRENV_HOME: where prenv keeps its state, golden data and clones")
+	root.PersistentFlags().StringVar(&a.listen, "listen", "", "PRENV_LISTEN: address of prenv serve")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
 	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.serveCmd())
 	return root

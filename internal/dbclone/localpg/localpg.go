@@ -65,10 +65,9 @@ type Cloner struct {
 	NoReflink bool
 	Log       *slog.Logger
 
-	mu       sync.Mutex
-	bin      *pgserver.Binaries
-	user     *pgserver.User
-	warnOnce sync.Once
+	mu   sync.Mutex
+	bin  *pgserver.Binaries
+	user *pgserver.User
 }
 
 // New returns a Cloner keeping clones under home/clones.
@@ -101,7 +100,7 @@ func (c *Cloner) setup(ctx context.Context) (pgserver.Binaries, pgserver.User, e
 		return bin, u, err
 	}
 	if u.Switched() && c.Log != nil {
-		c.Log.Info("prenv runs as root: PostgreSQL runs as an unprivileged user", "user", u.Name)
+		c.Log.Info("prenv runs as root, so PostgreSQL runs as user " + u.Name + " (database.localpg.run_as)")
 	}
 	c.bin, c.user = &bin, &u
 	return bin, u, nil
@@ -241,11 +240,7 @@ func (c *Cloner) create(ctx context.Context, bin pgserver.Binaries, u pgserver.U
 		return dbclone.Database{}, fmt.Errorf("clone %s: copy golden generation %d: %w", req.Name, g.Number, err)
 	}
 	if method == Full && !c.NoReflink {
-		c.warnOnce.Do(func() {
-			if c.Log != nil {
-				c.Log.Warn("the filesystem under PRENV_HOME cannot reflink: clones are plain copies, slower and as large as the golden data; put PRENV_HOME on XFS (mkfs.xfs -m reflink=1) or btrfs, see docs/reflink.md", "dir", c.Root())
-			}
-		})
+		c.warnNoReflink()
 	}
 	m.Copy, m.Complete = method, true
 	if err := writeManifest(dir, m); err != nil {
@@ -260,6 +255,19 @@ func (c *Cloner) create(ctx context.Context, bin pgserver.Binaries, u pgserver.U
 	}
 	ok = true
 	return db, nil
+}
+
+// warnNoReflink says once per PRENV_HOME (a marker file remembers) that
+// clones are plain copies here.
+func (c *Cloner) warnNoReflink() {
+	marker := filepath.Join(c.Root(), ".no-reflink-noted")
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	_ = os.WriteFile(marker, []byte("the filesystem under this directory cannot reflink; see docs/reflink.md\n"), 0o644)
+	if c.Log != nil {
+		c.Log.Warn("the filesystem under PRENV_HOME cannot reflink: clones are plain copies, slower and as large as the golden data; put PRENV_HOME on XFS (mkfs.xfs -m reflink=1) or btrfs, see docs/reflink.md (said once)", "dir", c.Root())
+	}
 }
 
 // adopt makes sure the clone's server runs, gives the application role the
