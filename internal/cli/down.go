@@ -19,11 +19,7 @@ delete its database. What is already gone is success. Nothing that does not
 carry prenv's owner id is deleted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			k, err := key(cfg, pr, repo)
+			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
 			}

@@ -23,11 +23,7 @@ func (a *app) logsCmd() *cobra.Command {
 		Short: "Show an environment's output: build, migrations and the app",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			k, err := key(cfg, pr, repo)
+			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
 			}

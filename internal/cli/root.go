@@ -144,6 +144,16 @@ func (p *prFlag) Set(s string) error {
 }
 func (p *prFlag) Type() string { return "N" }
 
+// target loads the configuration and resolves --pr and --repo to a key.
+func (a *app) target(pr prFlag, repo string) (config.Config, env.Key, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return cfg, env.Key{}, err
+	}
+	k, err := key(cfg, pr, repo)
+	return cfg, k, err
+}
+
 // key returns the environment key for --pr and --repo.
 func key(cfg config.Config, pr prFlag, repo string) (env.Key, error) {
 	if pr.n == 0 {

@@ -15,11 +15,7 @@ func (a *app) statusCmd() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			k, err := key(cfg, pr, repo)
+			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
 			}

@@ -24,11 +24,7 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			k, err := key(cfg, pr, repo)
+			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
 			}

@@ -20,19 +20,11 @@ type DownOptions struct {
 // environment stops at its next step boundary.
 func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, error) {
 	k := opts.Key
-	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
-		return store.Env{}, err
-	}
-	seq, err := l.Store.Request(ctx, k, k.Name(), "", true)
-	if err != nil {
-		return store.Env{}, err
-	}
-	unlock, err := l.lockEnv(ctx, k)
+	seq, unlock, err := l.begin(ctx, k, "", true)
 	if err != nil {
 		return store.Env{}, err
 	}
 	defer unlock()
-	l.markInterrupted(ctx, k)
 	e, getErr := l.Store.Get(ctx, k)
 	recorded := getErr == nil
 	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {

@@ -48,9 +48,25 @@ func (l *Lifecycle) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// lockEnv serializes runs of one environment across processes.
-func (l *Lifecycle) lockEnv(ctx context.Context, k env.Key) (func(), error) {
-	return lock.File(ctx, filepath.Join(l.LockDir, k.Name()+".lock"))
+// begin records the request (up at commit, or down), takes the
+// environment's lock and closes a run that a dead process left open. It
+// returns the request's sequence number and the unlock function.
+func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bool) (int64, func(), error) {
+	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
+		return 0, nil, err
+	}
+	seq, err := l.Store.Request(ctx, k, k.Name(), commit, down)
+	if err != nil {
+		return 0, nil, err
+	}
+	// Runs of one environment are serialized across processes; the kernel
+	// drops the lock of a process that dies.
+	unlock, err := lock.File(ctx, filepath.Join(l.LockDir, k.Name()+".lock"))
+	if err != nil {
+		return 0, nil, err
+	}
+	l.markInterrupted(ctx, k)
+	return seq, unlock, nil
 }
 
 // run records one execution and its steps.

@@ -38,17 +38,11 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 			return store.Env{}, err
 		}
 	}
-	name := k.Name()
-	seq, err := l.Store.Request(ctx, k, name, opts.Commit, false)
-	if err != nil {
-		return store.Env{}, err
-	}
-	unlock, err := l.lockEnv(ctx, k)
+	seq, unlock, err := l.begin(ctx, k, opts.Commit, false)
 	if err != nil {
 		return store.Env{}, err
 	}
 	defer unlock()
-	l.markInterrupted(ctx, k)
 	newest := func(ctx context.Context) error {
 		e, err := l.Store.Get(context.WithoutCancel(ctx), k)
 		if err != nil {
