@@ -106,12 +106,17 @@ INSERT INTO people (name, email) SELECT 'Person ' || i, 'p' || i || '@example.te
 `
 
 // PortRange returns n consecutive free ports for one test's clones, so that
-// tests running in parallel packages do not share a pool.
+// tests running in parallel packages do not share a pool. The ports lie
+// below the kernel's ephemeral range (32768 and up), where the apps' ports
+// come from, spread by process id and wrapping around.
 func PortRange(t testing.TB, n int) (int, int) {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
-	for first := 20000 + (os.Getpid()%200)*50 + nextPort; first+n < 40000; first += n {
+	const lo, hi = 20000, 32700
+	start := (os.Getpid()%100)*120 + nextPort
+	for i := 0; i < (hi-lo)/n; i++ {
+		first := lo + (start+i*n)%(hi-lo-n)
 		ok := true
 		for p := first; p < first+n; p++ {
 			if !pgserver.FreePort(p) {
@@ -120,11 +125,11 @@ func PortRange(t testing.TB, n int) (int, int) {
 			}
 		}
 		if ok {
-			nextPort = first + n - 20000 - (os.Getpid()%200)*50
+			nextPort = first + n - lo - (os.Getpid()%100)*120
 			return first, first + n - 1
 		}
 	}
-	t.Fatal("no free port range")
+	t.Fatal("no free port range between 20000 and 32700")
 	return 0, 0
 }
 
