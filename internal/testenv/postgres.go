@@ -116,7 +116,8 @@ func PortRange(t testing.TB, n int) (int, int) {
 	const lo, hi = 20000, 32700
 	start := (os.Getpid()%100)*120 + nextPort
 	for i := 0; i < (hi-lo)/n; i++ {
-		first := lo + (start+i*n)%(hi-lo-n)
+		m := hi - lo - n
+		first := lo + ((start+i*n)%m+m)%m
 		ok := true
 		for p := first; p < first+n; p++ {
 			if !pgserver.FreePort(p) {
