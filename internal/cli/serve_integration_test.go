@@ -53,7 +53,7 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 	// A slow build, so that the interrupt lands in the middle of it.
 	h.extra = append(h.extra, `PRENV_APP_BUILD=sleep 30; go build -o "$PRENV_RELEASE_DIR/app" .`)
 	cmd := h.command("up", "--pr", "1", "--sha", c1)
-	var out strings.Builder
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

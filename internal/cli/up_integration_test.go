@@ -120,7 +120,7 @@ func TestUp_TwoAtOnceEndAtTheNewerCommit(t *testing.T) {
 	c1, c2, _ := h.demoRepo()
 	h.golden(20)
 	older := h.command("up", "--pr", "1", "--sha", c1)
-	var olderOut strings.Builder
+	var olderOut syncBuffer
 	older.Stdout, older.Stderr = &olderOut, &olderOut
 	if err := older.Start(); err != nil {
 		t.Fatal(err)

@@ -204,3 +204,35 @@ func TestSupervisor_RestoreBringsEnvironmentsBackAfterARestart(t *testing.T) {
 		t.Fatalf("after restore: %d %v\n%s", code, err, body)
 	}
 }
+
+func TestSupervisor_ThePreviousVersionServesWhileTheNextOneStarts(t *testing.T) {
+	r := newRig(t)
+	bin := testenv.Build(t, "./examples/demo/app")
+	// Commit "slow" takes two seconds to start listening.
+	r.app.Start = fmt.Sprintf(`if [ "$PRENV_SHA" = slow ]; then sleep 2; fi; exec %s serve`, bin)
+	k := env.Key{PR: 1}
+	rel, err := runtimetest.Roll(context.Background(), r.runtime(), r.spec(t, k, "first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := runtimetest.Roll(context.Background(), r.runtime(), r.spec(t, k, "slow"))
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the slow commit is starting
+	t0 := time.Now()
+	code, _, body, err := testenv.Get(rel.URL, r.password)
+	if err != nil || code != 200 || !strings.Contains(body, "first") {
+		t.Fatalf("during the rollout: %d %v\n%s", code, err, body)
+	}
+	if took := time.Since(t0); took > time.Second {
+		t.Fatalf("the proxy waited %v for the rollout", took)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, body, _ := testenv.Get(rel.URL, r.password); !strings.Contains(body, "slow") {
+		t.Fatalf("after the rollout:\n%s", body)
+	}
+}

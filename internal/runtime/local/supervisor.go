@@ -38,7 +38,8 @@ type Supervisor struct {
 }
 
 type app struct {
-	mu      sync.Mutex // serializes deploys of one environment
+	deploy  sync.Mutex // serializes deploys and restarts of one environment
+	mu      sync.Mutex // guards the fields below; never held while waiting
 	spec    ReleaseSpec
 	current *proc
 	gone    bool
@@ -106,19 +107,25 @@ func (s *Supervisor) Deploy(ctx context.Context, spec ReleaseSpec) (ReleaseSpec,
 		return spec, err
 	}
 	a := s.get(spec.Name)
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.current != nil && a.spec.Commit == spec.Commit && a.spec.Command == spec.Command && a.current.alive() && equalEnv(a.spec.Env, spec.Env) {
-		return a.spec, nil // already serving exactly this
+	same := a.current != nil && a.spec.Commit == spec.Commit && a.spec.Command == spec.Command && a.current.alive() && equalEnv(a.spec.Env, spec.Env)
+	current := a.spec
+	a.mu.Unlock()
+	if same {
+		return current, nil // already serving exactly this
 	}
+	// The previous process keeps serving while the new one starts.
 	p, err := s.start(ctx, spec)
 	if err != nil {
 		return spec, err
 	}
-	old := a.current
-	a.current, a.gone = p, false
 	spec.Port, spec.PID, spec.URL = p.port, p.cmd.Process.Pid, s.URL(spec.Name)
-	a.spec = spec
+	a.mu.Lock()
+	old := a.current
+	a.current, a.gone, a.spec = p, false, spec
+	a.mu.Unlock()
 	if err := writeJSON(filepath.Join(dir, "release.json"), spec, 0o600); err != nil {
 		return spec, err
 	}
@@ -238,26 +245,32 @@ func (s *Supervisor) watch(name string, a *app, p *proc) {
 			return
 		}
 		backoff = min(backoff*2, 30*time.Second)
+		a.deploy.Lock()
 		a.mu.Lock()
-		if a.gone || a.current != p {
-			a.mu.Unlock()
+		stale := a.gone || a.current != p
+		spec := a.spec
+		a.mu.Unlock()
+		if stale { // a deploy or a teardown took over
+			a.deploy.Unlock()
 			return
 		}
-		np, err := s.start(s.ctx, a.spec)
+		np, err := s.start(s.ctx, spec)
 		if err != nil {
-			a.mu.Unlock()
 			s.logf(name, "restart failed: %v", err)
-			// Keep p as the (dead) current process: a later restart tries again.
+			// A dead stand-in: the next turn of the loop tries again.
 			p = &proc{done: closedChan(), started: time.Now(), err: err}
 			a.mu.Lock()
 			a.current = p
 			a.mu.Unlock()
+			a.deploy.Unlock()
 			continue
 		}
-		a.current = np
-		a.spec.Port, a.spec.PID = np.port, np.cmd.Process.Pid
-		_ = writeJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), a.spec, 0o600)
+		spec.Port, spec.PID = np.port, np.cmd.Process.Pid
+		a.mu.Lock()
+		a.current, a.spec = np, spec
 		a.mu.Unlock()
+		_ = writeJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), spec, 0o600)
+		a.deploy.Unlock()
 		p = np
 	}
 }
@@ -274,10 +287,11 @@ func (s *Supervisor) Stop(name string) {
 	if a != nil {
 		a.mu.Lock()
 		a.gone = true
-		if a.current != nil {
-			a.current.stop(5 * time.Second)
-		}
+		cur := a.current
 		a.mu.Unlock()
+		if cur != nil {
+			cur.stop(5 * time.Second)
+		}
 	}
 	var spec ReleaseSpec
 	if err := readJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), &spec); err == nil {
