@@ -2,10 +2,13 @@ package cli_test
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // refused runs prenv, expects exit code want with msg in stderr, and checks
@@ -112,4 +115,24 @@ func portsOf(extra []string) (int, int) {
 		}
 	}
 	return a, b
+}
+
+func TestUp_WhenAnotherProgramHoldsTheListenAddressSaysSo(t *testing.T) {
+	h := newHarness(t)
+	c1, _, _ := h.demoRepo()
+	h.golden(10)
+	l, err := net.Listen("tcp", h.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go http.Serve(l, http.NotFoundHandler())
+	t0 := time.Now()
+	_, errs, code := h.run("up", "--pr", "1", "--sha", c1)
+	if code != 1 || !strings.Contains(errs, "is taken by a program that is not prenv serve") || !strings.Contains(errs, "PRENV_LISTEN") {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Fatalf("took %v to say so", took)
+	}
 }

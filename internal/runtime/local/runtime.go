@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -337,6 +338,11 @@ func (r *Runtime) ensureServer(ctx context.Context) error {
 	}
 	if r.StartServer == nil {
 		return fmt.Errorf("prenv serve does not answer at %s: start it with 'prenv serve'", r.Listen)
+	}
+	if l, err := net.Listen("tcp", r.Listen); err != nil {
+		return fmt.Errorf("%s is taken by a program that is not prenv serve (%v): stop it or set PRENV_LISTEN to a free address", r.Listen, err)
+	} else {
+		l.Close()
 	}
 	if err := r.StartServer(ctx); err != nil {
 		return fmt.Errorf("start prenv serve at %s: %w", r.Listen, err)
