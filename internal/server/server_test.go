@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime/local"
+	"github.com/prenv/prenv/internal/store/sqlite"
+)
+
+func newServer(t *testing.T) *httptest.Server {
+	home := t.TempDir()
+	s, err := sqlite.Open(context.Background(), filepath.Join(home, "prenv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Request(context.Background(), env.Key{PR: 4}, "pr-4", "abc", false); err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Listen: "127.0.0.1:8080", Password: "pw", Token: "tok", Store: s,
+		Supervisor: local.NewSupervisor(context.Background(), home, "prenv", nil)}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func do(t *testing.T, method, url, host string, set func(*http.Request)) (int, http.Header, string) {
+	req, _ := http.NewRequest(method, url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	if set != nil {
+		set(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func auth(u, p string) func(*http.Request) { return func(r *http.Request) { r.SetBasicAuth(u, p) } }
+
+func TestServer_IndexAndListNeedTheLogin(t *testing.T) {
+	ts := newServer(t)
+	if code, h, _ := do(t, "GET", ts.URL+"/", "", nil); code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
+		t.Fatalf("index without login: %d %v", code, h)
+	}
+	if code, _, _ := do(t, "GET", ts.URL+"/", "", auth("prenv", "wrong")); code != 401 {
+		t.Fatalf("index with a wrong password: %d", code)
+	}
+	code, h, body := do(t, "GET", ts.URL+"/", "", auth("prenv", "pw"))
+	if code != 200 || !strings.Contains(body, "#4") || h.Get("X-Robots-Tag") == "" {
+		t.Fatalf("index: %d %v\n%s", code, h, body)
+	}
+	code, _, body = do(t, "GET", ts.URL+"/api/v1/envs", "", auth("prenv", "pw"))
+	var list []struct {
+		PR    int
+		State string
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 || list[0].PR != 4 || list[0].State != "pending" {
+		t.Fatalf("envs: %d %s", code, body)
+	}
+}
+
+func TestServer_TheRuntimeAPINeedsTheToken(t *testing.T) {
+	ts := newServer(t)
+	for _, set := range []func(*http.Request){nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, auth("prenv", "pw")} {
+		if code, _, _ := do(t, "POST", ts.URL+"/api/v1/local/stop/pr-4", "", set); code != 401 {
+			t.Fatalf("stop without the token: %d", code)
+		}
+	}
+	if code, _, _ := do(t, "POST", ts.URL+"/api/v1/local/stop/pr-4", "", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }); code != 204 {
+		t.Fatalf("stop with the token: %d", code)
+	}
+	if code, h, _ := do(t, "GET", ts.URL+"/api/v1/health", "", nil); code != 200 || h.Get("X-Prenv") == "" {
+		t.Fatalf("health: %d", code)
+	}
+}
+
+func TestServer_AHostNamesTheEnvironment(t *testing.T) {
+	ts := newServer(t)
+	if code, _, _ := do(t, "GET", ts.URL+"/", "pr-4.localhost:8080", nil); code != 401 {
+		t.Fatalf("environment without login: %d", code)
+	}
+	code, _, body := do(t, "GET", ts.URL+"/", "pr-4.localhost:8080", auth("prenv", "pw"))
+	if code != 404 || !strings.Contains(body, "no environment pr-4 is running") {
+		t.Fatalf("environment with no app: %d %s", code, body)
+	}
+	for host, want := range map[string]string{"pr-12.localhost:8080": "pr-12", "PR-3.example.com": "pr-3", "localhost:8080": "", "127.0.0.1:8080": "", "[::1]:8080": ""} {
+		if got := envName(host); got != want {
+			t.Errorf("envName(%q) = %q, want %q", host, got, want)
+		}
+	}
+}
