@@ -201,6 +201,9 @@ func (h *harness) get(url, password string) (int, string) {
 	if err != nil {
 		h.t.Fatalf("GET %s: %v", url, err)
 	}
+	if code == 502 {
+		h.dumpLogs(url)
+	}
 	return code, body
 }
 
@@ -227,4 +230,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// dumpLogs shows what the server and the apps said, for a failure's reader.
+func (h *harness) dumpLogs(why string) {
+	h.t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(h.home, "envs", "*", "app.log"))
+	for _, p := range append(logs, filepath.Join(h.home, "serve.log")) {
+		data, _ := os.ReadFile(p)
+		h.t.Logf("%s (%s):\n%s", p, why, data)
+	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func fakeBin(t *testing.T, version string, tools ...string) string {
@@ -53,5 +55,19 @@ func TestSocketDir_FallsBackToAShortPathWhenTooLong(t *testing.T) {
 	got := SocketDir(long)
 	if got == long || len(got)+len("/.s.PGSQL.65535") >= 100 || got != SocketDir(long) {
 		t.Fatalf("SocketDir(long) = %q: want a stable short path", got)
+	}
+}
+
+func TestPID_IgnoresAStalePidFileNamingAnotherProgram(t *testing.T) {
+	dir := t.TempDir()
+	// What a reboot can leave: postmaster.pid naming a pid that is now
+	// another program (here, this test).
+	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"+dir+"\n"), 0o600)
+	s := Server{DataDir: dir}
+	if pid, ok := s.PID(); ok {
+		t.Fatalf("PID() = %d: a process that is not this directory's postmaster", pid)
+	}
+	if err := s.Stop(time.Second); err != nil {
+		t.Fatalf("Stop with a stale pid file: %v", err)
 	}
 }

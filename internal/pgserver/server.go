@@ -53,7 +53,27 @@ func (s Server) PID() (int, bool) {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return 0, false
 	}
+	// After a reboot the file may name a pid that now belongs to another
+	// program: it is ours only if it is the postmaster of this directory.
+	if !servesDir(pid, s.DataDir) {
+		return 0, false
+	}
 	return pid, true
+}
+
+// servesDir reports whether process pid is a postgres started on dataDir.
+func servesDir(pid int, dataDir string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		out, err := exec.Command("ps", "-o", "command=", "-p", strconv.Itoa(pid)).Output()
+		if err != nil {
+			return false
+		}
+		cmdline = out
+	}
+	args := strings.ReplaceAll(string(cmdline), "\x00", " ")
+	abs, _ := filepath.Abs(dataDir)
+	return strings.Contains(args, "postgres") && (strings.Contains(args, " "+dataDir+" ") || strings.Contains(args, " "+abs+" ") || strings.HasSuffix(strings.TrimSpace(args), dataDir))
 }
 
 // pidStatus returns the status line of postmaster.pid ("starting",

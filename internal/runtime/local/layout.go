@@ -40,6 +40,7 @@ type ReleaseSpec struct {
 	HealthTimeout string            `json:"health_timeout"`
 	Port          int               `json:"port,omitempty"`
 	PID           int               `json:"pid,omitempty"`
+	Ident         string            `json:"pid_ident,omitempty"` // tells PID apart from a later process with the same number
 	URL           string            `json:"url,omitempty"`
 }
 

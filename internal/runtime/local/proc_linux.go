@@ -1,9 +1,43 @@
 package local
 
-import "syscall"
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // procAttr puts the app in its own process group, so that stopping it stops
-// its children too, and kills it if prenv serve dies.
+// its children too, and asks for SIGTERM if prenv serve dies.
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
+
+// waitExited waits until pid exits without reaping it: while it is an
+// unreaped zombie its pid, and so its process group id, cannot be given to
+// another process, so signalling the group is safe.
+func waitExited(pid int) error {
+	var info unix.Siginfo
+	return unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+}
+
+// identify returns what tells this process apart from any later one with
+// the same pid: the boot and the process's start time.
+func identify(pid int) string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "/" + fields[19] // starttime, field 22
 }

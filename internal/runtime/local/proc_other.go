@@ -2,8 +2,17 @@
 
 package local
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 // procAttr puts the app in its own process group, so that stopping it stops
 // its children too.
 func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func waitExited(int) error { return errors.ErrUnsupported }
+
+// identify cannot tell processes apart here, so recorded processes are
+// never signalled.
+func identify(int) string { return "" }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prenv/prenv/internal/config"
@@ -144,7 +145,9 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	cmd.Stdout = io.MultiWriter(&out, logf)
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error { return killGroupErr(cmd.Process.Pid) }
+	// The build or migration and its children: exec calls Cancel only while
+	// the command has not been waited for.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -278,7 +281,7 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 	} else {
 		var spec ReleaseSpec
 		if err := readJSON(filepath.Join(dir, "release.json"), &spec); err == nil {
-			killGroup(spec.PID)
+			killRecorded(spec.PID, spec.Ident)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -391,8 +394,6 @@ func (r *Runtime) call(ctx context.Context, path string, in, out any) error {
 	}
 	return nil
 }
-
-func killGroupErr(pid int) error { killGroup(pid); return nil }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

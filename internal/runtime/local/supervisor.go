@@ -48,11 +48,42 @@ type app struct {
 type proc struct {
 	cmd      *exec.Cmd
 	port     int
-	done     chan struct{}
+	done     chan struct{} // closed once the process is reaped
 	err      error
 	started  time.Time
+	mu       sync.Mutex // guards stopping and reaped
 	stopping bool
-	mu       sync.Mutex
+	reaped   bool
+}
+
+// track starts the goroutine that waits for p. On Linux the exited leader
+// is cleared of its group's leftovers before it is reaped (see waitExited).
+func (p *proc) track() {
+	go func() {
+		pid := p.cmd.Process.Pid
+		if waitExited(pid) == nil {
+			p.signal(syscall.SIGKILL) // children that outlived the shell
+			p.mu.Lock()
+			p.err, p.reaped = p.cmd.Wait(), true
+			p.mu.Unlock()
+		} else {
+			err := p.cmd.Wait()
+			p.mu.Lock()
+			p.err, p.reaped = err, true
+			p.mu.Unlock()
+		}
+		close(p.done)
+	}()
+}
+
+// signal sends sig to p's process group, unless p has been reaped: then its
+// pid may already belong to another process.
+func (p *proc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped && p.cmd != nil && p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
 }
 
 // NewSupervisor returns a supervisor whose processes live until ctx ends.
@@ -122,6 +153,7 @@ func (s *Supervisor) Deploy(ctx context.Context, spec ReleaseSpec) (ReleaseSpec,
 		return spec, err
 	}
 	spec.Port, spec.PID, spec.URL = p.port, p.cmd.Process.Pid, s.URL(spec.Name)
+	spec.Ident = identify(spec.PID)
 	a.mu.Lock()
 	old := a.current
 	a.current, a.gone, a.spec = p, false, spec
@@ -177,7 +209,7 @@ func (s *Supervisor) start(ctx context.Context, spec ReleaseSpec) (*proc, error)
 		return nil, fmt.Errorf("start %q in %s: %w", spec.Command, spec.Dir, err)
 	}
 	p := &proc{cmd: cmd, port: port, done: make(chan struct{}), started: time.Now()}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
+	p.track()
 	timeout, _ := time.ParseDuration(spec.HealthTimeout)
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -266,6 +298,7 @@ func (s *Supervisor) watch(name string, a *app, p *proc) {
 			continue
 		}
 		spec.Port, spec.PID = np.port, np.cmd.Process.Pid
+		spec.Ident = identify(spec.PID)
 		a.mu.Lock()
 		a.current, a.spec = np, spec
 		a.mu.Unlock()
@@ -295,7 +328,7 @@ func (s *Supervisor) Stop(name string) {
 	}
 	var spec ReleaseSpec
 	if err := readJSON(filepath.Join(EnvsDir(s.Home), name, "release.json"), &spec); err == nil {
-		killGroup(spec.PID)
+		killRecorded(spec.PID, spec.Ident)
 	}
 }
 
@@ -317,7 +350,7 @@ func (s *Supervisor) Restore(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			killGroup(spec.PID) // a process left by a serve that was killed
+			killRecorded(spec.PID, spec.Ident) // a process left by a serve that was killed
 			if s.EnsureDatabase != nil {
 				url, err := s.EnsureDatabase(ctx, spec.Key)
 				if err != nil {
@@ -361,19 +394,21 @@ func (p *proc) stop(grace time.Duration) {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	pid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 		<-p.done
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // children that outlived the shell
 }
 
-func killGroup(pid int) {
-	if pid > 0 {
+// killRecorded kills the process group of a process recorded earlier (in
+// release.json) only if pid is still that process: after a reboot or a
+// while, the number may belong to someone else, and nothing that is not
+// ours is ever killed.
+func killRecorded(pid int, ident string) {
+	if pid > 0 && ident != "" && identify(pid) == ident {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 }
