@@ -12,6 +12,7 @@ import (
 	"github.com/prenv/prenv/internal/dbclone"
 	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
 	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
 	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/store/sqlite"
@@ -221,5 +222,20 @@ func TestUp_DatabaseOnlyEnvironmentHasNoURL(t *testing.T) {
 	}
 	if e.URL != "" || e.Database.URL == "" || e.State != env.StateReady {
 		t.Fatalf("env %+v", e)
+	}
+}
+
+func TestUp_AHomeNotOursIsRefusedBeforeTheDatabaseIsCloned(t *testing.T) {
+	f := newFixture(t)
+	k := env.Key{PR: 8}
+	f.rt.Foreign(k)
+	if _, err := f.l.Up(context.Background(), UpOptions{Key: k, Commit: "c1"}); !errors.Is(err, runtime.ErrNotOurs) {
+		t.Fatalf("up = %v, want ErrNotOurs", err)
+	}
+	if dbs, _ := f.l.Cloner.List(context.Background()); len(dbs) != 0 {
+		t.Fatalf("a database was cloned: %v", dbs)
+	}
+	if list, _ := f.l.Store.List(context.Background()); len(list) != 0 {
+		t.Fatalf("the refused environment was recorded: %v", list)
 	}
 }

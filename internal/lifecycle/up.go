@@ -38,6 +38,11 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 			return store.Env{}, err
 		}
 	}
+	if c, ok := l.Runtime.(runtime.Checker); ok {
+		if err := c.Check(ctx, k); err != nil {
+			return store.Env{}, err
+		}
+	}
 	seq, unlock, err := l.begin(ctx, k, opts.Commit, false)
 	if err != nil {
 		return store.Env{}, err

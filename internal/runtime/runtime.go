@@ -76,3 +76,10 @@ type Runtime interface {
 type Builder interface {
 	Build(ctx context.Context, spec Spec) error
 }
+
+// Checker is a Runtime that can tell, before anything is recorded or
+// created, whether the home of k can be made or adopted (ErrNotOurs if
+// something not ours is in the way).
+type Checker interface {
+	Check(ctx context.Context, k env.Key) error
+}

@@ -27,6 +27,7 @@ import (
 var (
 	_ runtime.Runtime = (*Runtime)(nil)
 	_ runtime.Builder = (*Runtime)(nil)
+	_ runtime.Checker = (*Runtime)(nil)
 )
 
 // Runtime is the lifecycle's side of the local runtime.
@@ -77,6 +78,20 @@ func (r *Runtime) subdir() string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// Check implements runtime.Checker.
+func (r *Runtime) Check(ctx context.Context, k env.Key) error {
+	m, err := readOwned(r.envDir(k.Name()), r.Owner)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("prepare %s: %w", k.Name(), err)
+	case m.Key != k.String():
+		return fmt.Errorf("prepare %s: it is the home of %s, not %s: %w", k.Name(), m.Key, k, runtime.ErrNotOurs)
+	}
+	return nil
 }
 
 // Prepare implements runtime.Runtime: the environment's directory with our

@@ -13,7 +13,10 @@ import (
 	"github.com/prenv/prenv/internal/runtime"
 )
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Checker = (*Runtime)(nil)
+)
 
 // Runtime keeps environments in memory.
 type Runtime struct {
@@ -54,6 +57,16 @@ func (r *Runtime) ours(spec runtime.Spec) (home, error) {
 		return h, fmt.Errorf("%s: %w", spec.Name, runtime.ErrNotOurs)
 	}
 	return h, nil
+}
+
+// Check implements runtime.Checker.
+func (r *Runtime) Check(ctx context.Context, k env.Key) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h, ok := r.homes[k.Name()]; ok && (h.owner != r.Owner || h.key != k) {
+		return fmt.Errorf("prepare %s: %w", k.Name(), runtime.ErrNotOurs)
+	}
+	return nil
 }
 
 // Prepare implements runtime.Runtime.

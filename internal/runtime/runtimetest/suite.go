@@ -184,6 +184,14 @@ func Run(t *testing.T, h Harness) {
 			rt := h.New(t)
 			k := env.Key{PR: 8}
 			h.Foreign(t, rt, k)
+			if c, ok := rt.(runtime.Checker); ok {
+				if err := c.Check(ctx, k); !errors.Is(err, runtime.ErrNotOurs) {
+					t.Fatalf("Check = %v, want ErrNotOurs", err)
+				}
+				if err := c.Check(ctx, env.Key{PR: 9}); err != nil {
+					t.Fatalf("Check of a free name = %v", err)
+				}
+			}
 			if err := rt.Prepare(ctx, h.Spec(t, rt, k, First)); !errors.Is(err, runtime.ErrNotOurs) {
 				t.Fatalf("Prepare = %v, want ErrNotOurs", err)
 			}
