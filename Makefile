@@ -7,7 +7,7 @@ DEMO_PEOPLE ?= 2000
 PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
 export PRENV_HOME
 
-.PHONY: all build setup demo demo-down test test-short bench reflink clean
+.PHONY: all build setup demo demo-down test test-short bench reflink cluster cluster-down clean
 
 all: build
 
@@ -35,6 +35,7 @@ demo-down: build
 # use a loop-mounted XFS volume when this machine can make one.
 test: setup
 	$(GO) vet ./...
+	scripts/kube-binaries.sh >/dev/null
 	PRENV_TEST_REFLINK_DIR="$$(scripts/reflink-volume.sh 8G)" $(GO) test -count=1 -timeout 30m ./...
 
 test-short:
@@ -48,6 +49,17 @@ bench: setup build
 
 reflink:
 	@scripts/reflink-volume.sh
+
+# A real Kubernetes control plane (etcd, kube-apiserver, controller-manager,
+# scheduler built from the Kubernetes module, kwok for nodes) in the
+# background; a second call reuses it. The last line is its kubeconfig.
+PRENV_CLUSTER_DIR ?= /tmp/prenv-cluster
+export PRENV_CLUSTER_DIR
+cluster:
+	@$(GO) run ./internal/testenv/kube/cluster up
+
+cluster-down:
+	@$(GO) run ./internal/testenv/kube/cluster down
 
 clean:
 	rm -rf bin
