@@ -1,0 +1,427 @@
+package kubernetes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
+)
+
+// Names of the objects prenv makes in every environment's namespace.
+const (
+	QuotaName      = "prenv-quota"
+	LimitRangeName = "prenv-limits"
+	PolicyName     = "prenv-ingress"
+	SecretName     = "prenv-database"
+)
+
+// Label and annotation keys on Kubernetes objects. Label values are
+// restricted (63 characters, no '/' or ':'), so the environment's key, the
+// repository and the times are annotations; the labels are what selectors
+// need.
+const (
+	LabelOwner          = "prenv.dev/owner"
+	LabelEnv            = "prenv.dev/env" // the environment's name, pr-12
+	LabelPR             = "prenv.dev/pr"
+	LabelEphemeral      = "prenv.dev/ephemeral"
+	AnnotationKey       = "prenv.dev/env-key" // owner/name#12
+	AnnotationRepo      = "prenv.dev/repository"
+	AnnotationCreatedAt = "prenv.dev/created-at"
+	AnnotationExpiresAt = "prenv.dev/expires-at"
+)
+
+// Options configure the environment's namespace.
+type Options struct {
+	Owner string
+	// NamespaceTemplate renders the namespace's name from .PR, .Name and
+	// .Repo (default "pr-{{ .PR }}").
+	NamespaceTemplate string
+	// Quota is the ResourceQuota's hard limits.
+	Quota map[string]string
+	// DefaultRequests and DefaultLimits are the LimitRange's container
+	// defaults, so pods without requests still schedule under the quota.
+	DefaultRequests map[string]string
+	DefaultLimits   map[string]string
+	// IngressNamespace is where the ingress controller runs; its pods may
+	// reach the environment.
+	IngressNamespace string
+	// PodSecurity is the Pod Security admission level enforced.
+	PodSecurity string
+	// DeleteTimeout bounds the wait for a namespace to go away.
+	DeleteTimeout time.Duration
+}
+
+// DefaultOptions are the defaults of the kubernetes runtime.
+func DefaultOptions(owner string) Options {
+	return Options{
+		Owner: owner, NamespaceTemplate: "pr-{{ .PR }}",
+		Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
+		DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
+		DefaultLimits:    map[string]string{"cpu": "500m", "memory": "512Mi"},
+		IngressNamespace: "ingress-nginx", PodSecurity: "baseline", DeleteTimeout: 2 * time.Minute,
+	}
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// Validate checks the options before anything touches a cluster; errors name
+// the configuration field.
+func (o Options) Validate() error {
+	var errs []string
+	if _, err := o.namespace(env.Key{Repo: "an-organisation/a-repository", PR: 123456}); err != nil {
+		errs = append(errs, err.Error())
+	}
+	for field, m := range map[string]map[string]string{"quota": o.Quota, "default_requests": o.DefaultRequests, "default_limits": o.DefaultLimits} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if _, err := resource.ParseQuantity(m[k]); err != nil {
+				errs = append(errs, fmt.Sprintf("runtime.kubernetes.%s.%s: %q is not a quantity (for example 500m, 2Gi)", field, k, m[k]))
+			}
+		}
+	}
+	switch o.PodSecurity {
+	case "privileged", "baseline", "restricted":
+	default:
+		errs = append(errs, fmt.Sprintf("runtime.kubernetes.pod_security: %q: want privileged, baseline or restricted", o.PodSecurity))
+	}
+	if o.IngressNamespace != "" && !dnsLabel.MatchString(o.IngressNamespace) {
+		errs = append(errs, fmt.Sprintf("runtime.kubernetes.ingress_namespace: %q is not a namespace name", o.IngressNamespace))
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// namespace renders the namespace name of k.
+func (o Options) namespace(k env.Key) (string, error) {
+	t, err := template.New("namespace").Option("missingkey=error").Parse(o.NamespaceTemplate)
+	if err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.namespace: %q: %v", o.NamespaceTemplate, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, struct {
+		PR         int
+		Name, Repo string
+	}{k.PR, k.Name(), k.Repo}); err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.namespace: %q: %v (fields: .PR, .Name, .Repo)", o.NamespaceTemplate, err)
+	}
+	name := b.String()
+	if len(name) > 63 || !dnsLabel.MatchString(name) {
+		return "", fmt.Errorf("runtime.kubernetes.namespace: %q renders %q, not a DNS label (lower-case letters, digits and '-', at most 63): use {{ .Name }}, which always is", o.NamespaceTemplate, name)
+	}
+	return name, nil
+}
+
+// Namespaces makes and removes environments' namespaces.
+type Namespaces struct {
+	Client  kubernetes.Interface
+	Options Options
+}
+
+func (n *Namespaces) meta(name string, k env.Key, labels map[string]string) metav1.ObjectMeta {
+	created := time.Now().UTC()
+	if t, err := time.Parse(time.RFC3339, labels[env.LabelCreatedAt]); err == nil {
+		created = t
+	}
+	expires := labels[env.LabelExpiresAt]
+	return metav1.ObjectMeta{
+		Name: name,
+		Labels: map[string]string{
+			LabelOwner: n.Options.Owner, LabelEnv: k.Name(), LabelPR: strconv.Itoa(k.PR), LabelEphemeral: "true",
+		},
+		Annotations: map[string]string{
+			AnnotationKey: k.String(), AnnotationRepo: k.Repo,
+			AnnotationCreatedAt: created.Format(time.RFC3339), AnnotationExpiresAt: expires,
+		},
+	}
+}
+
+// ours returns ErrNotOurs unless obj carries our owner id and k's name.
+func (n *Namespaces) ours(kind string, obj metav1.Object, k env.Key) error {
+	l := obj.GetLabels()
+	if l[LabelOwner] != n.Options.Owner {
+		return fmt.Errorf("%s %s exists without prenv's owner label %s=%s: %w; it is left untouched", kind, obj.GetName(), LabelOwner, n.Options.Owner, runtime.ErrNotOurs)
+	}
+	if l[LabelEnv] != k.Name() {
+		return fmt.Errorf("%s %s belongs to environment %s, not %s: %w", kind, obj.GetName(), l[LabelEnv], k.Name(), runtime.ErrNotOurs)
+	}
+	return nil
+}
+
+// Name returns the namespace of k.
+func (n *Namespaces) Name(k env.Key) (string, error) { return n.Options.namespace(k) }
+
+// Check returns ErrNotOurs if k's namespace exists and is not ours, and
+// names a namespace still terminating from an earlier teardown.
+func (n *Namespaces) Check(ctx context.Context, k env.Key) error {
+	name, err := n.Name(k)
+	if err != nil {
+		return err
+	}
+	ns, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return describe(err, "get", "namespaces")
+	}
+	if err := n.ours("namespace", ns, k); err != nil {
+		return err
+	}
+	if ns.DeletionTimestamp != nil {
+		return fmt.Errorf("namespace %s is still terminating from an earlier down (%s): try again when it is gone", name, stuckReason(ns))
+	}
+	return nil
+}
+
+// Prepare creates or adopts k's namespace and the objects in it: quota,
+// limit range, network policy and the database Secret. Each carries the
+// owner labels from creation; anything in the way without them is refused.
+func (n *Namespaces) Prepare(ctx context.Context, spec runtime.Spec) error {
+	k := spec.Key
+	if err := n.Check(ctx, k); err != nil {
+		return err
+	}
+	name, _ := n.Name(k)
+	meta := n.meta(name, k, spec.Labels)
+	nsMeta := meta
+	nsMeta.Labels = merge(meta.Labels, map[string]string{
+		"pod-security.kubernetes.io/enforce": n.Options.PodSecurity, "pod-security.kubernetes.io/enforce-version": "latest",
+		"pod-security.kubernetes.io/warn": n.Options.PodSecurity, "pod-security.kubernetes.io/audit": n.Options.PodSecurity,
+	})
+	if _, err := n.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: nsMeta}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return describe(err, "create", "namespaces")
+	}
+	objMeta := func(objName string) metav1.ObjectMeta {
+		m := meta
+		m.Name, m.Namespace = objName, name
+		return m
+	}
+	quota := &corev1.ResourceQuota{ObjectMeta: objMeta(QuotaName), Spec: corev1.ResourceQuotaSpec{Hard: quantities(n.Options.Quota)}}
+	limits := &corev1.LimitRange{ObjectMeta: objMeta(LimitRangeName), Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Default: quantities(n.Options.DefaultLimits), DefaultRequest: quantities(n.Options.DefaultRequests),
+	}}}}
+	policy := &networkingv1.NetworkPolicy{ObjectMeta: objMeta(PolicyName), Spec: n.policy()}
+	db := spec.Database
+	secret := &corev1.Secret{ObjectMeta: objMeta(SecretName), Type: corev1.SecretTypeOpaque, StringData: map[string]string{
+		"DATABASE_URL": db.URL, "url": db.URL, "host": db.Host, "port": strconv.Itoa(db.Port), "database": db.DBName, "user": db.User, "password": db.Password,
+	}}
+	c := n.Client.CoreV1()
+	steps := []struct {
+		resource string
+		upsert   func() error
+	}{
+		{"resourcequotas", func() error {
+			return upsert(ctx, "resourcequota", quota, k, n, c.ResourceQuotas(name).Get, c.ResourceQuotas(name).Create, func(cur *corev1.ResourceQuota) (*corev1.ResourceQuota, error) {
+				cur.Spec = quota.Spec
+				return c.ResourceQuotas(name).Update(ctx, cur, metav1.UpdateOptions{})
+			})
+		}},
+		{"limitranges", func() error {
+			return upsert(ctx, "limitrange", limits, k, n, c.LimitRanges(name).Get, c.LimitRanges(name).Create, func(cur *corev1.LimitRange) (*corev1.LimitRange, error) {
+				cur.Spec = limits.Spec
+				return c.LimitRanges(name).Update(ctx, cur, metav1.UpdateOptions{})
+			})
+		}},
+		{"networkpolicies", func() error {
+			p := n.Client.NetworkingV1().NetworkPolicies(name)
+			return upsert(ctx, "networkpolicy", policy, k, n, p.Get, p.Create, func(cur *networkingv1.NetworkPolicy) (*networkingv1.NetworkPolicy, error) {
+				cur.Spec = policy.Spec
+				return p.Update(ctx, cur, metav1.UpdateOptions{})
+			})
+		}},
+		{"secrets", func() error {
+			return upsert(ctx, "secret", secret, k, n, c.Secrets(name).Get, c.Secrets(name).Create, func(cur *corev1.Secret) (*corev1.Secret, error) {
+				cur.Data, cur.StringData = nil, secret.StringData
+				return c.Secrets(name).Update(ctx, cur, metav1.UpdateOptions{})
+			})
+		}},
+	}
+	for _, s := range steps {
+		if err := s.upsert(); err != nil {
+			return describe(err, "create or update", s.resource)
+		}
+	}
+	return nil
+}
+
+// upsert creates obj, or updates it if it exists and is ours.
+func upsert[T metav1.Object](ctx context.Context, kind string, obj T, k env.Key, n *Namespaces,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	create func(context.Context, T, metav1.CreateOptions) (T, error),
+	update func(T) (T, error)) error {
+	cur, err := get(ctx, obj.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = create(ctx, obj, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if err := n.ours(kind, cur, k); err != nil {
+		return err
+	}
+	_, err = update(cur)
+	return err
+}
+
+func (n *Namespaces) policy() networkingv1.NetworkPolicySpec {
+	from := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}
+	if n.Options.IngressNamespace != "" {
+		from = append(from, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+			MatchLabels: map[string]string{"kubernetes.io/metadata.name": n.Options.IngressNamespace}}})
+	}
+	return networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{},
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: from}},
+	}
+}
+
+// Teardown deletes k's namespace and waits, within DeleteTimeout, until it
+// is gone. Gone already is success; not ours is refused. If it is stuck
+// terminating, the error names the finalizers or the unavailable APIs that
+// hold it; finalizers are never stripped.
+func (n *Namespaces) Teardown(ctx context.Context, k env.Key) error {
+	name, err := n.Name(k)
+	if err != nil {
+		return err
+	}
+	ns, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return describe(err, "get", "namespaces")
+	}
+	if err := n.ours("namespace", ns, k); err != nil {
+		return err
+	}
+	if ns.DeletionTimestamp == nil {
+		err := n.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return describe(err, "delete", "namespaces")
+		}
+	}
+	timeout := n.Options.DeleteTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ns, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return describe(err, "get", "namespaces")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("namespace %s is still terminating after %v: %s; prenv does not remove finalizers, resolve what holds them and run down again", name, timeout, stuckReason(ns))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// stuckReason reads why a namespace is not gone from its conditions.
+func stuckReason(ns *corev1.Namespace) string {
+	var parts []string
+	for _, c := range ns.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case corev1.NamespaceFinalizersRemaining, corev1.NamespaceContentRemaining,
+			corev1.NamespaceDeletionDiscoveryFailure, corev1.NamespaceDeletionContentFailure, corev1.NamespaceDeletionGVParsingFailure:
+			parts = append(parts, c.Message)
+		}
+	}
+	if len(ns.Spec.Finalizers) > 0 && len(parts) == 0 {
+		var f []string
+		for _, x := range ns.Spec.Finalizers {
+			f = append(f, string(x))
+		}
+		parts = append(parts, "the namespace controller has not finished deleting its content (namespace finalizers: "+strings.Join(f, ", ")+"; no condition reported yet)")
+	}
+	if len(parts) == 0 {
+		return "no reason reported yet"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// List returns the namespaces carrying prenv's owner label.
+func (n *Namespaces) List(ctx context.Context) ([]runtime.Instance, error) {
+	list, err := n.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: LabelOwner + "=" + n.Options.Owner})
+	if err != nil {
+		return nil, describe(err, "list", "namespaces")
+	}
+	var out []runtime.Instance
+	for _, ns := range list.Items {
+		k, err := env.ParseKey(ns.Annotations[AnnotationKey])
+		if err != nil {
+			continue // ours by label but unreadable: skipped, never guessed
+		}
+		out = append(out, runtime.Instance{Key: k, Name: ns.Name, Labels: merge(ns.Labels, ns.Annotations)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// describe turns API errors into what to do about them; a refused request
+// names the verb and resource the credentials lack.
+func describe(err error, verb, resource string) error {
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("the cluster refused to %s %s for prenv's credentials (%v): grant the verb on the resource in prenv's Role or ClusterRole", verb, resource, err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the cluster does not accept prenv's credentials (%v): check the kubeconfig (for EKS, aws eks update-kubeconfig)", err)
+	}
+	return fmt.Errorf("%s %s: %w", verb, resource, err)
+}
+
+func quantities(m map[string]string) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for k, v := range m {
+		out[corev1.ResourceName(k)] = resource.MustParse(v)
+	}
+	return out
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
