@@ -389,7 +389,14 @@ func (n *Namespaces) List(ctx context.Context) ([]runtime.Instance, error) {
 		if err != nil {
 			continue // ours by label but unreadable: skipped, never guessed
 		}
-		out = append(out, runtime.Instance{Key: k, Name: ns.Name, Labels: merge(ns.Labels, ns.Annotations)})
+		// In prenv's own vocabulary (env.Labels), whatever Kubernetes allows
+		// in labels.
+		labels := map[string]string{
+			env.LabelOwner: ns.Labels[LabelOwner], env.LabelKey: k.String(), env.LabelPR: ns.Labels[LabelPR],
+			env.LabelRepo: ns.Annotations[AnnotationRepo], env.LabelCreatedAt: ns.Annotations[AnnotationCreatedAt],
+			env.LabelExpiresAt: ns.Annotations[AnnotationExpiresAt], env.LabelEphemeral: ns.Labels[LabelEphemeral],
+		}
+		out = append(out, runtime.Instance{Key: k, Name: ns.Name, Labels: labels})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -1,0 +1,201 @@
+package kubernetes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/storage/driver"
+
+	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
+)
+
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Checker = (*Runtime)(nil)
+)
+
+// Runtime runs each environment as a Helm release of the team's chart in a
+// namespace of its own.
+type Runtime struct {
+	Namespaces *Namespaces
+	Releases   *Releases
+	// Chart is the path of the team's chart (a directory or a .tgz).
+	Chart string
+	// Values is a template of the release's values (YAML) with the fields
+	// of ValuesData.
+	Values string
+	// URL is a template of the environment's address (for example
+	// "https://pr-{{ .PR }}.staging.example.com"); empty leaves it unset.
+	URL string
+}
+
+// ValuesData is what the values and URL templates can use.
+type ValuesData struct {
+	PR         int
+	Name       string // pr-12
+	Repo       string
+	Namespace  string
+	Release    string
+	Commit     string
+	SecretName string // the Secret with the database connection
+	Database   struct {
+		Host, Name, User string
+		Port             int
+	}
+}
+
+func (r *Runtime) data(spec runtime.Spec) (ValuesData, error) {
+	ns, err := r.Namespaces.Name(spec.Key)
+	if err != nil {
+		return ValuesData{}, err
+	}
+	d := ValuesData{PR: spec.Key.PR, Name: spec.Key.Name(), Repo: spec.Key.Repo, Namespace: ns, Release: releaseName(spec.Key),
+		Commit: spec.Commit, SecretName: SecretName}
+	d.Database.Host, d.Database.Name, d.Database.User, d.Database.Port = spec.Database.Host, spec.Database.DBName, spec.Database.User, spec.Database.Port
+	return d, nil
+}
+
+// releaseName is the Helm release of k: Helm allows 53 characters.
+func releaseName(k env.Key) string { return k.NameMax(53) }
+
+func render(name, text string, data ValuesData) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.%s: %v", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.%s: %v (fields: .PR .Name .Repo .Namespace .Release .Commit .SecretName .Database.Host .Database.Port .Database.Name .Database.User)", name, err)
+	}
+	return b.String(), nil
+}
+
+func (r *Runtime) values(spec runtime.Spec) (map[string]any, error) {
+	d, err := r.data(spec)
+	if err != nil {
+		return nil, err
+	}
+	text, err := render("values", r.Values, d)
+	if err != nil {
+		return nil, err
+	}
+	vals := map[string]any{}
+	if err := yaml.Unmarshal([]byte(text), &vals); err != nil {
+		return nil, fmt.Errorf("runtime.kubernetes.values renders YAML that does not parse: %v", err)
+	}
+	return vals, nil
+}
+
+func (r *Runtime) chart() (*chart.Chart, error) {
+	if _, err := os.Stat(r.Chart); err != nil {
+		return nil, fmt.Errorf("runtime.kubernetes.chart: %v: give the path of the chart's directory or .tgz", err)
+	}
+	ch, err := loader.Load(r.Chart)
+	if err != nil {
+		return nil, fmt.Errorf("runtime.kubernetes.chart %s: %v", r.Chart, err)
+	}
+	return ch, nil
+}
+
+// Check implements runtime.Checker: the chart loads, the templates render,
+// and nothing foreign holds the namespace, before anything is created.
+func (r *Runtime) Check(ctx context.Context, k env.Key) error {
+	if _, err := r.chart(); err != nil {
+		return err
+	}
+	sample := runtime.Spec{Key: k, Name: k.Name(), Commit: "0000000", Database: dbclone.Database{Host: "db", Port: 5432, DBName: "app", User: "app"}}
+	if _, err := r.values(sample); err != nil {
+		return err
+	}
+	return r.Namespaces.Check(ctx, k)
+}
+
+// Prepare implements runtime.Runtime.
+func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
+	return r.Namespaces.Prepare(ctx, spec)
+}
+
+// Migrate implements runtime.Runtime. The chart's pre-install/pre-upgrade
+// hooks run the migration inside Deploy, gating the rollout.
+func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error { return nil }
+
+// Deploy implements runtime.Runtime: upgrade --install of the chart.
+func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Release, error) {
+	ch, err := r.chart()
+	if err != nil {
+		return runtime.Release{}, err
+	}
+	vals, err := r.values(spec)
+	if err != nil {
+		return runtime.Release{}, err
+	}
+	ns, _ := r.Namespaces.Name(spec.Key)
+	if _, err := r.Releases.Deploy(ctx, ns, releaseName(spec.Key), ch, vals, spec.Commit); err != nil {
+		var de *DeployError
+		if errors.As(err, &de) {
+			// A failed pre-install/pre-upgrade hook is the migration gate
+			// closing: the rollout never started.
+			step := "deploy"
+			if msg := de.Err.Error(); strings.Contains(msg, "pre-upgrade hooks failed") || strings.Contains(msg, "pre-install hooks failed") {
+				step = "migrate"
+			}
+			return runtime.Release{}, &runtime.StepError{Step: step, Err: de.Err, Output: de.Diagnosis}
+		}
+		return runtime.Release{}, &runtime.StepError{Step: "deploy", Err: err}
+	}
+	return r.Current(ctx, spec.Key)
+}
+
+// Current implements runtime.Runtime.
+func (r *Runtime) Current(ctx context.Context, k env.Key) (runtime.Release, error) {
+	ns, err := r.Namespaces.Name(k)
+	if err != nil {
+		return runtime.Release{}, err
+	}
+	rel, err := r.Releases.Current(ns, releaseName(k))
+	if errors.Is(err, driver.ErrReleaseNotFound) || errors.Is(err, driver.ErrNoDeployedReleases) || err == nil && rel == nil {
+		return runtime.Release{}, fmt.Errorf("%s: %w", releaseName(k), runtime.ErrNotFound)
+	}
+	if err != nil {
+		return runtime.Release{}, err
+	}
+	out := runtime.Release{Commit: rel.Labels[LabelCommit]}
+	if r.URL != "" {
+		d, _ := r.data(runtime.Spec{Key: k, Name: k.Name(), Commit: out.Commit})
+		out.URL, _ = render("url", r.URL, d)
+	}
+	return out, nil
+}
+
+// Teardown implements runtime.Runtime: uninstall the release, then delete
+// the namespace (bounded, reporting what holds it).
+func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
+	ns, err := r.Namespaces.Name(k)
+	if err != nil {
+		return err
+	}
+	if err := r.Namespaces.Check(ctx, k); errors.Is(err, runtime.ErrNotOurs) {
+		return err
+	}
+	if err := r.Releases.Uninstall(ns, releaseName(k)); err != nil {
+		return fmt.Errorf("teardown %s: %w", ns, err)
+	}
+	return r.Namespaces.Teardown(ctx, k)
+}
+
+// List implements runtime.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
+	return r.Namespaces.List(ctx)
+}
+
