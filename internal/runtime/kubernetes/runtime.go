@@ -198,4 +198,3 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	return r.Namespaces.List(ctx)
 }
-
