@@ -10,12 +10,16 @@ import (
 	"strings"
 	"syscall"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/dbclone/localpg"
 	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
 	"github.com/prenv/prenv/internal/lifecycle"
 	"github.com/prenv/prenv/internal/runtime"
+	kubert "github.com/prenv/prenv/internal/runtime/kubernetes"
 	"github.com/prenv/prenv/internal/runtime/local"
 	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
 	"github.com/prenv/prenv/internal/store"
@@ -43,14 +47,46 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) dbclone.Clone
 }
 
 // runtimes maps runtime.provider to its constructor.
-var runtimes = map[string]func(a *app, cfg config.Config) runtime.Runtime{
-	"local": func(a *app, cfg config.Config) runtime.Runtime {
+var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, error){
+	"local": func(a *app, cfg config.Config) (runtime.Runtime, error) {
 		return &local.Runtime{
 			Home: cfg.Home, Owner: cfg.Owner, App: cfg.App, Dir: cfg.Dir, Listen: cfg.Listen,
 			StartServer: func(ctx context.Context) error { return a.startServer(cfg) },
-		}
+		}, nil
 	},
-	"memory": func(a *app, cfg config.Config) runtime.Runtime { return rtmemory.New(cfg.Owner) },
+	"kubernetes": func(a *app, cfg config.Config) (runtime.Runtime, error) {
+		k := cfg.Runtime.Kubernetes
+		kubeconfig := k.Kubeconfig
+		if kubeconfig != "" && !filepath.IsAbs(kubeconfig) {
+			kubeconfig = filepath.Join(cfg.Dir, kubeconfig)
+		}
+		chartPath := k.Chart
+		if !filepath.IsAbs(chartPath) {
+			chartPath = filepath.Join(cfg.Dir, chartPath)
+		}
+		// The default loading rules honour $KUBECONFIG and exec plugins
+		// (aws eks update-kubeconfig), and fall back to in-cluster.
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = kubeconfig
+		rest, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.Context}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("runtime.kubernetes: no usable cluster credentials (%v): set runtime.kubernetes.kubeconfig or KUBECONFIG (for EKS: aws eks update-kubeconfig): %w", err, runtime.ErrInvalid)
+		}
+		client, err := kubernetes.NewForConfig(rest)
+		if err != nil {
+			return nil, err
+		}
+		opts := kubert.Options{
+			Owner: cfg.Owner, NamespaceTemplate: k.Namespace, Quota: k.Quota, DefaultRequests: k.DefaultRequests, DefaultLimits: k.DefaultLimits,
+			IngressNamespace: k.IngressNamespace, PodSecurity: k.PodSecurity, DeleteTimeout: k.DeleteTimeout.D(),
+		}
+		return &kubert.Runtime{
+			Namespaces: &kubert.Namespaces{Client: client, Options: opts},
+			Releases:   &kubert.Releases{Kubeconfig: kubeconfig, Context: k.Context, Client: client, Timeout: k.Timeout.D(), Log: a.log},
+			Chart:      chartPath, Values: k.Values, URL: k.URL,
+		}, nil
+	},
+	"memory": func(a *app, cfg config.Config) (runtime.Runtime, error) { return rtmemory.New(cfg.Owner), nil },
 }
 
 func (a *app) cloner(cfg config.Config) dbclone.Cloner {
@@ -61,12 +97,12 @@ func (a *app) cloner(cfg config.Config) dbclone.Cloner {
 }
 
 // runtime returns nil for database-only environments.
-func (a *app) runtime(cfg config.Config) runtime.Runtime {
+func (a *app) runtime(cfg config.Config) (runtime.Runtime, error) {
 	if !cfg.HasApp() {
-		return nil
+		return nil, nil
 	}
 	if a.opts.Runtime != nil {
-		return a.opts.Runtime
+		return a.opts.Runtime, nil
 	}
 	return runtimes[cfg.Runtime.Provider](a, cfg)
 }
@@ -79,12 +115,16 @@ func (a *app) store(ctx context.Context, cfg config.Config) (store.Store, error)
 }
 
 func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Lifecycle, error) {
+	rt, err := a.runtime(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s, err := a.store(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &lifecycle.Lifecycle{
-		Store: s, Cloner: a.cloner(cfg), Runtime: a.runtime(cfg),
+		Store: s, Cloner: a.cloner(cfg), Runtime: rt,
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
 	}, nil
 }

@@ -65,7 +65,26 @@ type LocalPG struct {
 
 // Runtime configures where the application runs.
 type Runtime struct {
-	Provider string `yaml:"provider"` // local | memory
+	Provider   string     `yaml:"provider"` // local | kubernetes | memory
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+}
+
+// Kubernetes configures the kubernetes runtime: a namespace and a Helm
+// release of the team's chart per environment.
+type Kubernetes struct {
+	Kubeconfig       string            `yaml:"kubeconfig"`        // default: $KUBECONFIG, ~/.kube/config, or in-cluster
+	Context          string            `yaml:"context"`           // kubeconfig context; default the current one
+	Namespace        string            `yaml:"namespace"`         // template: .PR .Name .Repo
+	Chart            string            `yaml:"chart"`             // path of the chart (directory or .tgz), relative to prenv.yaml
+	Values           string            `yaml:"values"`            // template of the release's values (YAML)
+	URL              string            `yaml:"url"`               // template of the environment's address
+	Quota            map[string]string `yaml:"quota"`             // ResourceQuota hard limits
+	DefaultRequests  map[string]string `yaml:"default_requests"`  // LimitRange defaults
+	DefaultLimits    map[string]string `yaml:"default_limits"`    // LimitRange defaults
+	IngressNamespace string            `yaml:"ingress_namespace"` // may reach the environment's pods
+	PodSecurity      string            `yaml:"pod_security"`      // privileged | baseline | restricted
+	Timeout          Duration          `yaml:"timeout"`           // bound on a release's rollout
+	DeleteTimeout    Duration          `yaml:"delete_timeout"`    // bound on a namespace's deletion
 }
 
 // App describes the application under preview. With no Start command an
@@ -100,7 +119,14 @@ func Default() Config {
 				StartTimeout:   Duration(30 * time.Second),
 			},
 		},
-		Runtime: Runtime{Provider: "local"},
+		Runtime: Runtime{Provider: "local", Kubernetes: Kubernetes{
+			Namespace:        "pr-{{ .PR }}",
+			Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
+			DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
+			DefaultLimits:    map[string]string{"cpu": "500m", "memory": "512Mi"},
+			IngressNamespace: "ingress-nginx", PodSecurity: "baseline",
+			Timeout: Duration(5 * time.Minute), DeleteTimeout: Duration(2 * time.Minute),
+		}},
 		App: App{
 			Health:        "/healthz",
 			HealthTimeout: Duration(60 * time.Second),
@@ -447,8 +473,15 @@ func (c *Config) Validate() error {
 	}
 	switch c.Runtime.Provider {
 	case "local", "memory":
+	case "kubernetes":
+		if c.Runtime.Kubernetes.Chart == "" {
+			bad("runtime.kubernetes.chart", "is required: the path of the chart to install per environment")
+		}
+		if c.App.Start != "" {
+			bad("app.start", "is for the local runtime; with runtime.provider kubernetes the chart runs the app")
+		}
 	default:
-		bad("runtime.provider", "%q is not a known provider (local, memory)", c.Runtime.Provider)
+		bad("runtime.provider", "%q is not a known provider (local, kubernetes, memory)", c.Runtime.Provider)
 	}
 	if c.App.Start != "" && !strings.HasPrefix(c.App.Health, "/") {
 		bad("app.health", "%q: want an HTTP path such as /healthz", c.App.Health)
@@ -463,7 +496,7 @@ func (c *Config) Validate() error {
 }
 
 // HasApp reports whether environments run an application, or are database-only.
-func (c *Config) HasApp() bool { return c.App.Start != "" }
+func (c *Config) HasApp() bool { return c.App.Start != "" || c.Runtime.Provider == "kubernetes" }
 
 // PortRange parses Ports.
 func (l LocalPG) PortRange() (first, last int, err error) {

@@ -15,6 +15,9 @@ var (
 	// ErrNotOurs is returned when the environment's home exists without
 	// prenv's owner id.
 	ErrNotOurs = errors.New("not owned by prenv")
+	// ErrInvalid is wrapped by errors in the runtime's configuration (a
+	// chart that does not load, a template that does not render).
+	ErrInvalid = errors.New("invalid runtime configuration")
 )
 
 // Spec is what a runtime needs to know of an environment and a commit.

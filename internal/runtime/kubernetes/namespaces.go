@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -410,6 +411,8 @@ func describe(err error, verb, resource string) error {
 		return fmt.Errorf("the cluster refused to %s %s for prenv's credentials (%v): grant the verb on the resource in prenv's Role or ClusterRole", verb, resource, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the cluster does not accept prenv's credentials (%v): check the kubeconfig (for EKS, aws eks update-kubeconfig)", err)
+	case isUnreachable(err):
+		return fmt.Errorf("cannot reach the cluster (%v): check runtime.kubernetes.kubeconfig and context, and the network to the API server", err)
 	}
 	return fmt.Errorf("%s %s: %w", verb, resource, err)
 }
@@ -431,4 +434,13 @@ func merge(a, b map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+func isUnreachable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") || strings.Contains(msg, "i/o timeout")
 }

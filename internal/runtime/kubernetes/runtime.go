@@ -11,8 +11,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
 	"helm.sh/helm/v4/pkg/storage/driver"
 
 	"github.com/prenv/prenv/internal/dbclone"
@@ -72,11 +75,11 @@ func releaseName(k env.Key) string { return k.NameMax(53) }
 func render(name, text string, data ValuesData) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return "", fmt.Errorf("runtime.kubernetes.%s: %v", name, err)
+		return "", fmt.Errorf("runtime.kubernetes.%s: %v: %w", name, err, runtime.ErrInvalid)
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("runtime.kubernetes.%s: %v (fields: .PR .Name .Repo .Namespace .Release .Commit .SecretName .Database.Host .Database.Port .Database.Name .Database.User)", name, err)
+		return "", fmt.Errorf("runtime.kubernetes.%s: %v (fields: .PR .Name .Repo .Namespace .Release .Commit .SecretName .Database.Host .Database.Port .Database.Name .Database.User): %w", name, err, runtime.ErrInvalid)
 	}
 	return b.String(), nil
 }
@@ -92,18 +95,18 @@ func (r *Runtime) values(spec runtime.Spec) (map[string]any, error) {
 	}
 	vals := map[string]any{}
 	if err := yaml.Unmarshal([]byte(text), &vals); err != nil {
-		return nil, fmt.Errorf("runtime.kubernetes.values renders YAML that does not parse: %v", err)
+		return nil, fmt.Errorf("runtime.kubernetes.values renders YAML that does not parse: %v: %w", err, runtime.ErrInvalid)
 	}
 	return vals, nil
 }
 
 func (r *Runtime) chart() (*chart.Chart, error) {
 	if _, err := os.Stat(r.Chart); err != nil {
-		return nil, fmt.Errorf("runtime.kubernetes.chart: %v: give the path of the chart's directory or .tgz", err)
+		return nil, fmt.Errorf("runtime.kubernetes.chart: %v: give the path of the chart's directory or .tgz: %w", err, runtime.ErrInvalid)
 	}
 	ch, err := loader.Load(r.Chart)
 	if err != nil {
-		return nil, fmt.Errorf("runtime.kubernetes.chart %s: %v", r.Chart, err)
+		return nil, fmt.Errorf("runtime.kubernetes.chart %s: %v: %w", r.Chart, err, runtime.ErrInvalid)
 	}
 	return ch, nil
 }
@@ -114,8 +117,16 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 	if _, err := r.chart(); err != nil {
 		return err
 	}
+	if err := r.Namespaces.Options.Validate(); err != nil {
+		return fmt.Errorf("%v: %w", err, runtime.ErrInvalid)
+	}
 	sample := runtime.Spec{Key: k, Name: k.Name(), Commit: "0000000", Database: dbclone.Database{Host: "db", Port: 5432, DBName: "app", User: "app"}}
-	if _, err := r.values(sample); err != nil {
+	vals, err := r.values(sample)
+	if err != nil {
+		return err
+	}
+	ch, _ := r.chart()
+	if err := renders(ch, vals, releaseName(k)); err != nil {
 		return err
 	}
 	return r.Namespaces.Check(ctx, k)
@@ -197,4 +208,16 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 // List implements runtime.Runtime.
 func (r *Runtime) List(ctx context.Context) ([]runtime.Instance, error) {
 	return r.Namespaces.List(ctx)
+}
+
+// renders reports whether the chart renders with vals, offline.
+func renders(ch *chart.Chart, vals map[string]any, name string) error {
+	rv, err := util.ToRenderValues(ch, vals, common.ReleaseOptions{Name: name, Namespace: name, IsInstall: true}, common.DefaultCapabilities)
+	if err == nil {
+		_, err = engine.Render(ch, rv)
+	}
+	if err != nil {
+		return fmt.Errorf("the chart %s does not render with runtime.kubernetes.values: %v: %w", ch.Name(), err, runtime.ErrInvalid)
+	}
+	return nil
 }
