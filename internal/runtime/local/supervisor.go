@@ -140,6 +140,11 @@ func (s *Supervisor) Deploy(ctx context.Context, spec ReleaseSpec) (ReleaseSpec,
 	a := s.get(spec.Name)
 	a.deploy.Lock()
 	defer a.deploy.Unlock()
+	return s.deployLocked(ctx, dir, a, spec)
+}
+
+// deployLocked is Deploy with a.deploy held.
+func (s *Supervisor) deployLocked(ctx context.Context, dir string, a *app, spec ReleaseSpec) (ReleaseSpec, error) {
 	a.mu.Lock()
 	same := a.current != nil && a.spec.Commit == spec.Commit && a.spec.Command == spec.Command && a.current.alive() && equalEnv(a.spec.Env, spec.Env)
 	current := a.spec
@@ -334,7 +339,8 @@ func (s *Supervisor) Stop(name string) {
 
 // Restore brings back every environment recorded under Home, as after a
 // restart of prenv serve or of the machine. Failures are logged per
-// environment; the others still come back.
+// environment; the others still come back. An environment this supervisor
+// already runs (a deploy that raced the restore) is left alone.
 func (s *Supervisor) Restore(ctx context.Context) {
 	entries, _ := os.ReadDir(EnvsDir(s.Home))
 	var wg sync.WaitGroup
@@ -343,38 +349,50 @@ func (s *Supervisor) Restore(ctx context.Context) {
 		if _, err := readOwned(dir, s.Owner); err != nil {
 			continue
 		}
-		var spec ReleaseSpec
-		if err := readJSON(filepath.Join(dir, "release.json"), &spec); err != nil {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			killRecorded(spec.PID, spec.Ident) // a process left by a serve that was killed
-			if s.EnsureDatabase != nil {
-				url, err := s.EnsureDatabase(ctx, spec.Key)
-				if err != nil {
-					s.logf(spec.Name, "restore: database: %v", err)
-					if s.Log != nil {
-						s.Log.Error("restore environment", "env", spec.Name, "err", err)
-					}
-					return
-				}
-				spec.Env["DATABASE_URL"] = url
-			}
-			if _, err := s.Deploy(ctx, spec); err != nil {
-				s.logf(spec.Name, "restore: %v", err)
+			if err := s.restoreOne(ctx, e.Name(), dir); err != nil {
+				s.logf(e.Name(), "restore: %v", err)
 				if s.Log != nil {
-					s.Log.Error("restore environment", "env", spec.Name, "err", err)
+					s.Log.Error("restore environment", "env", e.Name(), "err", err)
 				}
-				return
-			}
-			if s.Log != nil {
-				s.Log.Info("environment restored", "env", spec.Name, "commit", spec.Commit)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+func (s *Supervisor) restoreOne(ctx context.Context, name, dir string) error {
+	a := s.get(name)
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	running := a.current != nil && a.current.alive()
+	a.mu.Unlock()
+	if running {
+		return nil // deployed by this supervisor since it started
+	}
+	// Read under the lock: a deploy that finished meanwhile wrote it.
+	var spec ReleaseSpec
+	if err := readJSON(filepath.Join(dir, "release.json"), &spec); err != nil {
+		return nil // prepared, never deployed
+	}
+	killRecorded(spec.PID, spec.Ident) // a process left by a serve that was killed
+	if s.EnsureDatabase != nil {
+		url, err := s.EnsureDatabase(ctx, spec.Key)
+		if err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		spec.Env["DATABASE_URL"] = url
+	}
+	if _, err := s.deployLocked(ctx, dir, a, spec); err != nil {
+		return err
+	}
+	if s.Log != nil {
+		s.Log.Info("environment restored", "env", spec.Name, "commit", spec.Commit)
+	}
+	return nil
 }
 
 func (p *proc) alive() bool {
