@@ -40,6 +40,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per fast method (the median is shown)")
 	sizes := flag.String("sizes", "small,large", "golden sizes to measure: small (~150 MB), large (~1.5 GB)")
 	skipUp := flag.Bool("skip-up", false, "skip the demo up and memory measurements")
+	skipKube := flag.Bool("skip-kube", false, "skip the kubernetes runtime measurements")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -165,6 +166,10 @@ func main() {
 
 	if !*skipUp {
 		upAndMemory(ctx, work, *runs)
+	}
+	if !*skipKube {
+		root, _ := os.Getwd()
+		kubeBench(ctx, root, work)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"helm.sh/helm/v4/pkg/action"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
@@ -37,6 +38,9 @@ type Releases struct {
 	Client              kubernetes.Interface
 	Timeout             time.Duration
 	Log                 *slog.Logger
+	// Wrap, if set, adjusts the REST config of Helm's clients (the
+	// benchmark counts requests with it).
+	Wrap func(*rest.Config) *rest.Config
 }
 
 // DeployError is a failed release, with what a developer needs to see.
@@ -62,6 +66,9 @@ func (r *Releases) config(ns string) (*action.Configuration, error) {
 	}
 	if r.Context != "" {
 		flags.Context = &r.Context
+	}
+	if r.Wrap != nil {
+		flags.WrapConfigFn = r.Wrap
 	}
 	log := r.Log
 	if log == nil {
