@@ -43,7 +43,8 @@ test-short:
 
 # Clone-to-first-query of prenv, CREATE DATABASE ... STRATEGY FILE_COPY and
 # pg_dump | pg_restore on the same golden data at two sizes, up end to end,
-# and the memory of an idle environment.
+# the memory of an idle environment, and the kubernetes runtime on the test
+# control plane (1 and 20 environments, API requests).
 bench: setup build
 	PRENV_BENCH_DIR="$$(scripts/reflink-volume.sh 16G)" $(GO) run ./internal/bench/cmd $(BENCH_ARGS)
 

@@ -276,6 +276,7 @@ func upAndMemory(ctx context.Context, work string, runs int) {
 	fmt.Fprintf(tw, "demo app\t%s\t%s\n", human(appRSS), human(appPSS))
 	fmt.Fprintf(tw, "total\t%s\t%s\n", human(pgRSS+appRSS), human(pgPSS+appPSS))
 	tw.Flush()
+	fmt.Println()
 	for i := 0; i <= runs; i++ {
 		run(demo, "down", "--pr", strconv.Itoa(i+1))
 	}
