@@ -83,7 +83,7 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 		return &kubert.Runtime{
 			Namespaces: &kubert.Namespaces{Client: client, Options: opts},
 			Releases:   &kubert.Releases{Kubeconfig: kubeconfig, Context: k.Context, Client: client, Timeout: k.Timeout.D(), Log: a.log},
-			Chart:      chartPath, Values: k.Values, URL: k.URL,
+			Chart:      chartPath, Values: k.Values, URL: k.URL, Migration: k.Migration,
 		}, nil
 	},
 	"memory": func(a *app, cfg config.Config) (runtime.Runtime, error) { return rtmemory.New(cfg.Owner), nil },

@@ -77,6 +77,7 @@ type Kubernetes struct {
 	Namespace        string            `yaml:"namespace"`         // template: .PR .Name .Repo
 	Chart            string            `yaml:"chart"`             // path of the chart (directory or .tgz), relative to prenv.yaml
 	Values           string            `yaml:"values"`            // template of the release's values (YAML)
+	Migration        string            `yaml:"migration"`         // template of a migration Job prenv runs before the upgrade (charts without a hook)
 	URL              string            `yaml:"url"`               // template of the environment's address
 	Quota            map[string]string `yaml:"quota"`             // ResourceQuota hard limits
 	DefaultRequests  map[string]string `yaml:"default_requests"`  // LimitRange defaults

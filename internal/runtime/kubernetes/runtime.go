@@ -41,6 +41,9 @@ type Runtime struct {
 	// URL is a template of the environment's address (for example
 	// "https://pr-{{ .PR }}.staging.example.com"); empty leaves it unset.
 	URL string
+	// Migration is a template of the MigrationJob prenv runs before the
+	// upgrade, for charts without a migration hook; empty runs none.
+	Migration string
 }
 
 // ValuesData is what the values and URL templates can use.
@@ -125,6 +128,9 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 	if err != nil {
 		return err
 	}
+	if _, err := r.migrationJob(sample); err != nil {
+		return err
+	}
 	ch, _ := r.chart()
 	if err := renders(ch, vals, releaseName(k)); err != nil {
 		return err
@@ -136,10 +142,6 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 	return r.Namespaces.Prepare(ctx, spec)
 }
-
-// Migrate implements runtime.Runtime. The chart's pre-install/pre-upgrade
-// hooks run the migration inside Deploy, gating the rollout.
-func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error { return nil }
 
 // Deploy implements runtime.Runtime: upgrade --install of the chart.
 func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Release, error) {

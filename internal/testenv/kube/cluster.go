@@ -64,6 +64,22 @@ func Start(ctx context.Context, dir, bin string) (*Cluster, error) {
 	if c, err := reuse(ctx, dir); err == nil {
 		return c, nil
 	}
+	// The components bind ports chosen free a moment earlier; another
+	// process may take one in between. Try again with fresh ports.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var c *Cluster
+		if c, err = startOnce(ctx, dir, bin); err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 	Stop(dir) // whatever is left of an earlier one
 	for _, sub := range []string{"etcd", "certs"} {
 		os.RemoveAll(filepath.Join(dir, sub))
