@@ -173,21 +173,31 @@ func (n *Namespaces) ours(kind string, obj metav1.Object, k env.Key) error {
 // Name returns the namespace of k.
 func (n *Namespaces) Name(k env.Key) (string, error) { return n.Options.namespace(k) }
 
-// Check returns ErrNotOurs if k's namespace exists and is not ours, and
-// names a namespace still terminating from an earlier teardown.
-func (n *Namespaces) Check(ctx context.Context, k env.Key) error {
+// existing returns k's namespace name and the namespace, nil if it does not
+// exist, or ErrNotOurs if it exists without our owner label.
+func (n *Namespaces) existing(ctx context.Context, k env.Key) (string, *corev1.Namespace, error) {
 	name, err := n.Name(k)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	ns, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil
+		return name, nil, nil
 	}
 	if err != nil {
-		return describe(err, "get", "namespaces")
+		return name, nil, describe(err, "get", "namespaces")
 	}
 	if err := n.ours("namespace", ns, k); err != nil {
+		return name, nil, err
+	}
+	return name, ns, nil
+}
+
+// Check returns ErrNotOurs if k's namespace exists and is not ours, and
+// names a namespace still terminating from an earlier teardown.
+func (n *Namespaces) Check(ctx context.Context, k env.Key) error {
+	name, ns, err := n.existing(ctx, k)
+	if err != nil || ns == nil {
 		return err
 	}
 	if ns.DeletionTimestamp != nil {
@@ -305,18 +315,8 @@ func (n *Namespaces) policy() networkingv1.NetworkPolicySpec {
 // terminating, the error names the finalizers or the unavailable APIs that
 // hold it; finalizers are never stripped.
 func (n *Namespaces) Teardown(ctx context.Context, k env.Key) error {
-	name, err := n.Name(k)
-	if err != nil {
-		return err
-	}
-	ns, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return describe(err, "get", "namespaces")
-	}
-	if err := n.ours("namespace", ns, k); err != nil {
+	name, ns, err := n.existing(ctx, k)
+	if err != nil || ns == nil {
 		return err
 	}
 	if ns.DeletionTimestamp == nil {
