@@ -67,7 +67,9 @@ backoff) and, at start, bring every environment back to its recorded state.
 			defer os.Remove(pidFile)
 			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home)
 			go a.restore(ctx, cfg, cloner, sup)
-			return srv.Run(ctx, l)
+			err = srv.Run(ctx, l)
+			sup.Shutdown() // no preview keeps running unsupervised
+			return err
 		},
 	}
 	return cmd

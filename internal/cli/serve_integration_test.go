@@ -21,6 +21,9 @@ func TestServe_BringsEveryEnvironmentBackAfterAReboot(t *testing.T) {
 	a, b := h.status(1), h.status(2)
 	// The machine goes down: prenv serve, the apps and the databases stop.
 	h.stopServe()
+	if n := processesMatching(filepath.Join(h.home, "envs")); n != 0 {
+		t.Fatalf("%d app processes outlived prenv serve", n)
+	}
 	if code, _, _, err := testenv.Get(a.URL, a.Auth.Password); err == nil && code == 200 {
 		t.Fatal("still serving after the server stopped")
 	}

@@ -337,6 +337,29 @@ func (s *Supervisor) Stop(name string) {
 	}
 }
 
+// Shutdown stops every app this supervisor runs and waits for them, so that
+// stopping prenv serve never leaves previews running unsupervised. Their
+// records stay: the next prenv serve brings them back.
+func (s *Supervisor) Shutdown() {
+	s.mu.Lock()
+	var procs []*proc
+	for _, a := range s.apps {
+		a.mu.Lock()
+		a.gone = true
+		if a.current != nil {
+			procs = append(procs, a.current)
+		}
+		a.mu.Unlock()
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop(5 * time.Second) }()
+	}
+	wg.Wait()
+}
+
 // Restore brings back every environment recorded under Home, as after a
 // restart of prenv serve or of the machine. Failures are logged per
 // environment; the others still come back. An environment this supervisor
@@ -422,12 +445,21 @@ func (p *proc) stop(grace time.Duration) {
 }
 
 // killRecorded kills the process group of a process recorded earlier (in
-// release.json) only if pid is still that process: after a reboot or a
-// while, the number may belong to someone else, and nothing that is not
-// ours is ever killed.
+// release.json) only if it is provably that group: its leader is still that
+// process, or (the leader gone, an orphaned app left) its members are of
+// the same boot and started no earlier than the leader. After a reboot or a
+// while the number may belong to someone else, and nothing that is not ours
+// is ever killed.
 func killRecorded(pid int, ident string) {
-	if pid > 0 && ident != "" && identify(pid) == ident {
+	if pid <= 0 || ident == "" {
+		return
+	}
+	if identify(pid) == ident {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return
+	}
+	for _, member := range groupMembers(pid, ident) {
+		_ = syscall.Kill(member, syscall.SIGKILL)
 	}
 }
 
