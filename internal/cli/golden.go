@@ -79,9 +79,6 @@ func (a *app) goldenLsCmd() *cobra.Command {
 		Short: "List golden generations with their size and age",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err

@@ -72,6 +72,9 @@ func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 	if st.State != "ready" || st.Commit != "c1" || st.URL != "https://pr-41.preview.example.com" || !strings.Contains(st.stepNames(), "deploy") {
 		t.Fatalf("status after up: %+v", st)
 	}
+	if st.Auth.User != "" || st.Auth.Password != "" {
+		t.Fatalf("status shows prenv's basic-auth login for a Kubernetes environment, which the team's auth layer guards: %+v", st.Auth)
+	}
 	secret, err := c.Client.CoreV1().Secrets("pr-41").Get(ctx, "prenv-database", metav1.GetOptions{})
 	if err != nil || string(secret.Data["DATABASE_URL"]) != st.Database.URL {
 		t.Fatalf("the environment's Secret does not hold its database: %v", err)

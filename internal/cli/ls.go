@@ -15,9 +15,6 @@ func (a *app) lsCmd() *cobra.Command {
 		Short: "List environments",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err
@@ -32,11 +29,12 @@ func (a *app) lsCmd() *cobra.Command {
 				return err
 			}
 			views := []envView{}
+			auth := login(cfg)
 			for _, e := range list {
 				if e.State == "deleted" && !all {
 					continue
 				}
-				views = append(views, view(cmd.Context(), s, cfg, e))
+				views = append(views, view(cmd.Context(), s, cfg, e, auth))
 			}
 			if out == "json" {
 				return printJSON(a.opts.Stdout, views)

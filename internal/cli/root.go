@@ -169,8 +169,10 @@ func key(cfg config.Config, pr prFlag, repo string) (env.Key, error) {
 	return k, nil
 }
 
+// outputFlag adds -o to cmd and checks its value before cmd runs.
 func outputFlag(cmd *cobra.Command, out *string) {
 	cmd.Flags().StringVarP(out, "output", "o", "text", "output format: text or json")
+	cmd.PreRunE = func(*cobra.Command, []string) error { return checkOutput(*out) }
 }
 
 func checkOutput(out string) error {

@@ -12,9 +12,6 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show an environment: state, URL, login, database and the last run's steps",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
 			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
@@ -28,7 +25,7 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return notFound(err, k.Name())
 			}
-			v := view(cmd.Context(), s, cfg, e)
+			v := view(cmd.Context(), s, cfg, e, login(cfg))
 			if out == "json" {
 				return printJSON(a.opts.Stdout, v)
 			}

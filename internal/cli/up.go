@@ -21,9 +21,6 @@ roll it out. Running it again with the same commit changes nothing. Without an
 app in prenv.yaml the environment is database-only and its DATABASE_URL is printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
 			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
@@ -45,7 +42,7 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			if err != nil && e.Name == "" {
 				return err
 			}
-			v := view(cmd.Context(), lc.Store, cfg, e)
+			v := view(cmd.Context(), lc.Store, cfg, e, login(cfg))
 			if out == "json" {
 				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
 					return jerr
@@ -57,7 +54,10 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			if out == "text" {
 				fmt.Fprintf(a.opts.Stdout, "%s is ready in %.2fs\n", k.Name(), time.Since(t0).Seconds())
 				if v.URL != "" {
-					fmt.Fprintf(a.opts.Stdout, "  url:      %s\n  login:    %s / %s\n", v.URL, v.Auth.User, v.Auth.Password)
+					fmt.Fprintf(a.opts.Stdout, "  url:      %s\n", v.URL)
+				}
+				if v.Auth != nil {
+					fmt.Fprintf(a.opts.Stdout, "  login:    %s / %s\n", v.Auth.User, v.Auth.Password)
 				}
 				fmt.Fprintf(a.opts.Stdout, "  DATABASE_URL=%s\n", v.Database.URL)
 			}

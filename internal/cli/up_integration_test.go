@@ -211,7 +211,7 @@ func TestUp_WithoutAnAppGivesAnIsolatedDatabaseOnly(t *testing.T) {
 	h := newHarness(t) // no prenv.yaml: the defaults
 	h.golden(10)
 	out1 := h.must("up", "--pr", "1")
-	out2 := h.must("up", "--pr", "2")
+	h.must("up", "--pr", "2")
 	if !strings.Contains(out1, "DATABASE_URL=postgres://") {
 		t.Fatalf("up of a database-only environment does not print DATABASE_URL:\n%s", out1)
 	}
@@ -223,7 +223,6 @@ func TestUp_WithoutAnAppGivesAnIsolatedDatabaseOnly(t *testing.T) {
 	if n := sql(t, b.Database.URL, "SELECT count(*) FROM orders"); n != 30 {
 		t.Fatalf("PR 2 has %d orders after PR 1 deleted its own", n)
 	}
-	_ = out2
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prenv/prenv/internal/config"
-	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/server"
 	"github.com/prenv/prenv/internal/store"
 )
@@ -49,7 +50,27 @@ type runView struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
-func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env) envView {
+// login returns the environments' basic-auth login, which prenv serve
+// enforces for the local runtime only (on Kubernetes the team's auth layer
+// guards the Ingress). It reads, never creates, the stored password.
+func login(cfg config.Config) *authView {
+	if cfg.Runtime.Provider != "local" || !cfg.HasApp() {
+		return nil
+	}
+	pw := cfg.Password
+	if pw == "" {
+		data, err := os.ReadFile(filepath.Join(cfg.Home, "password"))
+		if err != nil {
+			return nil
+		}
+		pw = strings.TrimSpace(string(data))
+	}
+	return &authView{User: server.AuthUser, Password: pw}
+}
+
+// view is e as status, ls and up show it; auth is login(cfg), read once per
+// command.
+func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, auth *authView) envView {
 	v := envView{
 		PR: e.Key.PR, Repository: e.Key.Repo, Name: e.Name, State: string(e.State), URL: e.URL,
 		Commit: e.Commit, DesiredCommit: e.DesiredCommit, Error: e.Error, Database: e.Database,
@@ -62,9 +83,7 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env) en
 		v.Repository = cfg.Repository
 	}
 	if e.URL != "" {
-		if pw, err := local.Password(cfg.Home, cfg.Password); err == nil {
-			v.Auth = &authView{User: server.AuthUser, Password: pw}
-		}
+		v.Auth = auth
 	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: r.State, Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}

@@ -412,25 +412,6 @@ func setString(v reflect.Value, s string) error {
 	return nil
 }
 
-// Set sets the field at a dotted path from a string, as a flag would.
-func (c *Config) Set(path, value string) error {
-	var found bool
-	err := walkLeaves(reflect.ValueOf(c).Elem(), "", func(p string, v reflect.Value) error {
-		if p != path {
-			return nil
-		}
-		found = true
-		return setString(v, value)
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", path, ErrInvalid, err)
-	}
-	if !found {
-		return fmt.Errorf("%s: %w: no such field", path, ErrInvalid)
-	}
-	return nil
-}
-
 // Validate checks the configuration; errors name the field's path.
 func (c *Config) Validate() error {
 	var errs []string

@@ -84,15 +84,6 @@ func Current(home string) (Generation, error) {
 	return gens[len(gens)-1], nil
 }
 
-// Get returns generation n.
-func Get(home string, n int) (Generation, error) {
-	g, err := read(filepath.Join(Root(home), strconv.Itoa(n)))
-	if err != nil {
-		return g, fmt.Errorf("golden generation %d: %w", n, err)
-	}
-	return g, nil
-}
-
 func read(dir string) (Generation, error) {
 	var g Generation
 	data, err := os.ReadFile(filepath.Join(dir, "generation.json"))

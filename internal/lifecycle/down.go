@@ -30,7 +30,7 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
 		return e, getErr
 	}
-	r := &run{l: l, k: k, seq: seq, onStep: opts.OnStep,
+	r := &run{l: l, k: k, onStep: opts.OnStep,
 		rec: store.Run{Key: k, Seq: seq, Kind: "down", State: "running", StartedAt: l.now()}}
 	if recorded {
 		e.State = env.StateDeleting

@@ -75,7 +75,6 @@ type run struct {
 	rec     store.Run
 	onStep  StepFunc
 	k       env.Key
-	seq     int64
 	checkFn func(ctx context.Context) error
 }
 

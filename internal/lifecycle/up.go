@@ -68,7 +68,7 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	if err != nil {
 		return e, err
 	}
-	r := &run{l: l, k: k, seq: seq, onStep: opts.OnStep, checkFn: newest,
+	r := &run{l: l, k: k, onStep: opts.OnStep, checkFn: newest,
 		rec: store.Run{Key: k, Seq: seq, Kind: "up", Commit: opts.Commit, State: "running", StartedAt: l.now()}}
 	if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
 		return e, err

@@ -52,12 +52,10 @@ func FindBinaries(ctx context.Context, dir string) (Binaries, error) {
 			candidates = append(candidates, m...)
 		}
 	}
-	var found []string
 	for _, d := range candidates {
 		if _, err := os.Stat(filepath.Join(d, "postgres")); err != nil {
 			continue
 		}
-		found = append(found, d)
 		out, err := exec.CommandContext(ctx, filepath.Join(d, "postgres"), "--version").Output()
 		if err != nil {
 			continue
@@ -83,7 +81,6 @@ func FindBinaries(ctx context.Context, dir string) (Binaries, error) {
 	if dir != "" {
 		where = "in " + dir + " (database.localpg.bin_dir)"
 	}
-	_ = found
 	return Binaries{}, fmt.Errorf("%w: no postgres %s: install PostgreSQL %d or newer (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16) or set database.localpg.bin_dir",
 		ErrBinaries, where, MinMajor)
 }

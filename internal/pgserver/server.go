@@ -210,6 +210,20 @@ func (s Server) Stop(timeout time.Duration) error {
 	return fmt.Errorf("postgres %d on %s did not stop within %v; sent an immediate shutdown", pid, s.DataDir, timeout)
 }
 
+// StopUnder stops every postgres whose data directory is under dir.
+func StopUnder(dir string, timeout time.Duration) {
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(p, "postmaster.pid")); err == nil {
+			_ = Server{DataDir: p}.Stop(timeout)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+}
+
 // FreePort reports whether nothing listens on 127.0.0.1:port.
 func FreePort(port int) bool {
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))

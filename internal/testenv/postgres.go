@@ -53,18 +53,7 @@ func Reachable(t testing.TB, dir string) {
 }
 
 // StopServers stops every postgres whose data directory is under home.
-func StopServers(home string) {
-	_ = filepath.WalkDir(home, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		if _, err := os.Stat(filepath.Join(p, "postmaster.pid")); err == nil {
-			_ = pgserver.Server{DataDir: p}.Stop(20 * time.Second)
-			return filepath.SkipDir
-		}
-		return nil
-	})
-}
+func StopServers(home string) { pgserver.StopUnder(home, 20*time.Second) }
 
 // Postgres returns the server binaries, skipping the test under -short.
 func Postgres(t testing.TB) (pgserver.Binaries, pgserver.User) {

@@ -54,7 +54,7 @@ func main() {
 	work, err := os.MkdirTemp(*dir, "bench-")
 	check(err)
 	os.Chmod(work, 0o755)
-	defer func() { stopAll(work); os.RemoveAll(work) }()
+	defer func() { pgserver.StopUnder(work, 20*time.Second); os.RemoveAll(work) }()
 
 	all := map[string]size{"small": {"small", 45_000}, "large": {"large", 800_000}}
 	var chosen []size
@@ -415,17 +415,6 @@ func fsName(dir string) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func stopAll(dir string) {
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			if _, err := os.Stat(filepath.Join(p, "postmaster.pid")); err == nil {
-				pgserver.Server{DataDir: p}.Stop(20 * time.Second)
-			}
-		}
-		return nil
-	})
 }
 
 func check(err error) {

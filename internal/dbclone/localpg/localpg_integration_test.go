@@ -52,21 +52,6 @@ func TestCloner_Conformance(t *testing.T) {
 	})
 }
 
-func query(t *testing.T, url, sql string, args ...any) int {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
 func TestClone_IsIsolatedPopulatedAndHasItsOwnPassword(t *testing.T) {
 	home := testenv.Home(t)
 	testenv.Golden(t, home, testenv.PeopleSQL)
@@ -80,11 +65,11 @@ func TestClone_IsIsolatedPopulatedAndHasItsOwnPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := query(t, a.URL, "SELECT count(*) FROM people"); n != 500 {
+	if n := testenv.QueryInt(t, a.URL, "SELECT count(*) FROM people"); n != 500 {
 		t.Fatalf("clone has %d people, want the golden 500", n)
 	}
-	query(t, a.URL, "WITH i AS (INSERT INTO people (name, email) VALUES ('only in one', 'x@y') RETURNING 1) SELECT count(*) FROM i")
-	if n := query(t, b.URL, "SELECT count(*) FROM people WHERE name = 'only in one'"); n != 0 {
+	testenv.QueryInt(t, a.URL, "WITH i AS (INSERT INTO people (name, email) VALUES ('only in one', 'x@y') RETURNING 1) SELECT count(*) FROM i")
+	if n := testenv.QueryInt(t, b.URL, "SELECT count(*) FROM people WHERE name = 'only in one'"); n != 0 {
 		t.Fatalf("a row written in PR 1 is in PR 2")
 	}
 	if a.Password == b.Password {
@@ -109,7 +94,7 @@ func TestClone_RestartsAStoppedServerAndKeepsItsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	query(t, a.URL, "WITH d AS (DELETE FROM people WHERE id <= 100 RETURNING 1) SELECT count(*) FROM d")
+	testenv.QueryInt(t, a.URL, "WITH d AS (DELETE FROM people WHERE id <= 100 RETURNING 1) SELECT count(*) FROM d")
 	testenv.StopServers(home) // as a reboot would
 	if c.Running(k) {
 		t.Fatal("server still running after stop")
@@ -118,7 +103,7 @@ func TestClone_RestartsAStoppedServerAndKeepsItsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := query(t, b.URL, "SELECT count(*) FROM people"); n != 400 {
+	if n := testenv.QueryInt(t, b.URL, "SELECT count(*) FROM people"); n != 400 {
 		t.Fatalf("after restart the clone has %d people, want 400", n)
 	}
 }
@@ -136,7 +121,7 @@ func TestClone_AnInterruptedCopyIsRedoneNotAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := query(t, db.URL, "SELECT count(*) FROM people"); n != 500 {
+	if n := testenv.QueryInt(t, db.URL, "SELECT count(*) FROM people"); n != 500 {
 		t.Fatalf("%d people", n)
 	}
 	if list, _ := c.List(context.Background()); len(list) != 1 {
@@ -179,10 +164,10 @@ func TestClone_OlderGenerationsKeepWorkingAfterANewBuild(t *testing.T) {
 	if a.Generation != 1 || b.Generation != 2 {
 		t.Fatalf("generations %d and %d, want 1 and 2", a.Generation, b.Generation)
 	}
-	if n := query(t, a.URL, "SELECT count(*) FROM people"); n != 500 {
+	if n := testenv.QueryInt(t, a.URL, "SELECT count(*) FROM people"); n != 500 {
 		t.Fatalf("generation 1 clone has %d people", n)
 	}
-	if n := query(t, b.URL, "SELECT count(*) FROM people"); n != 10 {
+	if n := testenv.QueryInt(t, b.URL, "SELECT count(*) FROM people"); n != 10 {
 		t.Fatalf("generation 2 clone has %d people", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestClone_OnAReflinkFilesystemSharesBlocksWithTheGoldenData(t *testing.T) {
 	if err != nil || m.Copy != Reflink {
 		t.Fatalf("manifest copy method %q (%v), want reflink", m.Copy, err)
 	}
-	if n := query(t, db.URL, "SELECT count(*) FROM filler"); n != 60000 {
+	if n := testenv.QueryInt(t, db.URL, "SELECT count(*) FROM filler"); n != 60000 {
 		t.Fatalf("%d rows", n)
 	}
 	// Shared blocks: the clone and the golden data together use far less
@@ -51,9 +52,11 @@ func dfUsed(t *testing.T, path string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n int64
-	lines := strings.Fields(string(out))
-	_, _ = fmtSscan(lines[len(lines)-1], &n)
+	fields := strings.Fields(string(out))
+	n, err := strconv.ParseInt(fields[len(fields)-1], 10, 64)
+	if err != nil {
+		t.Fatalf("df: %v", err)
+	}
 	return n
 }
 

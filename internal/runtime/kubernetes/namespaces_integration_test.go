@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,8 +25,9 @@ import (
 var cluster *kube.Cluster
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(func() int {
-		if !isShort() {
+		if !testing.Short() {
 			ctx := context.Background()
 			root, _ := filepath.Abs("../../..")
 			bin, err := kube.Binaries(ctx, root)
@@ -43,15 +45,6 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}())
-}
-
-func isShort() bool {
-	for _, a := range os.Args {
-		if a == "-test.short" || a == "-test.short=true" {
-			return true
-		}
-	}
-	return false
 }
 
 func need(t *testing.T) *kube.Cluster {

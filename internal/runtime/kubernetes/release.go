@@ -48,6 +48,9 @@ type DeployError struct {
 	Release   string
 	Err       error
 	Diagnosis string
+	// Migration is true when a pre-install or pre-upgrade hook failed: the
+	// migration gate closed before any workload changed.
+	Migration bool
 }
 
 func (e *DeployError) Error() string {
@@ -114,10 +117,34 @@ func (r *Releases) Deploy(ctx context.Context, ns, name string, ch *chart.Chart,
 		rel, err = i.RunWithContext(ctx, ch, vals)
 	}
 	if err != nil {
-		return nil, &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns)}
+		return nil, &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns), Migration: preHookFailed(cfg, name)}
 	}
 	out, _ := rel.(*releasev1.Release)
 	return out, nil
+}
+
+// preHookFailed reads from the release record whether the last revision's
+// pre-install or pre-upgrade hook failed (Helm's error carries no type).
+func preHookFailed(cfg *action.Configuration, name string) bool {
+	last, err := cfg.Releases.Last(name)
+	if err != nil {
+		return false
+	}
+	rel, ok := last.(*releasev1.Release)
+	if !ok {
+		return false
+	}
+	for _, h := range rel.Hooks {
+		if h.LastRun.Phase != releasev1.HookPhaseFailed {
+			continue
+		}
+		for _, e := range h.Events {
+			if e == releasev1.HookPreInstall || e == releasev1.HookPreUpgrade {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // recover makes a release left pending-install, pending-upgrade or

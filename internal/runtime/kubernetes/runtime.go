@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"text/template"
 
 	"gopkg.in/yaml.v3"
@@ -16,6 +15,7 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
 
 	"github.com/prenv/prenv/internal/dbclone"
@@ -117,7 +117,8 @@ func (r *Runtime) chart() (*chart.Chart, error) {
 // Check implements runtime.Checker: the chart loads, the templates render,
 // and nothing foreign holds the namespace, before anything is created.
 func (r *Runtime) Check(ctx context.Context, k env.Key) error {
-	if _, err := r.chart(); err != nil {
+	ch, err := r.chart()
+	if err != nil {
 		return err
 	}
 	if err := r.Namespaces.Options.Validate(); err != nil {
@@ -131,7 +132,6 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 	if _, err := r.migrationJob(sample); err != nil {
 		return err
 	}
-	ch, _ := r.chart()
 	if err := renders(ch, vals, releaseName(k)); err != nil {
 		return err
 	}
@@ -154,20 +154,31 @@ func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Releas
 		return runtime.Release{}, err
 	}
 	ns, _ := r.Namespaces.Name(spec.Key)
-	if _, err := r.Releases.Deploy(ctx, ns, releaseName(spec.Key), ch, vals, spec.Commit); err != nil {
+	rel, err := r.Releases.Deploy(ctx, ns, releaseName(spec.Key), ch, vals, spec.Commit)
+	if err != nil {
 		var de *DeployError
 		if errors.As(err, &de) {
 			// A failed pre-install/pre-upgrade hook is the migration gate
 			// closing: the rollout never started.
 			step := "deploy"
-			if msg := de.Err.Error(); strings.Contains(msg, "pre-upgrade hooks failed") || strings.Contains(msg, "pre-install hooks failed") {
+			if de.Migration {
 				step = "migrate"
 			}
 			return runtime.Release{}, &runtime.StepError{Step: step, Err: de.Err, Output: de.Diagnosis}
 		}
 		return runtime.Release{}, &runtime.StepError{Step: "deploy", Err: err}
 	}
-	return r.Current(ctx, spec.Key)
+	return r.release(spec.Key, rel), nil
+}
+
+// release is what serves k, from its deployed Helm revision.
+func (r *Runtime) release(k env.Key, rel *releasev1.Release) runtime.Release {
+	out := runtime.Release{Commit: rel.Labels[LabelCommit]}
+	if r.URL != "" {
+		d, _ := r.data(runtime.Spec{Key: k, Name: k.Name(), Commit: out.Commit})
+		out.URL, _ = render("url", r.URL, d)
+	}
+	return out
 }
 
 // Current implements runtime.Runtime.
@@ -183,12 +194,7 @@ func (r *Runtime) Current(ctx context.Context, k env.Key) (runtime.Release, erro
 	if err != nil {
 		return runtime.Release{}, err
 	}
-	out := runtime.Release{Commit: rel.Labels[LabelCommit]}
-	if r.URL != "" {
-		d, _ := r.data(runtime.Spec{Key: k, Name: k.Name(), Commit: out.Commit})
-		out.URL, _ = render("url", r.URL, d)
-	}
-	return out, nil
+	return r.release(k, rel), nil
 }
 
 // Teardown implements runtime.Runtime: uninstall the release, then delete

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +46,9 @@ type Runtime struct {
 	// StepTimeout bounds a build or a migration.
 	StepTimeout time.Duration
 	Client      *http.Client
+
+	prefixOnce sync.Once
+	prefix     string
 }
 
 func (r *Runtime) envDir(name string) string { return filepath.Join(EnvsDir(r.Home), name) }
@@ -71,13 +75,15 @@ func (r *Runtime) workDir(name, commit string) string {
 	return filepath.Join(r.Dir, r.App.Dir)
 }
 
-// subdir is the path of Dir below the repository's top level.
+// subdir is the path of Dir below the repository's top level, asked of git
+// once.
 func (r *Runtime) subdir() string {
-	out, err := exec.Command("git", "-C", r.Dir, "rev-parse", "--show-prefix").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
+	r.prefixOnce.Do(func() {
+		if out, err := exec.Command("git", "-C", r.Dir, "rev-parse", "--show-prefix").Output(); err == nil {
+			r.prefix = strings.TrimSpace(string(out))
+		}
+	})
+	return r.prefix
 }
 
 // Check implements runtime.Checker.

@@ -91,11 +91,11 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 	if err := writeCerts(certs); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(7)
+	ports, err := freePorts(6)
 	if err != nil {
 		return nil, err
 	}
-	etcdPort, peerPort, apiPort, cmPort, schedPort, kwokPort, metricsPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
+	etcdPort, peerPort, apiPort, cmPort, schedPort, kwokPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	if err := writeKubeconfig(kubeconfig, certs, apiPort); err != nil {
 		return nil, err
@@ -126,7 +126,6 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 			"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
 			"--server-address", fmt.Sprintf("127.0.0.1:%d", kwokPort), "--node-ip", "10.244.0.1"},
 	}
-	_ = metricsPort
 	start := func(name string) error {
 		logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		if err != nil {

@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,24 +10,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-func root(t *testing.T) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		dir = filepath.Dir(dir)
-	}
-}
+	"github.com/prenv/prenv/internal/testenv"
+)
 
 func TestControlPlane_SchedulesPodsCompletesAndFailsJobsAndEnforcesQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real control plane; runs without -short")
 	}
 	ctx := context.Background()
-	bin, err := Binaries(ctx, root(t))
+	bin, err := Binaries(ctx, testenv.ModuleRoot(t))
 	if err != nil {
 		t.Fatal(err)
 	}
