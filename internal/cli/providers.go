@@ -61,7 +61,7 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 			kubeconfig = filepath.Join(cfg.Dir, kubeconfig)
 		}
 		chartPath := k.Chart
-		if !filepath.IsAbs(chartPath) {
+		if k.ChartRepo == "" && !strings.HasPrefix(chartPath, "oci://") && !filepath.IsAbs(chartPath) {
 			chartPath = filepath.Join(cfg.Dir, chartPath)
 		}
 		// The default loading rules honour $KUBECONFIG and exec plugins
@@ -84,6 +84,8 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 			Namespaces: &kubert.Namespaces{Client: client, Options: opts},
 			Releases:   &kubert.Releases{Kubeconfig: kubeconfig, Context: k.Context, Client: client, Timeout: k.Timeout.D(), Log: a.log},
 			Chart:      chartPath, Values: k.Values, URL: k.URL, Migration: k.Migration,
+			ChartSource: kubert.ChartSource{Version: k.ChartVersion, Repo: k.ChartRepo, PlainHTTP: k.ChartPlainHTTP,
+				Username: k.ChartUsername, Password: k.ChartPassword, CacheDir: filepath.Join(cfg.Home, "charts")},
 		}, nil
 	},
 	"memory": func(a *app, cfg config.Config) (runtime.Runtime, error) { return rtmemory.New(cfg.Owner), nil },

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -75,7 +76,12 @@ type Kubernetes struct {
 	Kubeconfig       string            `yaml:"kubeconfig"`        // default: $KUBECONFIG, ~/.kube/config, or in-cluster
 	Context          string            `yaml:"context"`           // kubeconfig context; default the current one
 	Namespace        string            `yaml:"namespace"`         // template: .PR .Name .Repo
-	Chart            string            `yaml:"chart"`             // path of the chart (directory or .tgz), relative to prenv.yaml
+	Chart            string            `yaml:"chart"`             // path of the chart (directory or .tgz, relative to prenv.yaml), a chart name in chart_repo, or oci://host/path/name
+	ChartVersion     string            `yaml:"chart_version"`     // version or semver range of a remote chart; default the latest
+	ChartRepo        string            `yaml:"chart_repo"`        // URL of the chart repository that holds chart
+	ChartPlainHTTP   bool              `yaml:"chart_plain_http"`  // reach an OCI registry over http
+	ChartUsername    string            `yaml:"chart_username"`    // credentials of the repository or registry (default: helm registry login)
+	ChartPassword    string            `yaml:"chart_password"`    // use ${VAR} rather than the secret itself
 	Values           string            `yaml:"values"`            // template of the release's values (YAML)
 	Migration        string            `yaml:"migration"`         // template of a migration Job prenv runs before the upgrade (charts without a hook)
 	URL              string            `yaml:"url"`               // template of the environment's address
@@ -456,8 +462,20 @@ func (c *Config) Validate() error {
 	switch c.Runtime.Provider {
 	case "local", "memory":
 	case "kubernetes":
-		if c.Runtime.Kubernetes.Chart == "" {
-			bad("runtime.kubernetes.chart", "is required: the path of the chart to install per environment")
+		k := c.Runtime.Kubernetes
+		if k.Chart == "" {
+			bad("runtime.kubernetes.chart", "is required: the path of the chart to install per environment, a chart name with chart_repo, or an oci:// reference")
+		}
+		if k.ChartRepo != "" {
+			if u, err := url.Parse(k.ChartRepo); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("runtime.kubernetes.chart_repo", "%q: want the http(s) URL of a chart repository (the one 'helm repo add' takes)", k.ChartRepo)
+			}
+			if strings.HasPrefix(k.Chart, "oci://") {
+				bad("runtime.kubernetes.chart_repo", "is set but chart is an oci:// reference: remove one of them")
+			}
+		}
+		if k.ChartVersion != "" && k.ChartRepo == "" && !strings.HasPrefix(k.Chart, "oci://") {
+			bad("runtime.kubernetes.chart_version", "is for a remote chart (chart_repo or oci://); a local chart has the version in its Chart.yaml")
 		}
 		if c.App.Start != "" {
 			bad("app.start", "is for the local runtime; with runtime.provider kubernetes the chart runs the app")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"text/template"
 
 	"gopkg.in/yaml.v3"
@@ -13,7 +12,6 @@ import (
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
@@ -33,8 +31,11 @@ var (
 type Runtime struct {
 	Namespaces *Namespaces
 	Releases   *Releases
-	// Chart is the path of the team's chart (a directory or a .tgz).
+	// Chart is the path of the team's chart (a directory or a .tgz), the
+	// name of a chart in ChartSource.Repo, or an oci:// reference.
 	Chart string
+	// ChartSource says how to fetch a remote chart (its Ref is Chart).
+	ChartSource ChartSource
 	// Values is a template of the release's values (YAML) with the fields
 	// of ValuesData.
 	Values string
@@ -44,6 +45,8 @@ type Runtime struct {
 	// Migration is a template of the MigrationJob prenv runs before the
 	// upgrade, for charts without a migration hook; empty runs none.
 	Migration string
+
+	charts chartCache
 }
 
 // ValuesData is what the values and URL templates can use.
@@ -103,15 +106,12 @@ func (r *Runtime) values(spec runtime.Spec) (map[string]any, error) {
 	return vals, nil
 }
 
+// chart loads the team's chart, fetching it once per runtime when it is
+// remote.
 func (r *Runtime) chart() (*chart.Chart, error) {
-	if _, err := os.Stat(r.Chart); err != nil {
-		return nil, fmt.Errorf("runtime.kubernetes.chart: %v: give the path of the chart's directory or .tgz: %w", err, runtime.ErrInvalid)
-	}
-	ch, err := loader.Load(r.Chart)
-	if err != nil {
-		return nil, fmt.Errorf("runtime.kubernetes.chart %s: %v: %w", r.Chart, err, runtime.ErrInvalid)
-	}
-	return ch, nil
+	src := r.ChartSource
+	src.Ref = r.Chart
+	return r.charts.get(src)
 }
 
 // Check implements runtime.Checker: the chart loads, the templates render,

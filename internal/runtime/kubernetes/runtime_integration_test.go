@@ -64,3 +64,36 @@ func TestRuntime_Conformance(t *testing.T) {
 		},
 	})
 }
+
+func TestRuntime_DeploysAChartFromARegistryOrARepository(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	for i, src := range []ChartSource{
+		{Ref: ociRegistry(t, "0.4.0") + "/demo", PlainHTTP: true},
+		{Ref: "demo", Repo: chartRepo(t, "0.4.0", "0.5.0"), Version: "0.5.0"},
+	} {
+		src.CacheDir = t.TempDir()
+		rt := &Runtime{
+			Namespaces: namespaces(c), Chart: src.Ref, ChartSource: src, Values: suiteValues,
+			Releases: &Releases{Kubeconfig: c.Kubeconfig, Client: c.Client, Timeout: 60 * time.Second},
+		}
+		k := env.Key{PR: 55 + i}
+		t.Cleanup(func() { rt.Teardown(ctx, k) })
+		s := runtime.Spec{Key: k, Name: k.Name(), Commit: "c1", Labels: env.Labels("prenv", k, time.Now(), time.Hour),
+			Database: dbclone.Database{URL: "postgres://app:pw@db:5432/app", Host: "db", Port: 5432, DBName: "app", User: "app", Password: "pw"}}
+		if err := rt.Check(ctx, k); err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if _, err := runtimetest.Roll(ctx, rt, s); err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		ns, _ := rt.Namespaces.Name(k)
+		rel, err := rt.Releases.Current(ns, releaseName(k))
+		if err != nil || rel.Chart.Metadata.Version != src.Version && src.Version != "" || image(t, c, ns) != "example/prenv-demo-app:c1" {
+			t.Fatalf("%s: release %v %v, image %s", src, rel, err, image(t, c, ns))
+		}
+		if src.Version == "" && rel.Chart.Metadata.Version != "0.4.0" {
+			t.Fatalf("%s: deployed chart %s", src, rel.Chart.Metadata.Version)
+		}
+	}
+}
