@@ -83,8 +83,23 @@ func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 	if err != nil || ing.Spec.Rules[0].Host != "pr-41.preview.example.com" || ing.Annotations["cert-manager.io/cluster-issuer"] != "letsencrypt" {
 		t.Fatalf("ingress: %+v %v", ing, err)
 	}
-	h.must("up", "--pr", "41", "--sha", "c2")
+	// The team turns on the basic-auth login prenv makes, for ingress-nginx.
+	root := testenv.ModuleRoot(t)
+	h.writeKubeConfig(c.Kubeconfig, filepath.Join(root, "examples", "demo", "chart"), kubeValues+`
+          nginx.ingress.kubernetes.io/auth-type: basic
+          nginx.ingress.kubernetes.io/auth-secret: "{{ .AuthSecretName }}"`, "    basic_auth: {enabled: true}\n")
+	if out := h.must("up", "--pr", "41", "--sha", "c2"); !strings.Contains(out, "login:    prenv / ") {
+		t.Fatalf("up does not show the login:\n%s", out)
+	}
 	st2 := h.status(41)
+	auth, err := c.Client.CoreV1().Secrets("pr-41").Get(ctx, "prenv-basic-auth", metav1.GetOptions{})
+	if err != nil || st2.Auth.User != "prenv" || st2.Auth.Password == "" || string(auth.Data["password"]) != st2.Auth.Password {
+		t.Fatalf("status login %+v, secret %v", st2.Auth, err)
+	}
+	ing, err = c.Client.NetworkingV1().Ingresses("pr-41").Get(ctx, "pr-41-demo", metav1.GetOptions{})
+	if err != nil || ing.Annotations["nginx.ingress.kubernetes.io/auth-secret"] != "prenv-basic-auth" {
+		t.Fatalf("ingress annotations after basic_auth: %v %v", ing.Annotations, err)
+	}
 	d, err := c.Client.AppsV1().Deployments("pr-41").Get(ctx, "pr-41-demo", metav1.GetOptions{})
 	if err != nil || st2.Commit != "c2" || st2.Database.URL != st.Database.URL || d.Spec.Template.Spec.Containers[0].Image != "example/prenv-demo-app:c2" {
 		t.Fatalf("after a new commit: %+v, image %v", st2, err)

@@ -30,11 +30,12 @@ func (a *app) lsCmd() *cobra.Command {
 			}
 			views := []envView{}
 			auth := login(cfg)
+			rt, _ := a.runtime(cfg) // only for logins: an unusable runtime shows none
 			for _, e := range list {
 				if e.State == "deleted" && !all {
 					continue
 				}
-				views = append(views, view(cmd.Context(), s, cfg, e, auth))
+				views = append(views, view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, e.Key, auth)))
 			}
 			if out == "json" {
 				return printJSON(a.opts.Stdout, views)

@@ -25,7 +25,8 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return notFound(err, k.Name())
 			}
-			v := view(cmd.Context(), s, cfg, e, login(cfg))
+			rt, _ := a.runtime(cfg) // only for the login: an unusable runtime shows none
+			v := view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, k, login(cfg)))
 			if out == "json" {
 				return printJSON(a.opts.Stdout, v)
 			}

@@ -42,7 +42,7 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			if err != nil && e.Name == "" {
 				return err
 			}
-			v := view(cmd.Context(), lc.Store, cfg, e, login(cfg))
+			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
 			if out == "json" {
 				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
 					return jerr

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/server"
 	"github.com/prenv/prenv/internal/store"
 )
@@ -66,6 +68,20 @@ func login(cfg config.Config) *authView {
 		pw = strings.TrimSpace(string(data))
 	}
 	return &authView{User: server.AuthUser, Password: pw}
+}
+
+// envLogin is k's login: the one rt made for the environment when it makes
+// logins (Kubernetes with basic_auth), else local (login(cfg)).
+func envLogin(ctx context.Context, rt runtime.Runtime, k env.Key, local *authView) *authView {
+	au, ok := rt.(runtime.Authenticator)
+	if !ok {
+		return local
+	}
+	user, pw, err := au.Login(ctx, k)
+	if err != nil {
+		return nil
+	}
+	return &authView{User: user, Password: pw}
 }
 
 // view is e as status, ls and up show it; auth is login(cfg), read once per

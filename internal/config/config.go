@@ -92,6 +92,15 @@ type Kubernetes struct {
 	PodSecurity      string            `yaml:"pod_security"`      // privileged | baseline | restricted
 	Timeout          Duration          `yaml:"timeout"`           // bound on a release's rollout
 	DeleteTimeout    Duration          `yaml:"delete_timeout"`    // bound on a namespace's deletion
+	BasicAuth        BasicAuth         `yaml:"basic_auth"`        // a basic-auth Secret per environment for the ingress controller
+}
+
+// BasicAuth asks the kubernetes runtime for a basic-auth Secret
+// (prenv-basic-auth) in each environment's namespace.
+type BasicAuth struct {
+	Enabled  bool   `yaml:"enabled"`
+	User     string `yaml:"user"`     // default prenv
+	Password string `yaml:"password"` // shared by every environment (use ${VAR}); empty: one generated per environment
 }
 
 // App describes the application under preview. With no Start command an
@@ -133,6 +142,7 @@ func Default() Config {
 			DefaultLimits:    map[string]string{"cpu": "500m", "memory": "512Mi"},
 			IngressNamespace: "ingress-nginx", PodSecurity: "baseline",
 			Timeout: Duration(5 * time.Minute), DeleteTimeout: Duration(2 * time.Minute),
+			BasicAuth: BasicAuth{User: "prenv"},
 		}},
 		App: App{
 			Health:        "/healthz",
@@ -473,6 +483,9 @@ func (c *Config) Validate() error {
 			if strings.HasPrefix(k.Chart, "oci://") {
 				bad("runtime.kubernetes.chart_repo", "is set but chart is an oci:// reference: remove one of them")
 			}
+		}
+		if k.BasicAuth.Enabled && (k.BasicAuth.User == "" || strings.ContainsAny(k.BasicAuth.User, ":\n")) {
+			bad("runtime.kubernetes.basic_auth.user", "%q: want a user name without ':'", k.BasicAuth.User)
 		}
 		if k.ChartVersion != "" && k.ChartRepo == "" && !strings.HasPrefix(k.Chart, "oci://") {
 			bad("runtime.kubernetes.chart_version", "is for a remote chart (chart_repo or oci://); a local chart has the version in its Chart.yaml")

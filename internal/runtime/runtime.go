@@ -86,3 +86,9 @@ type Builder interface {
 type Checker interface {
 	Check(ctx context.Context, k env.Key) error
 }
+
+// Authenticator is a Runtime that guards each environment with a login it
+// made and can tell (ErrNotFound when the environment has none).
+type Authenticator interface {
+	Login(ctx context.Context, k env.Key) (user, password string, err error)
+}

@@ -66,6 +66,9 @@ type Options struct {
 	PodSecurity string
 	// DeleteTimeout bounds the wait for a namespace to go away.
 	DeleteTimeout time.Duration
+	// BasicAuth, if set, makes a basic-auth Secret (AuthSecretName) in
+	// each environment for the ingress controller to enforce.
+	BasicAuth *BasicAuth
 }
 
 // DefaultOptions are the defaults of the kubernetes runtime.
@@ -268,6 +271,12 @@ func (n *Namespaces) Prepare(ctx context.Context, spec runtime.Spec) error {
 				return c.Secrets(name).Update(ctx, cur, metav1.UpdateOptions{})
 			})
 		}},
+	}
+	if n.Options.BasicAuth != nil {
+		steps = append(steps, struct {
+			resource string
+			upsert   func() error
+		}{"secrets", func() error { return n.upsertAuth(ctx, k, name, objMeta(AuthSecretName)) }})
 	}
 	for _, s := range steps {
 		if err := s.upsert(); err != nil {

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime"
@@ -231,5 +233,77 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("not within %v", d)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestPrepare_MakesABasicAuthLoginTheIngressControllerCanCheck(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	n := namespaces(c)
+	n.Options.BasicAuth = &BasicAuth{}
+	k := env.Key{PR: 14}
+	t.Cleanup(func() { n.Teardown(ctx, k) })
+	if _, _, err := n.Login(ctx, k); !errors.Is(err, runtime.ErrNotFound) {
+		t.Fatalf("Login before Prepare = %v", err)
+	}
+	if err := n.Prepare(ctx, spec(k, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	get := func() *corev1.Secret {
+		s, err := c.Client.CoreV1().Secrets("pr-14").Get(ctx, AuthSecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := get()
+	user, pw, err := n.Login(ctx, k)
+	if err != nil || user != "prenv" || len(pw) < 20 || s.Labels[LabelOwner] != "prenv" {
+		t.Fatalf("login %q %q %v, labels %v", user, pw, err, s.Labels)
+	}
+	// The htpasswd line ingress-nginx (auth) and Traefik (users) read.
+	name, hash, _ := strings.Cut(string(s.Data["auth"]), ":")
+	if name != "prenv" || bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) != nil || string(s.Data["users"]) != string(s.Data["auth"]) {
+		t.Fatalf("auth %q does not check the password", s.Data["auth"])
+	}
+	// The next up keeps the login (and its hash: no needless change).
+	if err := n.Prepare(ctx, spec(k, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	if again := get(); string(again.Data["password"]) != pw || string(again.Data["auth"]) != string(s.Data["auth"]) {
+		t.Fatalf("a second Prepare changed the login")
+	}
+	// A configured password replaces the generated one.
+	n.Options.BasicAuth = &BasicAuth{User: "review", Password: "shared-secret"}
+	if err := n.Prepare(ctx, spec(k, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	s = get()
+	name, hash, _ = strings.Cut(string(s.Data["auth"]), ":")
+	if name != "review" || bcrypt.CompareHashAndPassword([]byte(hash), []byte("shared-secret")) != nil {
+		t.Fatalf("auth after configuring a password: %q", s.Data["auth"])
+	}
+}
+
+func TestPrepare_RefusesABasicAuthSecretThatIsNotOurs(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	n := namespaces(c)
+	k := env.Key{PR: 15}
+	t.Cleanup(func() { n.Teardown(ctx, k) })
+	if err := n.Prepare(ctx, spec(k, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AuthSecretName}, StringData: map[string]string{"auth": "someone:x"}}
+	if _, err := c.Client.CoreV1().Secrets("pr-15").Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n.Options.BasicAuth = &BasicAuth{}
+	if err := n.Prepare(ctx, spec(k, "pw")); !errors.Is(err, runtime.ErrNotOurs) {
+		t.Fatalf("Prepare over a foreign basic-auth Secret = %v", err)
+	}
+	s, _ := c.Client.CoreV1().Secrets("pr-15").Get(ctx, AuthSecretName, metav1.GetOptions{})
+	if string(s.Data["auth"]) != "someone:x" {
+		t.Fatalf("the foreign Secret was changed: %q", s.Data["auth"])
 	}
 }

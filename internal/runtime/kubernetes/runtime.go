@@ -22,8 +22,9 @@ import (
 )
 
 var (
-	_ runtime.Runtime = (*Runtime)(nil)
-	_ runtime.Checker = (*Runtime)(nil)
+	_ runtime.Runtime       = (*Runtime)(nil)
+	_ runtime.Checker       = (*Runtime)(nil)
+	_ runtime.Authenticator = (*Runtime)(nil)
 )
 
 // Runtime runs each environment as a Helm release of the team's chart in a
@@ -58,7 +59,10 @@ type ValuesData struct {
 	Release    string
 	Commit     string
 	SecretName string // the Secret with the database connection
-	Database   struct {
+	// AuthSecretName is the basic-auth Secret prenv makes
+	// (runtime.kubernetes.basic_auth), empty when it makes none.
+	AuthSecretName string
+	Database       struct {
 		Host, Name, User string
 		Port             int
 	}
@@ -71,6 +75,9 @@ func (r *Runtime) data(spec runtime.Spec) (ValuesData, error) {
 	}
 	d := ValuesData{PR: spec.Key.PR, Name: spec.Key.Name(), Repo: spec.Key.Repo, Namespace: ns, Release: releaseName(spec.Key),
 		Commit: spec.Commit, SecretName: SecretName}
+	if r.Namespaces.Options.BasicAuth != nil {
+		d.AuthSecretName = AuthSecretName
+	}
 	d.Database.Host, d.Database.Name, d.Database.User, d.Database.Port = spec.Database.Host, spec.Database.DBName, spec.Database.User, spec.Database.Port
 	return d, nil
 }
@@ -85,7 +92,7 @@ func render(name, text string, data ValuesData) (string, error) {
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("runtime.kubernetes.%s: %v (fields: .PR .Name .Repo .Namespace .Release .Commit .SecretName .Database.Host .Database.Port .Database.Name .Database.User): %w", name, err, runtime.ErrInvalid)
+		return "", fmt.Errorf("runtime.kubernetes.%s: %v (fields: .PR .Name .Repo .Namespace .Release .Commit .SecretName .AuthSecretName .Database.Host .Database.Port .Database.Name .Database.User): %w", name, err, runtime.ErrInvalid)
 	}
 	return b.String(), nil
 }
@@ -211,6 +218,12 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 		return fmt.Errorf("teardown %s: %w", ns, err)
 	}
 	return r.Namespaces.Teardown(ctx, k)
+}
+
+// Login implements runtime.Authenticator: the basic-auth login prenv made
+// for k (runtime.kubernetes.basic_auth).
+func (r *Runtime) Login(ctx context.Context, k env.Key) (user, password string, err error) {
+	return r.Namespaces.Login(ctx, k)
 }
 
 // List implements runtime.Runtime.
