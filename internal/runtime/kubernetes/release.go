@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
@@ -168,12 +171,21 @@ func (r *Releases) recover(ctx context.Context, cfg *action.Configuration, ns, n
 	if !rel.Info.Status.IsPending() {
 		// Only failed installs with nothing deployed are reinstalled.
 		if !deployed && rel.Info.Status == rcommon.StatusFailed {
+			if err := r.cleanHooks(cfg, rel); err != nil {
+				return false, err
+			}
 			return false, r.uninstall(cfg, name)
 		}
 		return true, nil
 	}
 	if r.Log != nil {
 		r.Log.Warn("recovering a release left pending by an interrupted run", "release", name, "revision", rel.Version, "status", rel.Info.Status)
+	}
+	// Its hooks may have been running when it was interrupted: a hook Job
+	// without the before-hook-creation policy would make the next run fail
+	// with "already exists", and a half-done one must not keep running.
+	if err := r.cleanHooks(cfg, rel); err != nil {
+		return false, err
 	}
 	if !deployed {
 		// An install that never finished: nothing serves, start over.
@@ -186,6 +198,54 @@ func (r *Releases) recover(ctx context.Context, cfg *action.Configuration, ns, n
 		return false, fmt.Errorf("mark interrupted revision %d failed: %w", rel.Version, err)
 	}
 	return true, nil
+}
+
+// cleanHooks deletes the hook resources of rel that are still in the
+// cluster, and waits (bounded) until they are gone. Only objects that carry
+// Helm's hook annotation are deleted; CustomResourceDefinitions never are.
+func (r *Releases) cleanHooks(cfg *action.Configuration, rel *releasev1.Release) error {
+	var left kube.ResourceList
+	for _, h := range rel.Hooks {
+		if h.Kind == "CustomResourceDefinition" {
+			continue
+		}
+		res, err := cfg.KubeClient.Build(bytes.NewBufferString(h.Manifest), false)
+		if err != nil {
+			return fmt.Errorf("read hook %s of the interrupted revision %d: %w", h.Name, rel.Version, err)
+		}
+		for _, info := range res {
+			if err := info.Get(); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return fmt.Errorf("look up hook %s %s: %w", h.Kind, h.Name, err)
+			}
+			acc, err := meta.Accessor(info.Object)
+			if err != nil || acc.GetAnnotations()[releasev1.HookAnnotation] == "" {
+				continue
+			}
+			left = append(left, info)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	if r.Log != nil {
+		for _, info := range left {
+			r.Log.Warn("deleting a hook left by an interrupted run", "kind", info.Mapping.GroupVersionKind.Kind, "name", info.Name)
+		}
+	}
+	if _, errs := cfg.KubeClient.Delete(left, metav1.DeletePropagationBackground); len(errs) > 0 {
+		return fmt.Errorf("delete hooks left by an interrupted run: %w", errors.Join(errs...))
+	}
+	w, err := cfg.KubeClient.GetWaiter(kube.StatusWatcherStrategy)
+	if err != nil {
+		return err
+	}
+	if err := w.WaitForDelete(left, time.Minute); err != nil {
+		return fmt.Errorf("hooks left by an interrupted run are still being deleted after a minute: %w", err)
+	}
+	return nil
 }
 
 func (r *Releases) uninstall(cfg *action.Configuration, name string) error {

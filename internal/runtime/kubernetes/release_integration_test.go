@@ -158,3 +158,56 @@ func TestRelease_AChartOverTheQuotaSaysWhichQuota(t *testing.T) {
 		t.Logf("up says: %v", err)
 	}
 }
+
+func TestRelease_AHookLeftRunningByAnInterruptedRunIsCleanedUp(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	ns, r := prepared(t, c, 35)
+	// A chart whose hook is deleted only when it succeeds: a hook Job an
+	// interrupted run leaves behind would block the next one.
+	ch := demoChart(t)
+	for _, f := range ch.Templates {
+		if strings.HasSuffix(f.Name, "migration-job.yaml") {
+			f.Data = []byte(strings.Replace(string(f.Data), "before-hook-creation,hook-succeeded", "hook-succeeded", 1))
+		}
+	}
+	rel, err := r.Deploy(ctx, ns, ns, ch, prenvValues("c1", nil), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run that was killed: revision 2 pending-upgrade, its hook Job
+	// created and still there.
+	cfg, err := r.config(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := *rel
+	info := *rel.Info
+	stuck.Info, stuck.Version = &info, rel.Version+1
+	stuck.Info.Status = rcommon.StatusPendingUpgrade
+	if err := cfg.Releases.Create(&stuck); err != nil {
+		t.Fatal(err)
+	}
+	hook := rel.Hooks[0]
+	res, err := cfg.KubeClient.Build(strings.NewReader(hook.Manifest), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.KubeClient.Create(res); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Client.BatchV1().Jobs(ns).Get(ctx, hook.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err = r.Deploy(ctx, ns, ns, ch, prenvValues("c2", nil), "c2")
+	if err != nil {
+		t.Fatalf("up after a run interrupted during its hook: %v", err)
+	}
+	if rel.Version != 3 || rel.Hooks[0].LastRun.Phase != releasev1.HookPhaseSucceeded || image(t, c, ns) != "example/prenv-demo-app:c2" {
+		t.Fatalf("revision %d hook %s image %s", rel.Version, rel.Hooks[0].LastRun.Phase, image(t, c, ns))
+	}
+	if after, err := c.Client.BatchV1().Jobs(ns).Get(ctx, hook.Name, metav1.GetOptions{}); err == nil && after.UID == before.UID {
+		t.Fatal("the interrupted run's hook Job is still there")
+	}
+}
