@@ -351,11 +351,20 @@ func (r *Releases) diagnose(ctx context.Context, ns string) string {
 	return strings.Join(lines, "\n")
 }
 
-// lastLogs returns the last lines a container printed, when the cluster has them.
+// lastLogs returns the last lines a container printed, when the cluster has
+// them: those of the instance that crashed (a crash-looping container waits
+// to restart and has printed nothing yet), else the current one's.
 func (r *Releases) lastLogs(ctx context.Context, ns, pod, container string) string {
 	tail := int64(10)
-	data, err := r.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &tail}).DoRaw(ctx)
-	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+	var data []byte
+	for _, previous := range []bool{true, false} {
+		out, err := r.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &tail, Previous: previous}).DoRaw(ctx)
+		if err == nil && len(strings.TrimSpace(string(out))) > 0 {
+			data = out
+			break
+		}
+	}
+	if data == nil {
 		return ""
 	}
 	return "\n    last lines:\n    " + strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", "\n    ")

@@ -211,3 +211,24 @@ func TestRelease_AHookLeftRunningByAnInterruptedRunIsCleanedUp(t *testing.T) {
 		t.Fatal("the interrupted run's hook Job is still there")
 	}
 }
+
+func TestRelease_ACrashLoopingAppIsReportedWithItsLastLines(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	ns, r := prepared(t, c, 36)
+	r.Timeout = 8 * time.Second
+	if err := c.SetLogs("starting shop", "panic: DATABASE_URL: connection refused"); err != nil {
+		t.Fatal(err)
+	}
+	vals := prenvValues("c1", nil)
+	vals["podLabels"] = map[string]any{kube.CrashLabel: "true"}
+	_, err := r.Deploy(ctx, ns, ns, demoChart(t), vals, "c1")
+	var de *DeployError
+	if !errors.As(err, &de) || !strings.Contains(de.Diagnosis, "container app is waiting: CrashLoopBackOff") ||
+		!strings.Contains(de.Diagnosis, "last lines:") || !strings.Contains(de.Diagnosis, "panic: DATABASE_URL: connection refused") {
+		t.Fatalf("err = %v", err)
+	}
+	if testing.Verbose() {
+		t.Logf("up says: %v", err)
+	}
+}

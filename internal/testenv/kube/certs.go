@@ -55,6 +55,15 @@ func writeCerts(dir string) error {
 	}); err != nil {
 		return err
 	}
+	// kwok serves the kubelet API (logs) to the apiserver over TLS.
+	if err := issue("kwok", &x509.Certificate{
+		SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "kwok-node-0"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost", "kwok-node-0"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}); err != nil {
+		return err
+	}
 	if err := issue("admin", &x509.Certificate{
 		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "prenv-test-admin", Organization: []string{"system:masters"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -32,6 +32,24 @@ const NodeName = "kwok-node-0"
 // FailLabel on a pod makes kwok fail it (exit code 1).
 const FailLabel = "prenv.dev/test-fail"
 
+// ContainerLog is the file in the cluster's directory that kwok serves as
+// every container's log; SetLogs writes it.
+const ContainerLog = "container.log"
+
+// CrashLabel on a pod makes kwok report its containers crash-looping.
+const CrashLabel = "prenv.dev/test-crash"
+
+// SetLogs makes lines what every container printed.
+func (c *Cluster) SetLogs(lines ...string) error {
+	var b strings.Builder
+	now := time.Now().UTC()
+	for i, l := range lines {
+		// The CRI log format the kubelet reads: time, stream, tag, text.
+		fmt.Fprintf(&b, "%s stdout F %s\n", now.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), l)
+	}
+	return os.WriteFile(filepath.Join(c.Dir, ContainerLog), []byte(b.String()), 0o644)
+}
+
 // Cluster is a running control plane.
 type Cluster struct {
 	Dir        string
@@ -100,7 +118,13 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 	if err := writeKubeconfig(kubeconfig, certs, apiPort); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "stages.yaml"), stages, 0o644); err != nil {
+	// Every container's log is ContainerLog's file (CRI format).
+	logs := fmt.Sprintf("%s\n---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: {name: prenv-test}\nspec:\n  logs:\n  - logsFile: %q\n    follow: true\n",
+		stages, filepath.Join(dir, ContainerLog))
+	if err := os.WriteFile(filepath.Join(dir, ContainerLog), nil, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stages.yaml"), []byte(logs), 0o644); err != nil {
 		return nil, err
 	}
 	c := func(name string) string { return filepath.Join(certs, name) }
@@ -116,6 +140,9 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 			"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file", c("sa.pub"), "--service-account-signing-key-file", c("sa.key"),
 			"--service-cluster-ip-range", "10.0.0.0/24", "--authorization-mode", "RBAC", "--allow-privileged=true",
+			// Logs come from kwok's kubelet API on 127.0.0.1.
+			"--kubelet-certificate-authority", c("ca.crt"), "--kubelet-client-certificate", c("admin.crt"), "--kubelet-client-key", c("admin.key"),
+			"--kubelet-preferred-address-types", "InternalIP",
 			// The kubernetes Service's endpoints cannot be a loopback address.
 			"--endpoint-reconciler-type", "none"},
 		"kube-controller-manager": {"--kubeconfig", kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1",
@@ -124,7 +151,8 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 		"kube-scheduler": {"--kubeconfig", kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(schedPort)},
 		"kwok": {"--kubeconfig", kubeconfig, "--config", filepath.Join(dir, "stages.yaml"),
 			"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-			"--server-address", fmt.Sprintf("127.0.0.1:%d", kwokPort), "--node-ip", "10.244.0.1"},
+			"--server-address", fmt.Sprintf("127.0.0.1:%d", kwokPort), "--node-ip", "127.0.0.1", "--node-port", strconv.Itoa(kwokPort),
+			"--tls-cert-file", c("kwok.crt"), "--tls-private-key-file", c("kwok.key")},
 	}
 	start := func(name string) error {
 		logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
@@ -246,7 +274,7 @@ func connect(kubeconfig string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Kubeconfig: kubeconfig, Config: cfg, Client: client}, nil
+	return &Cluster{Dir: filepath.Dir(kubeconfig), Kubeconfig: kubeconfig, Config: cfg, Client: client}, nil
 }
 
 func waitReady(ctx context.Context, c *Cluster, timeout time.Duration, running func() bool) error {

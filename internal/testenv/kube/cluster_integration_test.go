@@ -49,6 +49,24 @@ func TestControlPlane_SchedulesPodsCompletesAndFailsJobsAndEnforcesQuota(t *test
 		p, err := c.Client.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && p.Spec.NodeName == NodeName && p.Status.Phase == corev1.PodRunning
 	})
+	// Its log, through the apiserver from kwok's kubelet API.
+	if err := c.SetLogs("listening on :8080", "GET /healthz 200"); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := c.Client.CoreV1().Pods(ns).GetLogs("web", &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil || string(logs) != "listening on :8080\nGET /healthz 200\n" {
+		t.Fatalf("pod logs %q, %v", logs, err)
+	}
+	crash := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crash", Labels: map[string]string{CrashLabel: "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example/web:1"}}}}
+	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, crash, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "pod crash in CrashLoopBackOff", func() bool {
+		p, err := c.Client.CoreV1().Pods(ns).Get(ctx, "crash", metav1.GetOptions{})
+		return err == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
+			p.Status.ContainerStatuses[0].State.Waiting.Reason == "CrashLoopBackOff"
+	})
 	job := func(name string, fail bool) *batchv1.Job {
 		labels := map[string]string{}
 		if fail {
