@@ -56,7 +56,7 @@ func ExitCode(err error) int {
 		return ExitPrereq
 	case errors.Is(err, lifecycle.ErrSuperseded):
 		return ExitSuperseded
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, runtime.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, dbclone.ErrNotOurs), errors.Is(err, runtime.ErrNotOurs):
 		return ExitNotOurs

@@ -104,6 +104,16 @@ func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 	if err != nil || st2.Commit != "c2" || st2.Database.URL != st.Database.URL || d.Spec.Template.Spec.Containers[0].Image != "example/prenv-demo-app:c2" {
 		t.Fatalf("after a new commit: %+v, image %v", st2, err)
 	}
+	// prenv logs shows what the environment's containers printed.
+	if err := c.SetLogs("shop listening on :8080", "GET / 200"); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.must("logs", "--pr", "41"); !strings.Contains(out, "/app | shop listening on :8080\n") || !strings.Contains(out, "/app | GET / 200\n") {
+		t.Fatalf("logs:\n%s", out)
+	}
+	if out := h.must("logs", "--pr", "41", "-n", "1"); strings.Contains(out, "shop listening") || !strings.Contains(out, "GET / 200") {
+		t.Fatalf("logs -n 1:\n%s", out)
+	}
 	if out := h.must("ls"); !strings.Contains(out, "https://pr-41.preview.example.com") {
 		t.Fatalf("ls:\n%s", out)
 	}
@@ -112,6 +122,9 @@ func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 	}
 	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "pr-41", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("namespace after down: %v", err)
+	}
+	if _, errs, code := h.run("logs", "--pr", "41"); code != 5 || !strings.Contains(errs, "pr-41 has no pods") {
+		t.Fatalf("logs after down: exit %d\n%s", code, errs)
 	}
 }
 

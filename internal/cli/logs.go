@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/runtime/local"
 )
 
@@ -21,11 +22,25 @@ func (a *app) logsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs --pr N [-n LINES] [-f]",
 		Short: "Show an environment's output: build, migrations and the app",
+		Long:  "Show an environment's output: with the local runtime, the build, migrations and the app;\non Kubernetes, every container of every pod in its namespace (the app, its migration hooks).",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
+			}
+			if !database && cfg.HasApp() {
+				rt, err := a.runtime(cfg)
+				if err != nil {
+					return err
+				}
+				if ls, ok := rt.(runtime.LogStreamer); ok {
+					err := ls.Logs(cmd.Context(), k, a.opts.Stdout, runtime.LogOptions{Lines: lines, Follow: follow})
+					if follow && cmd.Context().Err() != nil {
+						return nil // -f stopped with ^C
+					}
+					return err
+				}
 			}
 			path := local.LogPath(cfg.Home, k.Name())
 			if database || !cfg.HasApp() {

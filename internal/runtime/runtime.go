@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
@@ -91,4 +92,16 @@ type Checker interface {
 // made and can tell (ErrNotFound when the environment has none).
 type Authenticator interface {
 	Login(ctx context.Context, k env.Key) (user, password string, err error)
+}
+
+// LogOptions say how much of a log to show.
+type LogOptions struct {
+	Lines  int  // from the end of each stream; 0 for all
+	Follow bool // keep streaming until the context ends
+}
+
+// LogStreamer is a Runtime that can show what an environment's processes
+// print.
+type LogStreamer interface {
+	Logs(ctx context.Context, k env.Key, w io.Writer, opts LogOptions) error
 }
