@@ -33,6 +33,7 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) dbclone.Clone
 		c := localpg.New(cfg.Home, cfg.Owner, log)
 		c.BinDir, c.RunAs, c.StartTimeout = p.BinDir, p.RunAs, p.StartTimeout.D()
 		c.FirstPort, c.LastPort, _ = p.PortRange()
+		c.Listen, c.Host, c.Allow = p.Listen, p.Host, p.Allow
 		c.Settings = map[string]string{"shared_buffers": p.SharedBuffers, "max_connections": fmt.Sprint(p.MaxConnections)}
 		for k, v := range p.Settings {
 			c.Settings[k] = v

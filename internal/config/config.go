@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -61,6 +62,9 @@ type LocalPG struct {
 	SharedBuffers  string            `yaml:"shared_buffers"`  // per clone
 	MaxConnections int               `yaml:"max_connections"` // per clone
 	Settings       map[string]string `yaml:"settings"`        // more postgresql.conf settings per clone
+	Listen         string            `yaml:"listen"`          // listen_addresses of the clones; default 127.0.0.1
+	Host           string            `yaml:"host"`            // host in the clones' URLs (what pods use); default the first of listen
+	Allow          []string          `yaml:"allow"`           // networks (CIDR) besides loopback that may connect with the clone's password
 	StartTimeout   Duration          `yaml:"start_timeout"`
 }
 
@@ -465,6 +469,14 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.Database.LocalPG.PortRange(); err != nil {
 		bad("database.localpg.ports", "%v", err)
+	}
+	for i, cidr := range c.Database.LocalPG.Allow {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			bad(fmt.Sprintf("database.localpg.allow[%d]", i), "%q is not a network: want a CIDR such as 10.0.0.0/8", cidr)
+		}
+	}
+	if l := c.Database.LocalPG.Listen; l != "" && l != "127.0.0.1" && l != "localhost" && len(c.Database.LocalPG.Allow) == 0 {
+		bad("database.localpg.allow", "is empty but listen is %q: only loopback could connect; list the networks that may (for a cluster, its pod CIDR)", l)
 	}
 	if c.Database.LocalPG.MaxConnections < 5 {
 		bad("database.localpg.max_connections", "%d: at least 5", c.Database.LocalPG.MaxConnections)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,13 @@ type Cloner struct {
 	// Settings are postgresql.conf settings for every clone's server.
 	Settings     map[string]string
 	StartTimeout time.Duration
+	// Listen is the clones' listen_addresses (default 127.0.0.1); Host is
+	// the address put in their URLs (default the first of Listen, or
+	// 127.0.0.1). Allow lists the networks (CIDRs) besides loopback that
+	// may connect, with the clone's password: for pods of a cluster on
+	// this machine's network, say.
+	Listen, Host string
+	Allow        []string
 	// NoReflink forces plain copies (for benchmarks that compare).
 	NoReflink bool
 	Log       *slog.Logger
@@ -276,6 +284,9 @@ func (c *Cloner) warnNoReflink() {
 func (c *Cloner) adopt(ctx context.Context, bin pgserver.Binaries, u pgserver.User, m Manifest) (dbclone.Database, error) {
 	srv := c.server(bin, u, m)
 	if err := srv.Ping(ctx); err != nil {
+		if err := c.writeHBA(srv.DataDir, u); err != nil {
+			return dbclone.Database{}, fmt.Errorf("clone %s: %w", m.Name, err)
+		}
 		if err := srv.Start(ctx, c.StartTimeout, c.startSettings(m)); err != nil {
 			return dbclone.Database{}, fmt.Errorf("clone %s: %w", m.Name, err)
 		}
@@ -284,7 +295,7 @@ func (c *Cloner) adopt(ctx context.Context, bin pgserver.Binaries, u pgserver.Us
 		return dbclone.Database{}, fmt.Errorf("clone %s: set the password of role %s: %w", m.Name, m.User, err)
 	}
 	db := c.database(m)
-	if err := selectOne(ctx, db.URL); err != nil {
+	if err := selectOne(ctx, dbclone.URL(m.User, m.Password, c.checkHost(), m.Port, m.Database)); err != nil {
 		return db, fmt.Errorf("clone %s: SELECT 1 as %s on port %d: %w", m.Name, m.User, m.Port, err)
 	}
 	db.Ready = "select 1 as " + m.User + " over tcp"
@@ -293,7 +304,7 @@ func (c *Cloner) adopt(ctx context.Context, bin pgserver.Binaries, u pgserver.Us
 
 func (c *Cloner) startSettings(m Manifest) map[string]string {
 	s := map[string]string{
-		"listen_addresses":       "127.0.0.1",
+		"listen_addresses":       c.listen(),
 		"synchronous_commit":     "off",
 		"logging_collector":      "off",
 		"max_wal_senders":        "0",
@@ -307,6 +318,53 @@ func (c *Cloner) startSettings(m Manifest) map[string]string {
 		s[k] = v
 	}
 	return s
+}
+
+func (c *Cloner) listen() string {
+	if c.Listen == "" {
+		return "127.0.0.1"
+	}
+	return c.Listen
+}
+
+// host is the address clients are given.
+func (c *Cloner) host() string {
+	if c.Host != "" {
+		return c.Host
+	}
+	first, _, _ := strings.Cut(c.listen(), ",")
+	if first = strings.TrimSpace(first); first == "*" || first == "0.0.0.0" || first == "::" || first == "" {
+		return "127.0.0.1"
+	}
+	return first
+}
+
+// checkHost is where prenv itself checks a clone answers: loopback when
+// the clone listens there.
+func (c *Cloner) checkHost() string {
+	for _, a := range strings.Split(c.listen(), ",") {
+		switch strings.TrimSpace(a) {
+		case "*", "0.0.0.0", "127.0.0.1", "localhost":
+			return "127.0.0.1"
+		}
+	}
+	return c.host()
+}
+
+// writeHBA writes the clone's pg_hba.conf: the socket (private to prenv)
+// trusted, loopback and each Allow network with the clone's password.
+func (c *Cloner) writeHBA(dataDir string, u pgserver.User) error {
+	var b strings.Builder
+	b.WriteString("# written by prenv at every start of this clone (database.localpg.allow)\n")
+	b.WriteString("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
+	for _, cidr := range c.Allow {
+		fmt.Fprintf(&b, "host all all %s scram-sha-256\n", cidr)
+	}
+	path := filepath.Join(dataDir, "pg_hba.conf")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	return u.Own(path)
 }
 
 func selectOne(ctx context.Context, url string) error {
@@ -325,8 +383,8 @@ func (c *Cloner) database(m Manifest) dbclone.Database {
 	k, _ := env.ParseKey(m.Key)
 	return dbclone.Database{
 		Key: k, Name: m.Name, Provider: "localpg",
-		URL:  dbclone.URL(m.User, m.Password, "127.0.0.1", m.Port, m.Database),
-		Host: "127.0.0.1", Port: m.Port, DBName: m.Database, User: m.User, Password: m.Password,
+		URL:  dbclone.URL(m.User, m.Password, c.host(), m.Port, m.Database),
+		Host: c.host(), Port: m.Port, DBName: m.Database, User: m.User, Password: m.Password,
 		Generation: m.Generation, Labels: m.Labels, CreatedAt: m.CreatedAt,
 	}
 }

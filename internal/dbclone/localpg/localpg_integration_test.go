@@ -3,10 +3,12 @@ package localpg
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -169,5 +171,54 @@ func TestClone_OlderGenerationsKeepWorkingAfterANewBuild(t *testing.T) {
 	}
 	if n := testenv.QueryInt(t, b.URL, "SELECT count(*) FROM people"); n != 10 {
 		t.Fatalf("generation 2 clone has %d people", n)
+	}
+}
+
+// from connects to url from the local address src, as a pod on another
+// network would.
+func from(ctx context.Context, url, src string) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return err
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	cfg.DialFunc = d.DialContext
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+func TestClone_ListensWhereConfiguredAndAdmitsOnlyTheAllowedNetworks(t *testing.T) {
+	home := testenv.Home(t)
+	testenv.Golden(t, home, testenv.PeopleSQL)
+	ctx := context.Background()
+	// 127.0.0.2 stands for this machine's address on the cluster's network,
+	// 127.0.0.3 for a pod's, 127.0.0.4 for anyone else.
+	c := newCloner(t, home, "prenv")
+	c.Listen, c.Allow = "127.0.0.1,127.0.0.2", []string{"127.0.0.3/32"}
+	c.Host = "127.0.0.2"
+	db, err := c.Clone(ctx, dbclonetest.Request(env.Key{PR: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Host != "127.0.0.2" || !strings.Contains(db.URL, "@127.0.0.2:") {
+		t.Fatalf("database %s at %s, want the configured host", db.URL, db.Host)
+	}
+	if err := from(ctx, db.URL, "127.0.0.3"); err != nil {
+		t.Fatalf("an allowed network cannot connect: %v", err)
+	}
+	if err := from(ctx, db.URL, "127.0.0.4"); err == nil || !strings.Contains(err.Error(), "no pg_hba.conf entry") {
+		t.Fatalf("a network not allowed connected: %v", err)
+	}
+	// A clone made with the defaults listens on loopback only.
+	c2 := newCloner(t, home, "prenv")
+	db2, err := c2.Clone(ctx, dbclonetest.Request(env.Key{PR: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from(ctx, strings.Replace(db2.URL, "@127.0.0.1:", "@127.0.0.2:", 1), "127.0.0.2"); err == nil {
+		t.Fatal("a default clone answers on 127.0.0.2")
 	}
 }
