@@ -241,7 +241,7 @@ func TestPrepare_MakesABasicAuthLoginTheIngressControllerCanCheck(t *testing.T) 
 	ctx := context.Background()
 	n := namespaces(c)
 	n.Options.BasicAuth = &BasicAuth{}
-	k := env.Key{PR: 14}
+	k := env.Key{PR: 16}
 	t.Cleanup(func() { n.Teardown(ctx, k) })
 	if _, _, err := n.Login(ctx, k); !errors.Is(err, runtime.ErrNotFound) {
 		t.Fatalf("Login before Prepare = %v", err)
@@ -250,7 +250,7 @@ func TestPrepare_MakesABasicAuthLoginTheIngressControllerCanCheck(t *testing.T) 
 		t.Fatal(err)
 	}
 	get := func() *corev1.Secret {
-		s, err := c.Client.CoreV1().Secrets("pr-14").Get(ctx, AuthSecretName, metav1.GetOptions{})
+		s, err := c.Client.CoreV1().Secrets("pr-16").Get(ctx, AuthSecretName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,20 +289,20 @@ func TestPrepare_RefusesABasicAuthSecretThatIsNotOurs(t *testing.T) {
 	c := need(t)
 	ctx := context.Background()
 	n := namespaces(c)
-	k := env.Key{PR: 15}
+	k := env.Key{PR: 17}
 	t.Cleanup(func() { n.Teardown(ctx, k) })
 	if err := n.Prepare(ctx, spec(k, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: AuthSecretName}, StringData: map[string]string{"auth": "someone:x"}}
-	if _, err := c.Client.CoreV1().Secrets("pr-15").Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Client.CoreV1().Secrets("pr-17").Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	n.Options.BasicAuth = &BasicAuth{}
 	if err := n.Prepare(ctx, spec(k, "pw")); !errors.Is(err, runtime.ErrNotOurs) {
 		t.Fatalf("Prepare over a foreign basic-auth Secret = %v", err)
 	}
-	s, _ := c.Client.CoreV1().Secrets("pr-15").Get(ctx, AuthSecretName, metav1.GetOptions{})
+	s, _ := c.Client.CoreV1().Secrets("pr-17").Get(ctx, AuthSecretName, metav1.GetOptions{})
 	if string(s.Data["auth"]) != "someone:x" {
 		t.Fatalf("the foreign Secret was changed: %q", s.Data["auth"])
 	}

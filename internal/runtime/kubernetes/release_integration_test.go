@@ -212,23 +212,48 @@ func TestRelease_AHookLeftRunningByAnInterruptedRunIsCleanedUp(t *testing.T) {
 	}
 }
 
-func TestRelease_ACrashLoopingAppIsReportedWithItsLastLines(t *testing.T) {
+func TestRelease_ARolloutThatCannotFinishSaysWhyInWords(t *testing.T) {
 	c := need(t)
 	ctx := context.Background()
-	ns, r := prepared(t, c, 36)
-	r.Timeout = 8 * time.Second
 	if err := c.SetLogs("starting shop", "panic: DATABASE_URL: connection refused"); err != nil {
 		t.Fatal(err)
 	}
-	vals := prenvValues("c1", nil)
-	vals["podLabels"] = map[string]any{kube.CrashLabel: "true"}
-	_, err := r.Deploy(ctx, ns, ns, demoChart(t), vals, "c1")
-	var de *DeployError
-	if !errors.As(err, &de) || !strings.Contains(de.Diagnosis, "container app is waiting: CrashLoopBackOff") ||
-		!strings.Contains(de.Diagnosis, "last lines:") || !strings.Contains(de.Diagnosis, "panic: DATABASE_URL: connection refused") {
-		t.Fatalf("err = %v", err)
+	cases := []struct {
+		name string
+		vals map[string]any
+		want []string
+	}{
+		{"a crash-looping container, with its last lines", map[string]any{"podLabels": map[string]any{kube.CrashLabel: "true"}},
+			[]string{"container app is waiting: CrashLoopBackOff", "last lines:", "panic: DATABASE_URL: connection refused"}},
+		{"an image that cannot be pulled", map[string]any{"podLabels": map[string]any{kube.ImagePullLabel: "true"}},
+			[]string{"container app is waiting: ImagePullBackOff", `Back-off pulling image "example/prenv-demo-app:c1"`}},
+		{"pods no node can take", map[string]any{"nodeSelector": map[string]any{"disktype": "ssd"}},
+			[]string{"cannot be scheduled", "node(s) didn't match Pod's node affinity/selector"}},
+		{"pods Pod Security admission refuses", map[string]any{"securityContext": map[string]any{"privileged": true, "allowPrivilegeEscalation": true}},
+			[]string{"cannot create pods", `violates PodSecurity "baseline:latest"`, "privileged"}},
 	}
-	if testing.Verbose() {
-		t.Logf("up says: %v", err)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, r := prepared(t, c, 36+i)
+			r.Timeout = 8 * time.Second
+			vals := prenvValues("c1", nil)
+			vals["migration"] = map[string]any{"enabled": false}
+			for k, v := range tc.vals {
+				vals[k] = v
+			}
+			_, err := r.Deploy(ctx, ns, ns, demoChart(t), vals, "c1")
+			var de *DeployError
+			if !errors.As(err, &de) {
+				t.Fatalf("err = %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(de.Diagnosis, w) {
+					t.Fatalf("the diagnosis does not say %q:\n%v", w, err)
+				}
+			}
+			if testing.Verbose() {
+				t.Logf("up says: %v", err)
+			}
+		})
 	}
 }

@@ -36,8 +36,12 @@ const FailLabel = "prenv.dev/test-fail"
 // every container's log; SetLogs writes it.
 const ContainerLog = "container.log"
 
-// CrashLabel on a pod makes kwok report its containers crash-looping.
-const CrashLabel = "prenv.dev/test-crash"
+// CrashLabel on a pod makes kwok report its containers crash-looping, and
+// ImagePullLabel unable to pull their image.
+const (
+	CrashLabel     = "prenv.dev/test-crash"
+	ImagePullLabel = "prenv.dev/test-image-pull"
+)
 
 // SetLogs makes lines what every container printed.
 func (c *Cluster) SetLogs(lines ...string) error {
