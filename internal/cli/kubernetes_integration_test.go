@@ -65,6 +65,13 @@ runtime:
 
 func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 	h, c := kubeHarness(t, "")
+	// Credentials from an exec plugin, as 'aws eks update-kubeconfig' writes.
+	execConfig, err := c.ExecKubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := testenv.ModuleRoot(t)
+	h.writeKubeConfig(execConfig, filepath.Join(root, "examples", "demo", "chart"), kubeValues, "")
 	h.golden(10)
 	ctx := context.Background()
 	h.must("up", "--pr", "41", "--sha", "c1")
@@ -84,8 +91,7 @@ func TestKubernetes_UpNewCommitAndDownThroughTheCLI(t *testing.T) {
 		t.Fatalf("ingress: %+v %v", ing, err)
 	}
 	// The team turns on the basic-auth login prenv makes, for ingress-nginx.
-	root := testenv.ModuleRoot(t)
-	h.writeKubeConfig(c.Kubeconfig, filepath.Join(root, "examples", "demo", "chart"), kubeValues+`
+	h.writeKubeConfig(execConfig, filepath.Join(root, "examples", "demo", "chart"), kubeValues+`
           nginx.ingress.kubernetes.io/auth-type: basic
           nginx.ingress.kubernetes.io/auth-secret: "{{ .AuthSecretName }}"`, "    basic_auth: {enabled: true}\n")
 	if out := h.must("up", "--pr", "41", "--sha", "c2"); !strings.Contains(out, "login:    prenv / ") {

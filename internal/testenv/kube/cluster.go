@@ -4,9 +4,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -395,4 +397,53 @@ func logTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// ExecKubeconfig writes a kubeconfig whose user's credentials come from an
+// exec plugin, the kind 'aws eks update-kubeconfig' writes (there the
+// plugin is 'aws eks get-token'); here the plugin prints the admin's client
+// certificate as an ExecCredential. It returns the kubeconfig's path.
+func (c *Cluster) ExecKubeconfig() (string, error) {
+	certs := filepath.Join(c.Dir, "certs")
+	crt, err1 := os.ReadFile(filepath.Join(certs, "admin.crt"))
+	key, err2 := os.ReadFile(filepath.Join(certs, "admin.key"))
+	ca, err3 := os.ReadFile(filepath.Join(certs, "ca.crt"))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return "", err
+	}
+	cred, _ := json.Marshal(map[string]any{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+		"status": map[string]string{"clientCertificateData": string(crt), "clientKeyData": string(key)}})
+	credPath := filepath.Join(c.Dir, "exec-credential.json")
+	plugin := filepath.Join(c.Dir, "exec-plugin")
+	if err := os.WriteFile(credPath, cred, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(plugin, []byte("#!/bin/sh\nexec cat "+credPath+"\n"), 0o755); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return "", err
+	}
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: prenv-test
+  cluster:
+    server: https://%s
+    certificate-authority-data: %s
+users:
+- name: exec
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: %s
+      interactiveMode: Never
+contexts:
+- name: prenv-test
+  context: {cluster: prenv-test, user: exec}
+current-context: prenv-test
+`, u.Host, base64.StdEncoding.EncodeToString(ca), plugin)
+	path := filepath.Join(c.Dir, "kubeconfig-exec")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
