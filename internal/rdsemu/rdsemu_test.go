@@ -1,0 +1,171 @@
+package rdsemu_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+	"github.com/aws/aws-sdk-go-v2/service/rds/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/prenv/prenv/internal/rdsemu"
+)
+
+// client is the real SDK pointed at an emulator; attempts 1 shows each
+// fault as it is.
+func client(t *testing.T, opts rdsemu.Options) (*rds.Client, *rdsemu.Server) {
+	t.Helper()
+	emu := rdsemu.New(opts)
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	return rds.New(rds.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+	}), emu
+}
+
+func code(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func TestEmulator_CopyOnWriteCloneWithItsWriterThroughTheSDK(t *testing.T) {
+	ctx := context.Background()
+	c, _ := client(t, rdsemu.Options{Sources: []string{"golden"}, ClusterCreate: 300 * time.Millisecond, InstanceCreate: 300 * time.Millisecond})
+	out, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{
+		DBClusterIdentifier: aws.String("prenv-pr-1"), SourceDBClusterIdentifier: aws.String("golden"),
+		RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
+		VpcSecurityGroupIds: []string{"sg-1", "sg-2"}, DBSubnetGroupName: aws.String("previews"), DBClusterParameterGroupName: aws.String("pg"),
+		Tags: []types.Tag{{Key: aws.String("prenv.dev/owner"), Value: aws.String("prenv")}, {Key: aws.String("Environment"), Value: aws.String("PR-1")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := out.DBCluster
+	if aws.ToString(cl.Status) != "creating" || len(cl.TagList) != 2 || aws.ToString(cl.TagList[1].Value) != "PR-1" ||
+		len(cl.VpcSecurityGroups) != 2 || aws.ToString(cl.DBSubnetGroup) != "previews" || !strings.HasPrefix(aws.ToString(cl.DBClusterArn), "arn:aws:rds:us-east-1:") {
+		t.Fatalf("restored cluster %+v", cl)
+	}
+	src, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("golden")})
+	if err != nil || aws.ToString(cl.CloneGroupId) == "" || aws.ToString(cl.CloneGroupId) != aws.ToString(src.DBClusters[0].CloneGroupId) {
+		t.Fatalf("a copy-on-write clone shares its source's clone group: %v %v", cl.CloneGroupId, err)
+	}
+	// Without RestoreType the API makes a full copy: no clone group.
+	full, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{
+		DBClusterIdentifier: aws.String("full"), SourceDBClusterIdentifier: aws.String("golden"), UseLatestRestorableTime: aws.Bool(true)})
+	if err != nil || full.DBCluster.CloneGroupId != nil {
+		t.Fatalf("full copy: %+v %v", full, err)
+	}
+	inst, err := c.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String("prenv-pr-1-writer"), DBClusterIdentifier: aws.String("prenv-pr-1"),
+		DBInstanceClass: aws.String("db.t4g.medium"), Engine: aws.String("aurora-postgresql")})
+	if err != nil || aws.ToString(inst.DBInstance.DBInstanceStatus) != "creating" {
+		t.Fatalf("create instance: %+v %v", inst, err)
+	}
+	// A cluster with a live instance cannot be deleted.
+	_, err = c.DeleteDBCluster(ctx, &rds.DeleteDBClusterInput{DBClusterIdentifier: aws.String("prenv-pr-1"), SkipFinalSnapshot: aws.Bool(true)})
+	var state *types.InvalidDBClusterStateFault
+	if !errors.As(err, &state) {
+		t.Fatalf("delete a cluster with an instance = %v", err)
+	}
+	time.Sleep(350 * time.Millisecond)
+	d, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{Filters: []types.Filter{{Name: aws.String("db-cluster-id"), Values: []string{"prenv-pr-1"}}}})
+	if err != nil || len(d.DBClusters) != 1 || aws.ToString(d.DBClusters[0].Status) != "available" || aws.ToString(d.DBClusters[0].Endpoint) == "" ||
+		len(d.DBClusters[0].DBClusterMembers) != 1 || !aws.ToBool(d.DBClusters[0].DBClusterMembers[0].IsClusterWriter) {
+		t.Fatalf("describe after the delay: %+v %v", d, err)
+	}
+	di, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{Filters: []types.Filter{{Name: aws.String("db-cluster-id"), Values: []string{"prenv-pr-1"}}}})
+	if err != nil || len(di.DBInstances) != 1 || aws.ToString(di.DBInstances[0].DBInstanceStatus) != "available" || di.DBInstances[0].Endpoint == nil {
+		t.Fatalf("describe instances: %+v %v", di, err)
+	}
+	if _, err := c.DeleteDBInstance(ctx, &rds.DeleteDBInstanceInput{DBInstanceIdentifier: aws.String("prenv-pr-1-writer"), SkipFinalSnapshot: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("prenv-pr-1-writer")})
+	var nf *types.DBInstanceNotFoundFault
+	if !errors.As(err, &nf) {
+		t.Fatalf("describe a deleted instance = %v", err)
+	}
+	if _, err := c.DeleteDBCluster(ctx, &rds.DeleteDBClusterInput{DBClusterIdentifier: aws.String("prenv-pr-1"), SkipFinalSnapshot: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("prenv-pr-1")})
+	var cnf *types.DBClusterNotFoundFault
+	if !errors.As(err, &cnf) {
+		t.Fatalf("describe a deleted cluster = %v", err)
+	}
+}
+
+func TestEmulator_FaultsComeBackInAWSShapes(t *testing.T) {
+	ctx := context.Background()
+	c, _ := client(t, rdsemu.Options{Sources: []string{"golden"}, ClusterQuota: 2})
+	restore := func(id string) error {
+		_, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String(id),
+			SourceDBClusterIdentifier: aws.String("golden"), RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true)})
+		return err
+	}
+	if err := restore("a"); err != nil {
+		t.Fatal(err)
+	}
+	var exists *types.DBClusterAlreadyExistsFault
+	if err := restore("a"); !errors.As(err, &exists) {
+		t.Fatalf("twice = %v", err)
+	}
+	var quota *types.DBClusterQuotaExceededFault
+	if err := restore("b"); !errors.As(err, &quota) {
+		t.Fatalf("over the quota = %v", err)
+	}
+	for _, bad := range []string{"1abc", "a--b", "a-", strings.Repeat("a", 64)} {
+		if err := restore(bad); code(err) != "InvalidParameterValue" {
+			t.Fatalf("identifier %q = %v", bad, err)
+		}
+	}
+	_, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String("x"),
+		SourceDBClusterIdentifier: aws.String("nope"), UseLatestRestorableTime: aws.Bool(true)})
+	var nf *types.DBClusterNotFoundFault
+	if !errors.As(err, &nf) {
+		t.Fatalf("from a missing source = %v", err)
+	}
+	_, err = c.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String("w"), DBClusterIdentifier: aws.String("a"),
+		DBInstanceClass: aws.String("t4g.medium"), Engine: aws.String("aurora-postgresql")})
+	if code(err) != "InvalidParameterValue" || !strings.Contains(err.Error(), "t4g.medium") {
+		t.Fatalf("a bad instance class = %v", err)
+	}
+}
+
+func TestEmulator_ThrottlesAtTheConfiguredRateAndRefusesUnsignedRequests(t *testing.T) {
+	ctx := context.Background()
+	c, emu := client(t, rdsemu.Options{Sources: []string{"golden"}, RateLimit: 5})
+	throttled := 0
+	for i := 0; i < 20; i++ {
+		_, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{})
+		if code(err) == "ThrottlingException" {
+			throttled++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if throttled < 10 || emu.Stats().Throttled != throttled || emu.Stats().ByAction["DescribeDBClusters"] != 20 {
+		t.Fatalf("throttled %d of 20 at 5/s; stats %+v", throttled, emu.Stats())
+	}
+	srv := httptest.NewServer(rdsemu.New(rdsemu.Options{}))
+	defer srv.Close()
+	resp, err := http.PostForm(srv.URL, url.Values{"Action": {"DescribeDBClusters"}, "Version": {rdsemu.APIVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an unsigned request: %s", resp.Status)
+	}
+}
