@@ -32,15 +32,18 @@ type Request struct {
 
 // Database is an environment's database as its users see it.
 type Database struct {
-	Key        env.Key
-	Name       string
-	Provider   string
-	URL        string // postgres://user:password@host:port/db
-	Host       string
-	Port       int
-	DBName     string
-	User       string
-	Password   string
+	Key      env.Key
+	Name     string
+	Provider string
+	URL      string // postgres://user:password@host:port/db
+	Host     string
+	Port     int
+	DBName   string
+	User     string
+	Password string
+	// SecretRef names where the provider keeps the password when prenv
+	// does not hold it (an AWS Secrets Manager ARN); Password is then empty.
+	SecretRef  string
 	Generation int // golden generation it was cloned from
 	Labels     map[string]string
 	CreatedAt  time.Time

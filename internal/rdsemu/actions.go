@@ -141,6 +141,9 @@ func (s *Server) restoreCluster(ctx context.Context, f form) (any, error) {
 	if f.get("RestoreToTime") == "" && !f.bool("UseLatestRestorableTime") {
 		return nil, fault(http.StatusBadRequest, "InvalidParameterCombination", "Either RestoreToTime or UseLatestRestorableTime must be specified")
 	}
+	if err := validTags(f.tags()); err != nil {
+		return nil, err
+	}
 	restoreType := f.get("RestoreType")
 	if restoreType == "" {
 		restoreType = "full-copy" // the API's default
@@ -208,6 +211,9 @@ func (s *Server) createInstance(ctx context.Context, f form) (any, error) {
 		return nil, fault(http.StatusBadRequest, "MissingParameter", "DBInstanceIdentifier, DBInstanceClass and Engine are required")
 	}
 	if err := validIdentifier("DBInstanceIdentifier", id); err != nil {
+		return nil, err
+	}
+	if err := validTags(f.tags()); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

@@ -132,11 +132,24 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, clusters: map[string]*cluster{}, instances: map[string]*instance{}, stats: Stats{ByAction: map[string]int{}}}
 	s.tokens, s.last = opts.RateLimit, opts.Now()
 	for _, id := range opts.Sources {
-		now := opts.Now()
-		s.clusters[id] = &cluster{ID: id, Engine: "aurora-postgresql", EngineVersion: "16.4", MasterUser: "postgres", Created: now, ReadyAt: now,
-			Source: true, CloneGroup: randID(8) + "-" + randID(4), Host: s.endpoint(id), Port: 5432, Password: randID(16)}
+		s.AddSource(id, nil)
 	}
 	return s
+}
+
+// AddSource makes cluster id exist, available, with tags (key, value
+// pairs): a golden cluster clones are made from.
+func (s *Server) AddSource(id string, tags map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	c := &cluster{ID: id, Engine: "aurora-postgresql", EngineVersion: "16.4", MasterUser: "postgres", Created: now, ReadyAt: now,
+		Source: true, CloneGroup: randID(8) + "-" + randID(4), Host: s.endpoint(id), Port: 5432, Password: randID(16)}
+	for k, v := range tags {
+		c.Tags = append(c.Tags, tag{Key: k, Value: v})
+	}
+	sort.Slice(c.Tags, func(i, j int) bool { return c.Tags[i].Key < c.Tags[j].Key })
+	s.clusters[id] = c
 }
 
 // Stats returns the counts so far.
@@ -308,6 +321,21 @@ func (f form) indexed(re *regexp.Regexp) []string {
 		out[i] = it.v
 	}
 	return out
+}
+
+var tagValueRE = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+
+// validTags applies AWS's rules on tags.
+func validTags(ts []tag) *apiError {
+	for _, t := range ts {
+		if t.Key == "" || len(t.Key) > 128 || strings.HasPrefix(strings.ToLower(t.Key), "aws:") || !tagValueRE.MatchString(t.Key) {
+			return fault(http.StatusBadRequest, "InvalidParameterValue", "Tag key %q is not valid: 1-128 of letters, digits, spaces and _ . : / = + - @, not starting with aws:", t.Key)
+		}
+		if len(t.Value) > 256 || !tagValueRE.MatchString(t.Value) {
+			return fault(http.StatusBadRequest, "InvalidParameterValue", "Tag value %q of %s is not valid: up to 256 of letters, digits, spaces and _ . : / = + - @", t.Value, t.Key)
+		}
+	}
+	return nil
 }
 
 // tags reads Tags.Tag.N.Key and .Value.
