@@ -223,7 +223,7 @@ func (c *Cloner) restore(ctx context.Context, req dbclone.Request, id string) (*
 		DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(o.Source),
 		RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
 		VpcSecurityGroupIds: o.SecurityGroups, DeletionProtection: aws.Bool(false),
-		Tags: append(tags(o.Owner, req), types.Tag{Key: aws.String(LabelGeneration), Value: aws.String(gen)}),
+		Tags:               append(tags(o.Owner, req), types.Tag{Key: aws.String(LabelGeneration), Value: aws.String(gen)}),
 		CopyTagsToSnapshot: aws.Bool(true),
 	}
 	if o.ParameterGroup != "" {
