@@ -6,6 +6,7 @@ import (
 
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/golden"
 	"github.com/prenv/prenv/internal/lifecycle"
@@ -50,7 +51,7 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &ue), errors.Is(err, env.ErrBadPR), errors.Is(err, config.ErrInvalid), errors.Is(err, golden.ErrSource), errors.Is(err, runtime.ErrInvalid):
+	case errors.As(err, &ue), errors.Is(err, env.ErrBadPR), errors.Is(err, config.ErrInvalid), errors.Is(err, golden.ErrSource), errors.Is(err, runtime.ErrInvalid), errors.Is(err, aurora.ErrInvalid):
 		return ExitUsage
 	case errors.Is(err, dbclone.ErrNoSource), errors.Is(err, golden.ErrNone), errors.Is(err, pgserver.ErrBinaries), errors.Is(err, dbclone.ErrCapacity):
 		return ExitPrereq

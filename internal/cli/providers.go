@@ -27,8 +27,9 @@ import (
 )
 
 // cloners maps database.provider to its constructor.
-var cloners = map[string]func(cfg config.Config, log *slog.Logger) dbclone.Cloner{
-	"localpg": func(cfg config.Config, log *slog.Logger) dbclone.Cloner {
+var cloners = map[string]func(cfg config.Config, log *slog.Logger) (dbclone.Cloner, error){
+	"aurora": newAurora,
+	"localpg": func(cfg config.Config, log *slog.Logger) (dbclone.Cloner, error) {
 		p := cfg.Database.LocalPG
 		c := localpg.New(cfg.Home, cfg.Owner, log)
 		c.BinDir, c.RunAs, c.StartTimeout = p.BinDir, p.RunAs, p.StartTimeout.D()
@@ -38,12 +39,12 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) dbclone.Clone
 		for k, v := range p.Settings {
 			c.Settings[k] = v
 		}
-		return c
+		return c, nil
 	},
-	"memory": func(cfg config.Config, log *slog.Logger) dbclone.Cloner {
+	"memory": func(cfg config.Config, log *slog.Logger) (dbclone.Cloner, error) {
 		w := dbmemory.NewWorld()
 		w.SetGolden(1)
-		return &dbmemory.Cloner{World: w, Owner: cfg.Owner}
+		return &dbmemory.Cloner{World: w, Owner: cfg.Owner}, nil
 	},
 }
 
@@ -95,9 +96,9 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 	"memory": func(a *app, cfg config.Config) (runtime.Runtime, error) { return rtmemory.New(cfg.Owner), nil },
 }
 
-func (a *app) cloner(cfg config.Config) dbclone.Cloner {
+func (a *app) cloner(cfg config.Config) (dbclone.Cloner, error) {
 	if a.opts.Cloner != nil {
-		return a.opts.Cloner
+		return a.opts.Cloner, nil
 	}
 	return cloners[cfg.Database.Provider](cfg, a.log)
 }
@@ -125,12 +126,16 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	if err != nil {
 		return nil, err
 	}
+	cl, err := a.cloner(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s, err := a.store(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &lifecycle.Lifecycle{
-		Store: s, Cloner: a.cloner(cfg), Runtime: rt,
+		Store: s, Cloner: cl, Runtime: rt,
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
 	}, nil
 }

@@ -49,7 +49,10 @@ backoff) and, at start, bring every environment back to its recorded state.
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w (is another prenv serve running? set PRENV_LISTEN to use another address)", cfg.Listen, err)
 			}
-			cloner := a.cloner(cfg)
+			cloner, err := a.cloner(cfg)
+			if err != nil {
+				return err
+			}
 			srv := &server.Server{Listen: cfg.Listen, Password: password, Token: token, Store: s, Log: a.log}
 			sup := local.NewSupervisor(ctx, cfg.Home, cfg.Owner, a.log)
 			sup.URL = srv.EnvURL

@@ -52,6 +52,25 @@ type Database struct {
 	Name     string  `yaml:"name"`     // the application's database
 	User     string  `yaml:"user"`     // the application's role; gets a new password per environment
 	LocalPG  LocalPG `yaml:"localpg"`
+	Aurora   Aurora  `yaml:"aurora"`
+}
+
+// Aurora configures the aurora cloner: a copy-on-write clone of the golden
+// cluster with its own writer per environment.
+type Aurora struct {
+	SourceCluster         string   `yaml:"source_cluster"`          // the golden cluster
+	InstanceClass         string   `yaml:"instance_class"`          // of the writer; default db.t4g.medium
+	ParameterGroup        string   `yaml:"parameter_group"`         // cluster parameter group; default the source's engine default
+	SecurityGroups        []string `yaml:"security_groups"`         // VPC security groups of the clones
+	RequireSecurityGroups bool     `yaml:"require_security_groups"` // refuse to clone without security_groups (default true)
+	SubnetGroup           string   `yaml:"subnet_group"`            // DB subnet group of the clones
+	Region                string   `yaml:"region"`                  // default: AWS_REGION / the profile's region
+	Endpoint              string   `yaml:"endpoint"`                // RDS API endpoint URL (an emulator); default AWS's
+	Prefix                string   `yaml:"prefix"`                  // of cluster identifiers; default prenv-
+	Credentials           string   `yaml:"credentials"`             // password (prenv sets one per environment) | managed (RDS keeps it in Secrets Manager)
+	ReadyCheck            string   `yaml:"ready_check"`             // auto | sql | api
+	SSLMode               string   `yaml:"sslmode"`                 // of the database URLs; default require
+	WaitTimeout           Duration `yaml:"wait_timeout"`            // bound on each wait for RDS
 }
 
 // LocalPG configures the embedded cloner: one postgres per environment.
@@ -137,6 +156,10 @@ func Default() Config {
 				SharedBuffers:  "16MB",
 				MaxConnections: 20,
 				StartTimeout:   Duration(30 * time.Second),
+			},
+			Aurora: Aurora{
+				InstanceClass: "db.t4g.medium", RequireSecurityGroups: true, Prefix: "prenv-", Credentials: "password",
+				ReadyCheck: "auto", SSLMode: "require", WaitTimeout: Duration(30 * time.Minute),
 			},
 		},
 		Runtime: Runtime{Provider: "local", Kubernetes: Kubernetes{
@@ -458,8 +481,21 @@ func (c *Config) Validate() error {
 	}
 	switch c.Database.Provider {
 	case "localpg", "memory":
+	case "aurora":
+		a := c.Database.Aurora
+		if a.SourceCluster == "" {
+			bad("database.aurora.source_cluster", "is required: the golden cluster environments are cloned from")
+		}
+		if a.RequireSecurityGroups && len(a.SecurityGroups) == 0 {
+			bad("database.aurora.security_groups", "is empty: without it a clone lands in the VPC's default security group; list the groups that let the app reach the database, or set require_security_groups: false")
+		}
+		if a.Endpoint != "" {
+			if u, err := url.Parse(a.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("database.aurora.endpoint", "%q: want an http(s) URL", a.Endpoint)
+			}
+		}
 	default:
-		bad("database.provider", "%q is not a known provider (localpg, memory)", c.Database.Provider)
+		bad("database.provider", "%q is not a known provider (localpg, aurora, memory)", c.Database.Provider)
 	}
 	if !identifier(c.Database.Name) {
 		bad("database.name", "%q: want a lower-case SQL identifier", c.Database.Name)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -125,7 +126,11 @@ func (s *Server) instanceXML(i *instance, now time.Time) xmlInstance {
 		InstanceCreateTime: i.Created.UTC().Format(timeFormat), TagList: i.Tags,
 	}
 	if c := s.clusters[i.Cluster]; c != nil && x.DBInstanceStatus != "creating" {
-		x.Endpoint = &xmlEndpoint{Address: i.ID + "." + c.Host[len(c.ID)+len(".cluster-"):], Port: c.Port}
+		addr := c.Host // a backend's database: the instance is the cluster's one server
+		if rest, ok := strings.CutPrefix(c.Host, c.ID+".cluster-"); ok {
+			addr = i.ID + "." + rest
+		}
+		x.Endpoint = &xmlEndpoint{Address: addr, Port: c.Port}
 	}
 	return x
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lock"
 )
 
 // cluster returns the cluster id, or nil if there is none.
@@ -125,6 +127,15 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	}
 	id := c.ClusterID(req.Key)
 	wid := writerID(id)
+	if c.Home != "" {
+		// prenv up and prenv serve on one machine take turns; runs on
+		// other machines meet RDS's AlreadyExists faults instead.
+		unlock, err := lock.File(ctx, filepath.Join(c.Home, "aurora", id+".lock"))
+		if err != nil {
+			return dbclone.Database{}, err
+		}
+		defer unlock()
+	}
 	cl, err := c.cluster(ctx, id)
 	if err != nil {
 		return dbclone.Database{}, err
@@ -261,8 +272,11 @@ func (c *Cloner) createWriter(ctx context.Context, req dbclone.Request, id, wid 
 	var exists *types.DBInstanceAlreadyExistsFault
 	if errors.As(err, &exists) {
 		inst, derr := c.instance(ctx, wid)
-		if derr != nil || inst == nil {
-			return c.explain(err, "create the writer "+wid)
+		if derr != nil {
+			return derr
+		}
+		if inst == nil {
+			return c.explain(err, "create the writer "+wid+" (RDS says it exists but does not show it)")
 		}
 		return c.ours("instance", wid, inst.TagList, req.Key)
 	}

@@ -46,9 +46,11 @@ func New(home, ports string, log *slog.Logger) (*Backend, error) {
 func (b *Backend) Create(ctx context.Context, id string) (string, int, string, string, error) {
 	b.mu.Lock()
 	b.next++
-	k := env.Key{Repo: "rdsemu/clusters", PR: b.next}
+	k := env.Key{PR: b.next}
 	b.mu.Unlock()
-	db, err := b.cloner.Clone(ctx, dbclone.Request{Key: k, Name: "rds-" + id})
+	// The cloner names a database after its key (pr-N): the emulator maps
+	// cluster identifiers to keys.
+	db, err := b.cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name()})
 	if err != nil {
 		return "", 0, "", "", err
 	}
