@@ -41,6 +41,7 @@ func main() {
 	sizes := flag.String("sizes", "small,large", "golden sizes to measure: small (~150 MB), large (~1.5 GB)")
 	skipUp := flag.Bool("skip-up", false, "skip the demo up and memory measurements")
 	skipKube := flag.Bool("skip-kube", false, "skip the kubernetes runtime measurements")
+	skipAurora := flag.Bool("skip-aurora", false, "skip the aurora cloner measurements")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -166,6 +167,9 @@ func main() {
 
 	if !*skipUp {
 		upAndMemory(ctx, work, *runs)
+	}
+	if !*skipAurora {
+		auroraBench(ctx, work)
 	}
 	if !*skipKube {
 		root, _ := os.Getwd()

@@ -350,15 +350,19 @@ func (c *Cloner) storePassword(id, pw string) error {
 	return os.Rename(tmp, c.passwordFile(id))
 }
 
-// Retryer is how prenv retries RDS requests: the SDK's standard retryer
-// (exponential backoff with jitter, throttling and transient errors only)
-// with more attempts, without its client-side retry quota: prenv's own
-// waits are bounded, and 20 environments at once must not fail for lack of
-// retry tokens.
+// Retryer is how prenv retries RDS requests: the SDK's adaptive mode, which
+// on throttling slows every request of the process down to the rate RDS
+// admits (so 20 environments in one prenv serve do not storm), on top of
+// the standard retryer (exponential backoff with jitter, throttling and
+// transient errors only) with more attempts and without its client-side
+// retry quota: prenv's own waits are bounded, and many environments at
+// once must not fail for lack of retry tokens.
 func Retryer() aws.Retryer {
-	return retry.NewStandard(func(o *retry.StandardOptions) {
-		o.MaxAttempts = 8
-		o.MaxBackoff = 20 * time.Second
-		o.RateLimiter = ratelimit.None
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = 10
+			so.MaxBackoff = 20 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
 	})
 }

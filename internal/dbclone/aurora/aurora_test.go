@@ -207,16 +207,18 @@ func TestDelete_WhileTheWriterIsStillBeingCreated(t *testing.T) {
 }
 
 func TestClone_UnderHeavyThrottlingCompletesWithBoundedRetries(t *testing.T) {
-	w := newWorld(t, rdsemu.Options{Sources: []string{"golden"}, ThrottleRate: 0.4})
+	// RDS admits 2 requests a second here; a clone needs about 10.
+	w := newWorld(t, rdsemu.Options{Sources: []string{"golden"}, RateLimit: 2})
 	c := w.cloner("prenv")
 	db, err := c.Clone(context.Background(), dbclonetest.Request(env.Key{PR: 24}))
 	if err != nil {
-		t.Fatalf("clone under 40%% throttling: %v", err)
+		t.Fatalf("clone under throttling: %v", err)
 	}
 	st := w.emu.Stats()
-	if db.URL == "" || st.Throttled == 0 || st.Requests > 60 {
+	if db.URL == "" || st.Throttled == 0 || st.Requests > 30 {
 		t.Fatalf("%d requests, %d throttled: want some throttled and no storm", st.Requests, st.Throttled)
 	}
+	t.Logf("%d requests, %d throttled", st.Requests, st.Throttled)
 }
 
 func TestClone_TheQuotaReachedIsAClearErrorAndLeavesNothing(t *testing.T) {
