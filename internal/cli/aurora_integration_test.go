@@ -68,7 +68,8 @@ func TestAurora_UpMigratesTheAppAgainstTheClonedClusterAndDownRemovesIt(t *testi
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.State != "ready" || !strings.HasPrefix(s.Database.URL, "postgres://app:") || !strings.Contains(s.Database.URL, "@127.0.0.1:") {
+	if s.State != "ready" || !strings.HasPrefix(s.Database.URL, "postgres://app:") || !strings.Contains(s.Database.URL, "@127.0.0.1:") ||
+		s.Database.Ready != "select 1 as app through the cluster endpoint" || s.Database.Generation != 1 {
 		t.Fatalf("up -o json = %+v", s)
 	}
 	// The app ran its migrations against the cluster's database and serves

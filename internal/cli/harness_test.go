@@ -117,6 +117,7 @@ type status struct {
 	Database struct {
 		URL        string `json:"url"`
 		Generation int    `json:"generation"`
+		Ready      string `json:"ready"`
 	} `json:"database"`
 	Auth struct {
 		User, Password string

@@ -147,6 +147,9 @@ func printStatus(w io.Writer, v envView) {
 	if v.Database.URL != "" {
 		fmt.Fprintf(tw, "database:\t%s\n", v.Database.URL)
 		fmt.Fprintf(tw, "golden:\tgeneration %d\n", v.Database.Generation)
+		if v.Database.SecretRef != "" {
+			fmt.Fprintf(tw, "password:\tin %s\n", v.Database.SecretRef)
+		}
 	}
 	if len(v.Steps) > 0 {
 		var parts []string

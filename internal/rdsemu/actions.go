@@ -512,6 +512,9 @@ func (s *Server) addTags(ctx context.Context, f form) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := validTags(f.tags()); err != nil {
+		return nil, err
+	}
 	for _, t := range f.tags() {
 		replaced := false
 		for n := range *tags {

@@ -3,10 +3,13 @@ package rdsemu_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	smithy "github.com/aws/smithy-go"
 
 	"github.com/prenv/prenv/internal/rdsemu"
+	"github.com/prenv/prenv/internal/testenv"
 )
 
 // client is the real SDK pointed at an emulator; attempts 1 shows each
@@ -167,5 +171,57 @@ func TestEmulator_ThrottlesAtTheConfiguredRateAndRefusesUnsignedRequests(t *test
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("an unsigned request: %s", resp.Status)
+	}
+}
+
+func TestEmulator_TagsOfClustersAndInstances(t *testing.T) {
+	ctx := context.Background()
+	c, _ := client(t, rdsemu.Options{Sources: []string{"golden"}})
+	out, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String("a"),
+		SourceDBClusterIdentifier: aws.String("golden"), UseLatestRestorableTime: aws.Bool(true), Tags: []types.Tag{{Key: aws.String("team"), Value: aws.String("shop")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := out.DBCluster.DBClusterArn
+	if _, err := c.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: arn,
+		Tags: []types.Tag{{Key: aws.String("team"), Value: aws.String("data")}, {Key: aws.String("Ephemeral"), Value: aws.String("true")}}}); err != nil {
+		t.Fatal(err)
+	}
+	tags, err := c.ListTagsForResource(ctx, &rds.ListTagsForResourceInput{ResourceName: arn})
+	if err != nil || len(tags.TagList) != 2 || aws.ToString(tags.TagList[0].Value) != "data" || aws.ToString(tags.TagList[1].Key) != "Ephemeral" {
+		t.Fatalf("tags %+v %v", tags, err)
+	}
+	_, err = c.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: arn, Tags: []types.Tag{{Key: aws.String("key"), Value: aws.String("acme/shop#12")}}})
+	if code(err) != "InvalidParameterValue" {
+		t.Fatalf("a tag value with '#': %v", err)
+	}
+	if _, err := c.ListTagsForResource(ctx, &rds.ListTagsForResourceInput{ResourceName: aws.String("arn:aws:rds:us-east-1:123456789012:cluster:nope")}); code(err) != "DBClusterNotFoundFault" {
+		t.Fatalf("tags of nothing: %v", err)
+	}
+}
+
+func TestCommand_ListensWhereToldWithTheSourceClusters(t *testing.T) {
+	bin := testenv.Build(t, "./cmd/rdsemu")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--addr", addr, "--source-cluster", "golden", "--source-cluster", "golden-eu", "--instance-create", "1s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	c := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + addr), Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")})
+	var out *rds.DescribeDBClustersOutput
+	for i := 0; i < 100; i++ {
+		if out, err = c.DescribeDBClusters(context.Background(), &rds.DescribeDBClustersInput{}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || len(out.DBClusters) != 2 || aws.ToString(out.DBClusters[1].DBClusterIdentifier) != "golden-eu" || aws.ToString(out.DBClusters[0].Status) != "available" {
+		t.Fatalf("describe: %+v %v", out, err)
 	}
 }

@@ -20,6 +20,11 @@ type Database struct {
 	Name       string `json:"name"`
 	User       string `json:"user"`
 	Generation int    `json:"generation"`
+	// SecretRef is where the provider keeps the password, when prenv does
+	// not hold it (Aurora's RDS-managed master password).
+	SecretRef string `json:"secret_ref,omitempty"`
+	// Ready says how the database was found ready.
+	Ready string `json:"ready,omitempty"`
 }
 
 // Env is the record of one environment.

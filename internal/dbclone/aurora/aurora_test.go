@@ -330,3 +330,19 @@ func TestCheck_BadInputIsAClearErrorBeforeAnyChange(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterID_FollowsRDSIdentifierRulesWhateverTheRepository(t *testing.T) {
+	c := &aurora.Cloner{}
+	seen := map[string]bool{}
+	for _, k := range []env.Key{{PR: 1}, {PR: 999999999}, {Repo: "Acme/Shop", PR: 2}, {Repo: "a/" + strings.Repeat("very-long-name-", 10), PR: 3},
+		{Repo: "a/" + strings.Repeat("very-long-name-", 10) + "x", PR: 3}, {Repo: "9lives/--weird__repo--", PR: 4}} {
+		id := c.ClusterID(k)
+		if !aurora.ValidIdentifier(id) || !aurora.ValidIdentifier(id+"-writer") || seen[id] {
+			t.Fatalf("%v: cluster %q (writer %q) breaks RDS's rules or repeats", k, id, id+"-writer")
+		}
+		seen[id] = true
+	}
+	if err := (aurora.Options{Source: "golden", Prefix: "Bad_"}).Validate(); err == nil || !strings.Contains(err.Error(), "database.aurora.prefix") {
+		t.Fatalf("a bad prefix: %v", err)
+	}
+}

@@ -241,6 +241,9 @@ func (n *Namespaces) Prepare(ctx context.Context, spec runtime.Spec) error {
 	secret := &corev1.Secret{ObjectMeta: objMeta(SecretName), Type: corev1.SecretTypeOpaque, StringData: map[string]string{
 		"DATABASE_URL": db.URL, "url": db.URL, "host": db.Host, "port": strconv.Itoa(db.Port), "database": db.DBName, "user": db.User, "password": db.Password,
 	}}
+	if db.SecretRef != "" {
+		secret.StringData["password_secret"] = db.SecretRef // the password is in the provider's secret store
+	}
 	c := n.Client.CoreV1()
 	steps := []struct {
 		resource string
