@@ -346,3 +346,24 @@ func TestClusterID_FollowsRDSIdentifierRulesWhateverTheRepository(t *testing.T) 
 		t.Fatalf("a bad prefix: %v", err)
 	}
 }
+
+func TestClone_WithManagedCredentialsRDSKeepsThePassword(t *testing.T) {
+	w := newWorld(t, rdsemu.Options{Sources: []string{"golden"}})
+	c := w.cloner("prenv")
+	c.Options.Credentials = aurora.CredentialsManaged
+	k := env.Key{PR: 60}
+	db, err := c.Clone(context.Background(), dbclonetest.Request(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := describe(t, w, c.ClusterID(k))
+	if cl.MasterUserSecret == nil || db.SecretRef != aws.ToString(cl.MasterUserSecret.SecretArn) || !strings.HasPrefix(db.SecretRef, "arn:aws:secretsmanager:") ||
+		db.Password != "" || strings.Contains(db.URL, ":@") {
+		t.Fatalf("database %+v, cluster secret %+v", db, cl.MasterUserSecret)
+	}
+	// Adopting it again does not ask RDS to manage it twice.
+	before := w.emu.Stats().ByAction["ModifyDBCluster"]
+	if _, err := c.Clone(context.Background(), dbclonetest.Request(k)); err != nil || w.emu.Stats().ByAction["ModifyDBCluster"] != before {
+		t.Fatalf("second clone: %v, %d modifications", err, w.emu.Stats().ByAction["ModifyDBCluster"]-before)
+	}
+}
