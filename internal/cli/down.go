@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/lifecycle"
 )
 
@@ -19,7 +21,7 @@ delete its database. What is already gone is success. Nothing that does not
 carry prenv's owner id is deleted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, k, err := a.target(pr, repo)
+			cfg, k, wf, err := a.ciTarget(pr, repo)
 			if err != nil {
 				return err
 			}
@@ -29,14 +31,24 @@ carry prenv's owner id is deleted.`,
 			}
 			defer lc.Store.Close()
 			fmt.Fprintf(a.opts.Stderr, "%s: down\n", k.Name())
-			if _, err := lc.Down(cmd.Context(), lifecycle.DownOptions{Key: k, OnStep: progress(a.opts.Stderr)}); err != nil {
+			e, err := lc.Down(cmd.Context(), lifecycle.DownOptions{Key: k, OnStep: progress(a.opts.Stderr)})
+			if err != nil {
 				return err
+			}
+			v := view(cmd.Context(), lc.Store, cfg, e, nil)
+			v.Name = k.Name()
+			a.finishWorkflow(wf, v)
+			// Reporting comes after the teardown and never fails it.
+			if rep, repoName := a.reporter(cfg), reportRepo(cfg, k); rep != nil && repoName != "" {
+				a.report("report the teardown to GitHub", func(ctx context.Context) error {
+					return rep.TornDown(ctx, repoName, k.PR, github.View{Name: k.Name(), State: "deleted"})
+				})
 			}
 			fmt.Fprintf(a.opts.Stdout, "%s is gone\n", k.Name())
 			return nil
 		},
 	}
-	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
-	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
+	cmd.Flags().Var(&pr, "pr", "pull request number (default in GitHub Actions: the event's pull request)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository, in Actions the workflow's)")
 	return cmd
 }

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/lifecycle"
 )
 
@@ -21,9 +24,12 @@ roll it out. Running it again with the same commit changes nothing. Without an
 app in prenv.yaml the environment is database-only and its DATABASE_URL is printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, k, err := a.target(pr, repo)
+			cfg, k, wf, err := a.ciTarget(pr, repo)
 			if err != nil {
 				return err
+			}
+			if sha == "" && wf != nil && pr.n == 0 {
+				sha = wf.SHA // the pull request's head, not the merge commit Actions checks out
 			}
 			if sha == "" {
 				if sha, err = defaultCommit(cfg); err != nil {
@@ -37,12 +43,29 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			defer lc.Store.Close()
 			w := a.opts.Stderr
 			fmt.Fprintf(w, "%s: up at %s\n", k.Name(), short(sha))
+			rep, repoName, logURL := a.reporter(cfg), reportRepo(cfg, k), ""
+			if wf != nil {
+				logURL = wf.LogURL
+			}
+			var deployment int64
+			if rep != nil && repoName != "" {
+				a.report("report the deployment to GitHub", func(ctx context.Context) (err error) {
+					deployment, err = rep.Started(ctx, repoName, github.View{Name: k.Name(), Commit: sha, LogURL: logURL})
+					return err
+				})
+			}
 			t0 := time.Now()
 			e, err := lc.Up(cmd.Context(), lifecycle.UpOptions{Key: k, Commit: sha, OnStep: progress(w)})
 			if err != nil && e.Name == "" {
 				return err
 			}
 			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
+			a.finishWorkflow(wf, v)
+			if rep != nil && repoName != "" && !errors.Is(err, lifecycle.ErrSuperseded) {
+				a.report("report the result to GitHub", func(ctx context.Context) error {
+					return rep.Finished(ctx, repoName, k.PR, deployment, githubView(v, logURL))
+				})
+			}
 			if out == "json" {
 				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
 					return jerr
@@ -64,9 +87,9 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			return nil
 		},
 	}
-	cmd.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
-	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
-	cmd.Flags().StringVar(&sha, "sha", "", "commit to deploy (default: HEAD of the repository)")
+	cmd.Flags().Var(&pr, "pr", "pull request number (default in GitHub Actions: the event's pull request)")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository, in Actions the workflow's)")
+	cmd.Flags().StringVar(&sha, "sha", "", "commit to deploy (default: the pull request's head in Actions, else HEAD of the repository)")
 	outputFlag(cmd, &out)
 	return cmd
 }

@@ -38,6 +38,7 @@ type Config struct {
 	Database   Database `yaml:"database"`
 	Runtime    Runtime  `yaml:"runtime"`
 	App        App      `yaml:"app"`
+	GitHub     GitHub   `yaml:"github"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
@@ -126,6 +127,24 @@ type BasicAuth struct {
 	Password string `yaml:"password"` // shared by every environment (use ${VAR}); empty: one generated per environment
 }
 
+// GitHub configures how environments follow pull requests: webhooks to
+// prenv serve, reporting (deployments, the sticky comment) and
+// reconciliation.
+type GitHub struct {
+	APIURL        string   `yaml:"api_url"`        // PRENV_GITHUB_API_URL; GitHub Enterprise Server: https://HOST/api/v3
+	WebhookSecret string   `yaml:"webhook_secret"` // PRENV_GITHUB_WEBHOOK_SECRET; without it /webhooks/github is off
+	AppID         int64    `yaml:"app_id"`         // authenticate prenv serve as this GitHub App
+	AppKeyFile    string   `yaml:"app_key_file"`   // the App's private key (.pem), relative to prenv.yaml
+	Repositories  []string `yaml:"repositories"`   // accept deliveries for these only; empty: any correctly signed
+	Label         string   `yaml:"label"`          // opt-in: only pull requests with this label get an environment
+	OptOutLabel   string   `yaml:"opt_out_label"`  // pull requests with this label get none
+	Forks         string   `yaml:"forks"`          // off (default) | label: fork pull requests need fork_label
+	ForkLabel     string   `yaml:"fork_label"`     // the label a maintainer sets to preview a fork's pull request
+	Report        bool     `yaml:"report"`         // deployments and the sticky comment (default true)
+	Reconcile     Duration `yaml:"reconcile"`      // how often prenv serve compares environments with open pull requests
+	Concurrency   int      `yaml:"concurrency"`    // environments prenv serve works on at once
+}
+
 // App describes the application under preview. With no Start command an
 // environment is database-only.
 type App struct {
@@ -171,6 +190,7 @@ func Default() Config {
 			Timeout: Duration(5 * time.Minute), DeleteTimeout: Duration(2 * time.Minute),
 			BasicAuth: BasicAuth{User: "prenv"},
 		}},
+		GitHub: GitHub{Forks: "off", Report: true, Reconcile: Duration(10 * time.Minute), Concurrency: 4},
 		App: App{
 			Health:        "/healthz",
 			HealthTimeout: Duration(60 * time.Second),
@@ -543,6 +563,31 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("runtime.provider", "%q is not a known provider (local, kubernetes, memory)", c.Runtime.Provider)
+	}
+	switch c.GitHub.Forks {
+	case "off":
+	case "label":
+		if c.GitHub.ForkLabel == "" {
+			bad("github.fork_label", "is required with forks: label: the label only maintainers can set")
+		}
+	default:
+		bad("github.forks", "%q: want off or label", c.GitHub.Forks)
+	}
+	if c.GitHub.APIURL != "" {
+		if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("github.api_url", "%q: want the API's URL, such as https://github.example.com/api/v3", c.GitHub.APIURL)
+		}
+	}
+	if (c.GitHub.AppID != 0) != (c.GitHub.AppKeyFile != "") {
+		bad("github.app_id", "and github.app_key_file go together: the GitHub App's id and its private key")
+	}
+	for i, r := range c.GitHub.Repositories {
+		if o, n, ok := strings.Cut(r, "/"); !ok || o == "" || n == "" || strings.Contains(n, "/") {
+			bad(fmt.Sprintf("github.repositories[%d]", i), "%q: want owner/name", r)
+		}
+	}
+	if c.GitHub.Concurrency < 1 {
+		bad("github.concurrency", "%d: at least 1", c.GitHub.Concurrency)
 	}
 	if c.App.Start != "" && !strings.HasPrefix(c.App.Health, "/") {
 		bad("app.health", "%q: want an HTTP path such as /healthz", c.App.Health)

@@ -1,0 +1,153 @@
+package github
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Marker is the hidden line that identifies prenv's comment on a pull
+// request.
+const Marker = "<!-- prenv: preview environment -->"
+
+// Step is one timed step of a run.
+type Step struct {
+	Name    string
+	Seconds float64
+}
+
+// View is what prenv reports of an environment.
+type View struct {
+	Name       string // pr-12
+	State      string // ready, failed, deleted, ...
+	URL        string
+	Commit     string // the commit serving
+	Attempted  string // the commit the last run tried, when it differs
+	Generation int    // of the golden data the database was cloned from
+	Steps      []Step
+	Error      string
+	LogURL     string
+}
+
+// Summary is the markdown prenv writes to the pull request's comment and
+// the Actions job summary.
+func Summary(v View) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Preview environment `%s`\n\n", v.Name)
+	b.WriteString("| | |\n|---|---|\n")
+	state := v.State
+	switch v.State {
+	case "ready":
+		state = "✅ ready"
+	case "failed":
+		state = "❌ failed"
+	case "deleted":
+		state = "🗑️ torn down"
+	}
+	fmt.Fprintf(&b, "| State | %s |\n", state)
+	if v.URL != "" && v.State != "deleted" {
+		fmt.Fprintf(&b, "| URL | %s |\n", v.URL)
+	}
+	switch {
+	case v.Attempted != "" && v.Attempted != v.Commit && v.Commit != "":
+		fmt.Fprintf(&b, "| Commit | `%s` failed; `%s` is still serving |\n", short(v.Attempted), short(v.Commit))
+	case v.Attempted != "" && v.Commit == "":
+		fmt.Fprintf(&b, "| Commit | `%s` |\n", short(v.Attempted))
+	case v.Commit != "":
+		fmt.Fprintf(&b, "| Commit | `%s` |\n", short(v.Commit))
+	}
+	if v.Generation > 0 {
+		fmt.Fprintf(&b, "| Database | cloned from golden data generation %d |\n", v.Generation)
+	}
+	if v.Error != "" {
+		fmt.Fprintf(&b, "\n**Why it failed**\n\n```\n%s\n```\n", strings.TrimSpace(truncate(v.Error, 3000)))
+		if v.LogURL != "" {
+			fmt.Fprintf(&b, "\n[Full log](%s)\n", v.LogURL)
+		}
+	}
+	if len(v.Steps) > 0 {
+		var parts []string
+		total := 0.0
+		for _, s := range v.Steps {
+			parts = append(parts, fmt.Sprintf("%s %.2f s", s.Name, s.Seconds))
+			total += s.Seconds
+		}
+		fmt.Fprintf(&b, "\nLast run: %s (%.2f s)\n", strings.Join(parts, " · "), total)
+	}
+	return b.String()
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// Reporter tells GitHub about environments: a deployment per commit with
+// its statuses, and one sticky comment per pull request.
+type Reporter struct {
+	Client *Client
+}
+
+// Started creates the deployment of commit to the environment and marks it
+// in progress; it returns the deployment's id.
+func (r *Reporter) Started(ctx context.Context, repo string, v View) (int64, error) {
+	id, err := r.Client.CreateDeployment(ctx, repo, v.Commit, v.Name, "prenv preview of "+short(v.Commit))
+	if err != nil {
+		return 0, err
+	}
+	return id, r.Client.SetDeploymentStatus(ctx, repo, id, DeploymentStatus{State: "in_progress", LogURL: v.LogURL, Description: "prenv is bringing it up"})
+}
+
+// Finished sets the deployment's outcome (success with the environment's
+// URL, or failure with the reason and the log) and updates the comment.
+func (r *Reporter) Finished(ctx context.Context, repo string, pr int, id int64, v View) error {
+	var errs []string
+	if id != 0 {
+		s := DeploymentStatus{State: "success", EnvironmentURL: v.URL, LogURL: v.LogURL, Description: "ready"}
+		if v.State != "ready" {
+			s = DeploymentStatus{State: "failure", LogURL: v.LogURL, Description: firstLine(v.Error)}
+		}
+		if err := r.Client.SetDeploymentStatus(ctx, repo, id, s); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if err := r.Client.UpsertComment(ctx, repo, pr, Marker, Marker+"\n"+Summary(v)); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("report to GitHub: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// TornDown marks every deployment of the environment inactive and updates
+// the comment.
+func (r *Reporter) TornDown(ctx context.Context, repo string, pr int, v View) error {
+	deps, err := r.Client.Deployments(ctx, repo, v.Name)
+	if err != nil {
+		return err
+	}
+	for _, d := range deps {
+		if err := r.Client.SetDeploymentStatus(ctx, repo, d.ID, DeploymentStatus{State: "inactive", Description: "torn down"}); err != nil {
+			return err
+		}
+	}
+	return r.Client.UpsertComment(ctx, repo, pr, Marker, Marker+"\n"+Summary(v))
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
