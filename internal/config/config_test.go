@@ -71,10 +71,14 @@ func TestLoad_EnvironmentOverridesTheFile(t *testing.T) {
 	dir := write(t, "version: 1\nlisten: 127.0.0.1:9000\ndatabase:\n  localpg:\n    ports: 50000-50010\n")
 	c, err := Load("", dir, env(map[string]string{
 		"PRENV_LISTEN": "127.0.0.1:9100", "PRENV_HOME": "/x", "PRENV_DATABASE_LOCALPG_PORTS": "51000-51001",
-		"PRENV_APP_HEALTH_TIMEOUT": "5s",
+		"PRENV_APP_HEALTH_TIMEOUT": "5s", "PRENV_GITHUB_REPOSITORIES": "acme/shop, acme/api", "PRENV_GITHUB_APP_ID": "12345",
+		"PRENV_GITHUB_APP_KEY_FILE": "app.pem",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(c.GitHub.Repositories) != 2 || c.GitHub.Repositories[1] != "acme/api" || c.GitHub.AppID != 12345 {
+		t.Errorf("a list and an int64 from the environment: %v %d", c.GitHub.Repositories, c.GitHub.AppID)
 	}
 	if c.Listen != "127.0.0.1:9100" || c.Home != "/x" || c.Database.LocalPG.Ports != "51000-51001" || c.App.HealthTimeout.D() != 5*time.Second {
 		t.Errorf("got listen %q home %q ports %q timeout %v", c.Listen, c.Home, c.Database.LocalPG.Ports, c.App.HealthTimeout)

@@ -30,7 +30,9 @@ type Server struct {
 	Token      string // bearer token of the local runtime's API
 	Supervisor *local.Supervisor
 	Store      store.Store
-	Log        *slog.Logger
+	// Webhooks, if set, receives GitHub's deliveries at /webhooks/github.
+	Webhooks http.Handler
+	Log      *slog.Logger
 }
 
 // Port is the port part of Listen.
@@ -53,6 +55,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	api.Handle("/api/v1/local/", s.bearer(s.Supervisor.Handler()))
 	api.Handle("GET /api/v1/envs", s.basic("", http.HandlerFunc(s.listEnvs)))
+	if s.Webhooks != nil {
+		api.Handle("/webhooks/github", s.Webhooks) // signed by GitHub: no basic auth
+	}
 	api.Handle("GET /{$}", s.basic("", http.HandlerFunc(s.index)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Robots-Tag", "noindex, nofollow")

@@ -84,3 +84,34 @@ type Store interface {
 	LastRun(ctx context.Context, k env.Key) (Run, error)
 	Close() error
 }
+
+// Delivery is a webhook delivery waiting to be carried out.
+type Delivery struct {
+	ID         string // X-GitHub-Delivery: redeliveries keep it
+	Event      string // X-GitHub-Event
+	Body       []byte
+	ReceivedAt time.Time
+	State      string // queued, done, ignored, failed
+	Note       string
+	Attempts   int
+}
+
+// Queue is the durable queue of webhook deliveries, and what prenv knows
+// of pull requests to keep their events in order.
+type Queue interface {
+	// Enqueue stores d as queued; false if a delivery with its ID was
+	// already received (it is not queued again).
+	Enqueue(ctx context.Context, d Delivery) (bool, error)
+	// Queued returns the queued deliveries, oldest first.
+	Queued(ctx context.Context, limit int) ([]Delivery, error)
+	// Finish records the outcome of delivery id (done, ignored, failed),
+	// or, with state queued, one more attempt.
+	Finish(ctx context.Context, id, state, note string) error
+	// Delivery returns delivery id.
+	Delivery(ctx context.Context, id string) (Delivery, error)
+	// ObservePull records that pull request k was in state (open or
+	// closed) at GitHub's time at, and reports whether that is news: false
+	// when prenv already saw k at a later time, or closed at the same time
+	// (a late delivery never undoes a close).
+	ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error)
+}

@@ -53,6 +53,22 @@ CREATE TABLE IF NOT EXISTS runs (
 	finished_at TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs(key, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT NOT NULL UNIQUE,
+	event       TEXT NOT NULL,
+	body        BLOB NOT NULL,
+	received_at TEXT NOT NULL,
+	state       TEXT NOT NULL DEFAULT 'queued',
+	note        TEXT NOT NULL DEFAULT '',
+	attempts    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state, seq);
+CREATE TABLE IF NOT EXISTS pulls (
+	key        TEXT PRIMARY KEY,
+	state      TEXT NOT NULL,
+	updated_at TEXT NOT NULL
+);
 `
 
 // Open opens (creating if needed) the store at path.

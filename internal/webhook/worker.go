@@ -1,0 +1,386 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/github"
+	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/store"
+)
+
+// Policy says which pull requests get an environment.
+type Policy struct {
+	// DefaultRepo keeps the short names (pr-N) for its pull requests.
+	DefaultRepo string
+	// Repos, if set, are the only repositories whose deliveries count.
+	Repos []string
+	// Label, if set, is the opt-in label; OptOutLabel keeps a pull request
+	// without an environment.
+	Label, OptOutLabel string
+	// Forks is off or label; with label, a fork's pull request needs
+	// ForkLabel (which only maintainers can set): its code would run with
+	// the environment's database credentials.
+	Forks, ForkLabel string
+}
+
+// Wants says whether pr should have an environment, and if not why.
+func (p Policy) Wants(pr github.PullRequest) (bool, string) {
+	switch {
+	case pr.State != "open":
+		return false, "the pull request is " + pr.State
+	case p.OptOutLabel != "" && pr.HasLabel(p.OptOutLabel):
+		return false, "the pull request carries the opt-out label " + p.OptOutLabel
+	case p.Label != "" && !pr.HasLabel(p.Label):
+		return false, "the pull request lacks the opt-in label " + p.Label
+	case pr.Fork() && p.Forks != "label":
+		return false, "the pull request comes from a fork, and github.forks is off (fork code would run with the environment's database credentials)"
+	case pr.Fork() && !pr.HasLabel(p.ForkLabel):
+		return false, "the pull request comes from a fork and lacks the label " + p.ForkLabel + " a maintainer sets to preview it"
+	}
+	return true, ""
+}
+
+// Accepts reports whether deliveries for repo count.
+func (p Policy) Accepts(repo string) bool {
+	if len(p.Repos) == 0 {
+		return true
+	}
+	for _, r := range p.Repos {
+		if strings.EqualFold(r, repo) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key is the environment of repo's pull request n.
+func (p Policy) Key(repo string, n int) (env.Key, error) {
+	if strings.EqualFold(repo, p.DefaultRepo) {
+		repo = ""
+	}
+	return env.NewKey(repo, n)
+}
+
+// Store is what the worker needs of the store.
+type Store interface {
+	store.Store
+	store.Queue
+}
+
+// Worker carries out queued deliveries.
+type Worker struct {
+	Store     Store
+	Lifecycle *lifecycle.Lifecycle
+	Policy    Policy
+	// GitHub, if set, answers when a delivery leaves doubt; Reporter, if
+	// set, gets deployments and the sticky comment.
+	GitHub   *github.Client
+	Reporter *github.Reporter
+	// Concurrency bounds the environments worked on at once (default 4).
+	Concurrency int
+	Log         *slog.Logger
+	// LogURL, if set, gives the address of an environment's log.
+	LogURL func(k env.Key) string
+
+	once    sync.Once
+	wake    chan struct{}
+	slots   chan struct{}
+	mu      sync.Mutex
+	boxes   map[string]*mailbox // per environment
+	taken   map[string]bool     // deliveries dispatched
+	running sync.WaitGroup
+}
+
+type action struct {
+	delivery string
+	kind     string // up | down
+	key      env.Key
+	repo     string
+	pr       int
+	sha      string
+}
+
+type mailbox struct{ next *action }
+
+func (w *Worker) init() {
+	w.once.Do(func() {
+		w.wake = make(chan struct{}, 1)
+		n := w.Concurrency
+		if n < 1 {
+			n = 4
+		}
+		w.slots = make(chan struct{}, n)
+		w.boxes = map[string]*mailbox{}
+		w.taken = map[string]bool{}
+		if w.Log == nil {
+			w.Log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+// Notify wakes the worker: a delivery was queued.
+func (w *Worker) Notify() {
+	w.init()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run carries out deliveries until ctx ends, then waits for the runs in
+// progress (which stop at their next safe point).
+func (w *Worker) Run(ctx context.Context) {
+	w.init()
+	defer w.running.Wait()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		w.Drain(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// Drain dispatches every queued delivery once.
+func (w *Worker) Drain(ctx context.Context) {
+	w.init()
+	ds, err := w.Store.Queued(ctx, 200)
+	if err != nil {
+		w.Log.Error("read the webhook queue", "error", err)
+		return
+	}
+	for _, d := range ds {
+		w.mu.Lock()
+		taken := w.taken[d.ID]
+		w.taken[d.ID] = true
+		w.mu.Unlock()
+		if taken {
+			continue
+		}
+		a, why, err := w.decide(ctx, d)
+		switch {
+		case err != nil:
+			w.Log.Warn("webhook delivery failed", "delivery", d.ID, "error", err)
+			w.finish(d.ID, "failed", err.Error())
+		case a == nil:
+			w.Log.Info("webhook delivery ignored", "delivery", d.ID, "why", why)
+			w.finish(d.ID, "ignored", why)
+		default:
+			w.dispatch(ctx, a)
+		}
+	}
+}
+
+func (w *Worker) finish(id, state, note string) {
+	if err := w.Store.Finish(context.Background(), id, state, note); err != nil {
+		w.Log.Error("record a delivery's outcome", "delivery", id, "error", err)
+	}
+	if state != "queued" {
+		w.mu.Lock()
+		delete(w.taken, id)
+		w.mu.Unlock()
+	}
+}
+
+// decide turns a delivery into an action, or nil and why not.
+func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string, error) {
+	if d.Event != "pull_request" {
+		return nil, "event " + d.Event + " is not one prenv acts on", nil
+	}
+	e, err := github.ParsePullRequestEvent(d.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	repo := e.Repository.FullName
+	if !w.Policy.Accepts(repo) {
+		return nil, "repository " + repo + " is not in github.repositories", nil
+	}
+	k, err := w.Policy.Key(repo, e.Number)
+	if err != nil {
+		return nil, "", err
+	}
+	pr := e.PullRequest
+	if e.Action == "closed" {
+		pr.State = "closed"
+	}
+	if (e.Action == "labeled" || e.Action == "unlabeled") && w.Policy.Label == "" && w.Policy.OptOutLabel == "" && w.Policy.ForkLabel == "" {
+		return nil, "no label opt-in or opt-out is configured", nil
+	}
+	if pr.UpdatedAt.IsZero() && w.GitHub != nil {
+		// No time to order it by: ask GitHub how the pull request is now.
+		if pr, err = w.GitHub.PullRequest(ctx, repo, e.Number); err != nil {
+			return nil, "", fmt.Errorf("ask GitHub about %s#%d: %w", repo, e.Number, err)
+		}
+	}
+	fresh, err := w.Store.ObservePull(ctx, k, pr.State, pr.UpdatedAt)
+	if err != nil {
+		return nil, "", err
+	}
+	if !fresh {
+		return nil, fmt.Sprintf("out of order: a newer state of %s#%d was already seen (a close is never undone by a late delivery)", repo, e.Number), nil
+	}
+	a := &action{delivery: d.ID, key: k, repo: repo, pr: e.Number, sha: pr.Head.SHA}
+	if ok, why := w.Policy.Wants(pr); !ok {
+		if _, err := w.Store.Get(ctx, k); errors.Is(err, store.ErrNotFound) {
+			return nil, why, nil
+		}
+		a.kind = "down"
+		return a, "", nil
+	}
+	if pr.Head.SHA == "" {
+		return nil, "", fmt.Errorf("the delivery for %s#%d names no head commit", repo, e.Number)
+	}
+	a.kind = "up"
+	return a, "", nil
+}
+
+// dispatch runs a in its environment's turn: one run per environment at a
+// time, in delivery order; a newer action supersedes the one running (it
+// stops at its next step boundary) and replaces any waiting.
+func (w *Worker) dispatch(ctx context.Context, a *action) {
+	id := a.key.String()
+	w.mu.Lock()
+	if box, busy := w.boxes[id]; busy {
+		if old := box.next; old != nil {
+			w.finish(old.delivery, "done", "superseded by delivery "+a.delivery)
+		}
+		box.next = a
+		w.mu.Unlock()
+		// Record the newer request now so the running one stops early.
+		if _, err := w.Store.Request(ctx, a.key, a.key.Name(), a.sha, a.kind == "down"); err != nil {
+			w.Log.Warn("record a newer request", "env", a.key.Name(), "error", err)
+		}
+		return
+	}
+	w.boxes[id] = &mailbox{}
+	w.mu.Unlock()
+	w.running.Add(1)
+	go func() {
+		defer w.running.Done()
+		for a != nil {
+			w.carryOut(ctx, a)
+			w.mu.Lock()
+			box := w.boxes[id]
+			a, box.next = box.next, nil
+			if a == nil {
+				delete(w.boxes, id)
+			}
+			w.mu.Unlock()
+		}
+	}()
+}
+
+func (w *Worker) carryOut(ctx context.Context, a *action) {
+	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		return // still queued: carried out after the restart
+	}
+	defer func() { <-w.slots }()
+	log := w.Log.With("env", a.key.Name(), "delivery", a.delivery)
+	logURL := ""
+	if w.LogURL != nil {
+		logURL = w.LogURL(a.key)
+	}
+	var err error
+	switch a.kind {
+	case "up":
+		log.Info("up from a webhook", "commit", a.sha)
+		var deployment int64
+		if w.Reporter != nil {
+			deployment, err = w.Reporter.Started(ctx, a.repo, github.View{Name: a.key.Name(), Commit: a.sha, LogURL: logURL})
+			w.reported(log, err)
+		}
+		var e store.Env
+		e, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha})
+		if w.Reporter != nil && !errors.Is(err, lifecycle.ErrSuperseded) && ctx.Err() == nil {
+			v := w.view(ctx, e, logURL)
+			w.retry(ctx, log, func(ctx context.Context) error { return w.Reporter.Finished(ctx, a.repo, a.pr, deployment, v) })
+		}
+	case "down":
+		log.Info("down from a webhook")
+		_, err = w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: a.key})
+		if w.Reporter != nil && err == nil {
+			v := github.View{Name: a.key.Name(), State: "deleted"}
+			w.retry(ctx, log, func(ctx context.Context) error { return w.Reporter.TornDown(ctx, a.repo, a.pr, v) })
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		// Stopped by a shutdown: the delivery stays queued.
+		w.mu.Lock()
+		delete(w.taken, a.delivery)
+		w.mu.Unlock()
+	case errors.Is(err, lifecycle.ErrSuperseded):
+		w.finish(a.delivery, "done", "superseded by a newer request")
+	case err != nil:
+		log.Warn("webhook run failed", "error", err)
+		w.finish(a.delivery, "failed", err.Error())
+	default:
+		w.finish(a.delivery, "done", "")
+	}
+}
+
+func (w *Worker) view(ctx context.Context, e store.Env, logURL string) github.View {
+	v := github.View{Name: e.Name, State: string(e.State), URL: e.URL, Commit: e.Commit, Attempted: e.DesiredCommit,
+		Generation: e.Database.Generation, Error: e.Error, LogURL: logURL}
+	if r, err := w.Store.LastRun(ctx, e.Key); err == nil {
+		for _, s := range r.Steps {
+			v.Steps = append(v.Steps, github.Step{Name: s.Name, Seconds: s.Seconds})
+		}
+		if r.Output != "" && e.State == env.StateFailed {
+			v.Error = strings.TrimSpace(v.Error + "\n" + r.Output)
+		}
+	}
+	return v
+}
+
+func (w *Worker) reported(log *slog.Logger, err error) {
+	if err != nil {
+		log.Warn("report to GitHub failed", "error", err)
+	}
+}
+
+// retry reports in the background, trying again after a minute, then
+// longer: a report never holds up or fails a run.
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, f func(context.Context) error) {
+	w.running.Add(1)
+	go func() {
+		defer w.running.Done()
+		wait := time.Minute
+		for attempt := 1; ; attempt++ {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			err := f(rctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			var rl *github.RateLimitError
+			if errors.As(err, &rl) {
+				wait = max(wait, time.Until(rl.Until))
+			}
+			if attempt == 5 {
+				log.Error("report to GitHub failed; giving up", "attempts", attempt, "error", err)
+				return
+			}
+			log.Warn("report to GitHub failed; trying again", "in", wait, "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+	}()
+}
