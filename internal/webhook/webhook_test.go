@@ -197,7 +197,9 @@ func TestWorker_OpenedSynchronizeClosedWithReportsAndOneComment(t *testing.T) {
 	if e := w.env(7); e.State != env.StateDeleted {
 		t.Fatalf("after closed: %+v", e)
 	}
-	waitFor(t, func() bool { return strings.HasSuffix(strings.Join(w.gh.StatusesOf("acme/shop", "pr-7"), " "), "c3:inactive") })
+	waitFor(t, func() bool {
+		return strings.HasSuffix(strings.Join(w.gh.StatusesOf("acme/shop", "pr-7"), " "), "c3:inactive")
+	})
 	var ours int
 	for _, c := range w.gh.CommentsOf("acme/shop", 7) {
 		if strings.Contains(c.Body, github.Marker) {
