@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+const previewWorkflow = `# Written by 'prenv init github': a preview environment per pull request.
+name: preview
+on:
+  pull_request:
+    types: [opened, synchronize, reopened]
+# One run per pull request: a newer push cancels the run in progress (prenv
+# stops at a safe point and the next run adopts what it made).
+concurrency:
+  group: pr-${{ github.event.pull_request.number }}
+  cancel-in-progress: true
+permissions:
+  id-token: write       # the OIDC token that assumes the AWS role; forks get none
+  contents: read
+  deployments: write    # prenv reports a deployment per commit
+  pull-requests: write  # and one comment, edited in place
+jobs:
+  preview:
+    # Fork pull requests get no OIDC token and a read-only token: skip them
+    # here (prenv serve or the sweeper can preview them when a maintainer
+    # allows it).
+    if: github.event.pull_request.head.repo.full_name == github.repository
+    runs-on: ubuntu-latest
+    environment:
+      name: pr-${{ github.event.pull_request.number }}
+      url: ${{ steps.prenv.outputs.url }}
+    steps:
+      - uses: actions/checkout@v4
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: {{ROLE}}
+          aws-region: {{REGION}}
+      - id: prenv
+        uses: prenv/prenv@{{REF}}
+        with:
+          command: up
+`
+
+const teardownWorkflow = `# Written by 'prenv init github': the preview goes when the pull request closes.
+name: preview-teardown
+on:
+  pull_request:
+    types: [closed]
+concurrency:
+  group: pr-${{ github.event.pull_request.number }}
+  cancel-in-progress: true  # a teardown wins over an up in progress
+permissions:
+  id-token: write
+  contents: read
+  deployments: write
+  pull-requests: write
+jobs:
+  teardown:
+    # A fork's pull request has no OIDC token here: prenv serve or the
+    # sweeper tears its environment down.
+    if: github.event.pull_request.head.repo.full_name == github.repository
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: {{ROLE}}
+          aws-region: {{REGION}}
+      - uses: prenv/prenv@{{REF}}
+        with:
+          command: down
+`
+
+var (
+	roleARN    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
+	awsRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+	actionRef  = regexp.MustCompile(`^[\w.-]+$`)
+	errExists  = errors.New("already exists")
+	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow}
+)
+
+func (a *app) initCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "init", Short: "Write the files that connect prenv to a CI system"}
+	var role, region, ref, dir string
+	var force bool
+	gh := &cobra.Command{
+		Use:   "github --role-arn ARN --region REGION",
+		Short: "Write GitHub Actions workflows: preview on every push to a pull request, teardown when it closes",
+		Long: `Write two workflows into .github/workflows: preview.yml runs 'prenv up' on
+opened, synchronize and reopened, one run per pull request (concurrency
+pr-<number>, a newer push cancelling the older run); preview-teardown.yml runs
+'prenv down' when the pull request closes. Both assume the AWS role with
+GitHub's OIDC token (permissions: id-token: write); no AWS keys are stored in
+GitHub. Fork pull requests get no OIDC token, so the workflows skip them:
+their previews and teardowns need prenv serve or the sweeper.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var errs []string
+			if !roleARN.MatchString(role) {
+				errs = append(errs, fmt.Sprintf("--role-arn %q: want the IAM role the workflows assume, such as arn:aws:iam::111122223333:role/prenv-previews (docs/aurora.md shows its policy)", role))
+			}
+			if !awsRegion.MatchString(region) {
+				errs = append(errs, fmt.Sprintf("--region %q: want an AWS region such as eu-west-1", region))
+			}
+			if !actionRef.MatchString(ref) {
+				errs = append(errs, fmt.Sprintf("--ref %q: want a tag or branch of prenv's action, such as v1 or main", ref))
+			}
+			if len(errs) > 0 {
+				return usageError{errors.New(strings.Join(errs, "; "))}
+			}
+			out := filepath.Join(dir, ".github", "workflows")
+			if !force {
+				for name := range workflowOf {
+					if _, err := os.Stat(filepath.Join(out, name)); err == nil {
+						return usageError{fmt.Errorf("%s %w: nothing was written; use --force to replace it", filepath.Join(out, name), errExists)}
+					}
+				}
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			for _, name := range []string{"preview.yml", "preview-teardown.yml"} {
+				text := strings.NewReplacer("{{ROLE}}", role, "{{REGION}}", region, "{{REF}}", ref).Replace(workflowOf[name])
+				if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.opts.Stdout, "wrote %s\n", filepath.Join(out, name))
+			}
+			return nil
+		},
+	}
+	gh.Flags().StringVar(&role, "role-arn", "", "the IAM role the workflows assume with GitHub's OIDC token")
+	gh.Flags().StringVar(&region, "region", "", "the AWS region")
+	gh.Flags().StringVar(&ref, "ref", "v1", "the version of prenv's action the workflows use")
+	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")
+	gh.Flags().BoolVar(&force, "force", false, "replace workflows that exist")
+	cmd.AddCommand(gh)
+	return cmd
+}

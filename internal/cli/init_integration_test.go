@@ -1,0 +1,119 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+type workflowFile struct {
+	On map[string]struct {
+		Types []string `yaml:"types"`
+	} `yaml:"on"`
+	Concurrency struct {
+		Group            string `yaml:"group"`
+		CancelInProgress bool   `yaml:"cancel-in-progress"`
+	} `yaml:"concurrency"`
+	Permissions map[string]string `yaml:"permissions"`
+	Jobs        map[string]struct {
+		If    string `yaml:"if"`
+		Steps []struct {
+			Uses string            `yaml:"uses"`
+			With map[string]string `yaml:"with"`
+		} `yaml:"steps"`
+	} `yaml:"jobs"`
+}
+
+func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
+	h := newHarness(t)
+	repo := t.TempDir()
+	const role = "arn:aws:iam::111122223333:role/prenv-previews"
+	h.must("init", "github", "--dir", repo, "--role-arn", role, "--region", "eu-west-1")
+	read := func(name string) workflowFile {
+		data, err := os.ReadFile(filepath.Join(repo, ".github", "workflows", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w workflowFile
+		if err := yaml.Unmarshal(data, &w); err != nil {
+			t.Fatalf("%s is not YAML: %v", name, err)
+		}
+		return w
+	}
+	check := func(name string, types []string, command string) {
+		w := read(name)
+		if strings.Join(w.On["pull_request"].Types, ",") != strings.Join(types, ",") {
+			t.Errorf("%s runs on %v", name, w.On["pull_request"].Types)
+		}
+		if w.Concurrency.Group != "pr-${{ github.event.pull_request.number }}" || !w.Concurrency.CancelInProgress {
+			t.Errorf("%s concurrency %+v", name, w.Concurrency)
+		}
+		if w.Permissions["id-token"] != "write" {
+			t.Errorf("%s permissions %v", name, w.Permissions)
+		}
+		var job = w.Jobs["preview"]
+		if command == "down" {
+			job = w.Jobs["teardown"]
+		}
+		if !strings.Contains(job.If, "head.repo.full_name == github.repository") || len(job.Steps) != 3 {
+			t.Fatalf("%s job %+v", name, job)
+		}
+		if aws := job.Steps[1]; !strings.HasPrefix(aws.Uses, "aws-actions/configure-aws-credentials@") || aws.With["role-to-assume"] != role || aws.With["aws-region"] != "eu-west-1" {
+			t.Errorf("%s credentials step %+v", name, aws)
+		}
+		if p := job.Steps[2]; p.Uses != "prenv/prenv@v1" || p.With["command"] != command {
+			t.Errorf("%s prenv step %+v", name, p)
+		}
+	}
+	check("preview.yml", []string{"opened", "synchronize", "reopened"}, "up")
+	check("preview-teardown.yml", []string{"closed"}, "down")
+
+	// Again: refused, nothing changed.
+	os.WriteFile(filepath.Join(repo, ".github", "workflows", "preview.yml"), []byte("# the team's own\n"), 0o644)
+	h.refused(2, "already exists", "init", "github", "--dir", repo, "--role-arn", role, "--region", "eu-west-1")
+	if data, _ := os.ReadFile(filepath.Join(repo, ".github", "workflows", "preview.yml")); string(data) != "# the team's own\n" {
+		t.Fatal("an existing workflow was replaced without --force")
+	}
+	empty := t.TempDir()
+	h.refused(2, "--role-arn", "init", "github", "--dir", empty, "--role-arn", "prenv-previews", "--region", "eu-west-1")
+	h.refused(2, "--region", "init", "github", "--dir", empty, "--role-arn", role, "--region", "Ireland")
+	if _, err := os.Stat(filepath.Join(empty, ".github")); !os.IsNotExist(err) {
+		t.Fatal("bad input wrote something")
+	}
+}
+
+func TestActionYML_RunsPrenvWithItsInputsAsEnvironmentNotInterpolatedIntoTheScript(t *testing.T) {
+	root := filepath.Join("..", "..")
+	data, err := os.ReadFile(filepath.Join(root, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a struct {
+		Inputs  map[string]any `yaml:"inputs"`
+		Outputs map[string]struct {
+			Value string `yaml:"value"`
+		} `yaml:"outputs"`
+		Runs struct {
+			Using string `yaml:"using"`
+			Steps []struct {
+				ID  string            `yaml:"id"`
+				Run string            `yaml:"run"`
+				Env map[string]string `yaml:"env"`
+			} `yaml:"steps"`
+		} `yaml:"runs"`
+	}
+	if err := yaml.Unmarshal(data, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Runs.Using != "composite" || a.Inputs["version"] == nil || a.Outputs["url"].Value != "${{ steps.prenv.outputs.url }}" {
+		t.Fatalf("action.yml: %+v", a)
+	}
+	for _, s := range a.Runs.Steps {
+		if strings.Contains(s.Run, "${{") {
+			t.Errorf("step %q interpolates an expression into its script (script injection): %s", s.ID, s.Run)
+		}
+	}
+}
