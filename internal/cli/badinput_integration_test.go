@@ -136,3 +136,16 @@ func TestUp_WhenAnotherProgramHoldsTheListenAddressSaysSo(t *testing.T) {
 		t.Fatalf("took %v to say so", took)
 	}
 }
+
+func TestPR_AloneResolvesToTheOneRepositoryThatHasIt(t *testing.T) {
+	h := newHarness(t)
+	h.golden(10)
+	h.must("up", "--pr", "3", "--repo", "acme/api", "--sha", "c1")
+	if st := h.status(3); st.State != "ready" {
+		t.Fatalf("--pr 3 alone, with only acme/api#3 on record: %+v", st)
+	}
+	h.must("up", "--pr", "3", "--repo", "acme/web", "--sha", "c1")
+	h.refused(2, "pull request 3 has environments in acme/api and acme/web: say which with --repo", "status", "--pr", "3")
+	h.refused(2, "say which with --repo", "down", "--pr", "3")
+	h.must("down", "--pr", "3", "--repo", "acme/web")
+}

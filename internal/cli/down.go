@@ -30,6 +30,9 @@ carry prenv's owner id is deleted.`,
 				return err
 			}
 			defer lc.Store.Close()
+			if k, err = resolve(cmd.Context(), lc.Store, k, repo != "" || wf != nil); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.opts.Stderr, "%s: down\n", k.Name())
 			e, err := lc.Down(cmd.Context(), lifecycle.DownOptions{Key: k, OnStep: progress(a.opts.Stderr)})
 			if err != nil {

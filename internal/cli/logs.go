@@ -29,6 +29,13 @@ func (a *app) logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if s, err := a.store(cmd.Context(), cfg); err == nil {
+				k, err = resolve(cmd.Context(), s, k, repo != "")
+				s.Close()
+				if err != nil {
+					return err
+				}
+			}
 			if !database && cfg.HasApp() {
 				rt, err := a.runtime(cfg)
 				if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime"
+	"github.com/prenv/prenv/internal/store"
 )
 
 // Options are the process's surroundings, injected so that tests can run
@@ -152,6 +154,39 @@ func (a *app) target(pr prFlag, repo string) (config.Config, env.Key, error) {
 	}
 	k, err := key(cfg, pr, repo)
 	return cfg, k, err
+}
+
+// resolve finds the environment --pr N names when --repo is not given: the
+// default repository's, else the one repository with a pull request N on
+// record; with several, --repo is required.
+func resolve(ctx context.Context, s store.Store, k env.Key, repoGiven bool) (env.Key, error) {
+	if repoGiven || k.Repo != "" {
+		return k, nil
+	}
+	if _, err := s.Get(ctx, k); err == nil || !errors.Is(err, store.ErrNotFound) {
+		return k, nil
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		return k, err
+	}
+	var found []env.Key
+	for _, e := range list {
+		if e.Key.PR == k.PR {
+			found = append(found, e.Key)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return k, nil
+	case 1:
+		return found[0], nil
+	}
+	var repos []string
+	for _, f := range found {
+		repos = append(repos, f.Repo)
+	}
+	return k, usageError{fmt.Errorf("pull request %d has environments in %s: say which with --repo owner/name", k.PR, strings.Join(repos, " and "))}
 }
 
 // key returns the environment key for --pr and --repo.

@@ -21,6 +21,9 @@ func (a *app) statusCmd() *cobra.Command {
 				return err
 			}
 			defer s.Close()
+			if k, err = resolve(cmd.Context(), s, k, repo != ""); err != nil {
+				return err
+			}
 			e, err := s.Get(cmd.Context(), k)
 			if err != nil {
 				return notFound(err, k.Name())
