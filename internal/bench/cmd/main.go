@@ -42,6 +42,7 @@ func main() {
 	skipUp := flag.Bool("skip-up", false, "skip the demo up and memory measurements")
 	skipKube := flag.Bool("skip-kube", false, "skip the kubernetes runtime measurements")
 	skipAurora := flag.Bool("skip-aurora", false, "skip the aurora cloner measurements")
+	skipWebhook := flag.Bool("skip-webhook", false, "skip the webhook acceptance measurements")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -170,6 +171,9 @@ func main() {
 	}
 	if !*skipAurora {
 		auroraBench(ctx, work)
+	}
+	if !*skipWebhook {
+		webhookBench(ctx, work)
 	}
 	if !*skipKube {
 		root, _ := os.Getwd()
