@@ -360,3 +360,15 @@ func TestReconcile_ConvergesButChangesNothingWhenGitHubCannotSay(t *testing.T) {
 		t.Fatalf("the missed close: %+v", e)
 	}
 }
+
+func TestWorker_DeliveriesForOtherRepositoriesAreIgnoredWhenRepositoriesAreConfigured(t *testing.T) {
+	w := newWorld(t, webhook.Policy{DefaultRepo: "acme/shop", Repos: []string{"acme/api"}})
+	w.deliver("other", "pull_request", w.event("opened", 13, "c1", "open", w.time))
+	w.settle()
+	if e := w.env(13); e.Name != "" {
+		t.Fatalf("a delivery of acme/shop acted on with repositories [acme/api]: %+v", e)
+	}
+	if d, _ := w.st.Delivery(context.Background(), "other"); d.State != "ignored" || !strings.Contains(d.Note, "not in github.repositories") {
+		t.Fatalf("delivery %+v", d)
+	}
+}
