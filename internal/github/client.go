@@ -260,6 +260,21 @@ func (c *Client) next(link string) string {
 	return ""
 }
 
+// list returns every page of a list the API answers at path.
+func list[T any](ctx context.Context, c *Client, repo, path string) ([]T, error) {
+	var all []T
+	for path != "" {
+		var page []T
+		link, err := c.do(ctx, repo, http.MethodGet, path, nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		path = c.next(link)
+	}
+	return all, nil
+}
+
 func repoPath(repo string) string {
 	owner, name, _ := strings.Cut(repo, "/")
 	return "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
@@ -309,18 +324,7 @@ type Deployment struct {
 
 // Deployments lists the deployments to environment, newest first.
 func (c *Client) Deployments(ctx context.Context, repo, environment string) ([]Deployment, error) {
-	var all []Deployment
-	path := repoPath(repo) + "/deployments?per_page=100&environment=" + url.QueryEscape(environment)
-	for path != "" {
-		var page []Deployment
-		link, err := c.do(ctx, repo, http.MethodGet, path, nil, &page)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page...)
-		path = c.next(link)
-	}
-	return all, nil
+	return list[Deployment](ctx, c, repo, repoPath(repo)+"/deployments?per_page=100&environment="+url.QueryEscape(environment))
 }
 
 // Comment is an issue comment.
@@ -364,16 +368,5 @@ func (c *Client) PullRequest(ctx context.Context, repo string, n int) (PullReque
 
 // OpenPullRequests lists repo's open pull requests, every page.
 func (c *Client) OpenPullRequests(ctx context.Context, repo string) ([]PullRequest, error) {
-	var all []PullRequest
-	path := repoPath(repo) + "/pulls?state=open&per_page=100"
-	for path != "" {
-		var page []PullRequest
-		link, err := c.do(ctx, repo, http.MethodGet, path, nil, &page)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page...)
-		path = c.next(link)
-	}
-	return all, nil
+	return list[PullRequest](ctx, c, repo, repoPath(repo)+"/pulls?state=open&per_page=100")
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/rds/types"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
@@ -400,7 +399,7 @@ func (c *Cloner) ready(ctx context.Context, db dbclone.Database) (string, error)
 	defer cancel()
 	b := newBackoff(min(o.Poll, time.Second))
 	for {
-		err := selectOne(cctx, db.URL)
+		err := dbclone.SelectOne(cctx, db.URL, 10*time.Second)
 		if err == nil {
 			return "select 1 as " + db.User + " through the cluster endpoint", nil
 		}
@@ -423,18 +422,6 @@ func unreachable(err error) bool {
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
 	return errors.As(err, &dnsErr) || errors.As(err, &opErr) && (opErr.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "no route to host") || strings.Contains(err.Error(), "network is unreachable"))
-}
-
-func selectOne(ctx context.Context, url string) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	var one int
-	return conn.QueryRow(cctx, "SELECT 1").Scan(&one)
 }
 
 // Get implements dbclone.Cloner.

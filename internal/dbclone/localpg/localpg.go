@@ -295,7 +295,7 @@ func (c *Cloner) adopt(ctx context.Context, bin pgserver.Binaries, u pgserver.Us
 		return dbclone.Database{}, fmt.Errorf("clone %s: set the password of role %s: %w", m.Name, m.User, err)
 	}
 	db := c.database(m)
-	if err := selectOne(ctx, dbclone.URL(m.User, m.Password, c.checkHost(), m.Port, m.Database)); err != nil {
+	if err := dbclone.SelectOne(ctx, dbclone.URL(m.User, m.Password, c.checkHost(), m.Port, m.Database), 5*time.Second); err != nil {
 		return db, fmt.Errorf("clone %s: SELECT 1 as %s on port %d: %w", m.Name, m.User, m.Port, err)
 	}
 	db.Ready = "select 1 as " + m.User + " over tcp"
@@ -365,18 +365,6 @@ func (c *Cloner) writeHBA(dataDir string, u pgserver.User) error {
 		return fmt.Errorf("write pg_hba.conf: %w", err)
 	}
 	return u.Own(path)
-}
-
-func selectOne(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	var one int
-	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
 }
 
 func (c *Cloner) database(m Manifest) dbclone.Database {

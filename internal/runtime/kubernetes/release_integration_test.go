@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"helm.sh/helm/v4/pkg/action"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
@@ -108,15 +109,10 @@ func TestRelease_AFailingMigrationHookKeepsThePreviousRevisionServing(t *testing
 	}
 }
 
-func TestRelease_AReleaseLeftPendingByAnInterruptedRunIsRecovered(t *testing.T) {
-	c := need(t)
-	ctx := context.Background()
-	ns, r := prepared(t, c, 33)
-	rel, err := r.Deploy(ctx, ns, ns, demoChart(t), prenvValues("c1", nil), "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// What a cancelled CI job leaves: a newer revision, pending-upgrade.
+// interrupted records what a run killed during an upgrade leaves: the
+// revision after rel, pending-upgrade. It returns the Helm configuration.
+func interrupted(t *testing.T, r *Releases, ns string, rel *releasev1.Release) *action.Configuration {
+	t.Helper()
 	cfg, err := r.config(ns)
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +124,19 @@ func TestRelease_AReleaseLeftPendingByAnInterruptedRunIsRecovered(t *testing.T) 
 	if err := cfg.Releases.Create(&stuck); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+func TestRelease_AReleaseLeftPendingByAnInterruptedRunIsRecovered(t *testing.T) {
+	c := need(t)
+	ctx := context.Background()
+	ns, r := prepared(t, c, 33)
+	rel, err := r.Deploy(ctx, ns, ns, demoChart(t), prenvValues("c1", nil), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a cancelled CI job leaves: a newer revision, pending-upgrade.
+	cfg := interrupted(t, r, ns, rel)
 	rel, err = r.Deploy(ctx, ns, ns, demoChart(t), prenvValues("c2", nil), "c2")
 	if err != nil {
 		t.Fatalf("up after an interrupted upgrade: %v", err)
@@ -177,17 +186,7 @@ func TestRelease_AHookLeftRunningByAnInterruptedRunIsCleanedUp(t *testing.T) {
 	}
 	// The run that was killed: revision 2 pending-upgrade, its hook Job
 	// created and still there.
-	cfg, err := r.config(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stuck := *rel
-	info := *rel.Info
-	stuck.Info, stuck.Version = &info, rel.Version+1
-	stuck.Info.Status = rcommon.StatusPendingUpgrade
-	if err := cfg.Releases.Create(&stuck); err != nil {
-		t.Fatal(err)
-	}
+	cfg := interrupted(t, r, ns, rel)
 	hook := rel.Hooks[0]
 	res, err := cfg.KubeClient.Build(strings.NewReader(hook.Manifest), false)
 	if err != nil {
