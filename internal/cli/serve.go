@@ -57,7 +57,8 @@ backoff) and, at start, bring every environment back to its recorded state.
 			if err != nil {
 				return err
 			}
-			srv := &server.Server{Listen: cfg.Listen, Password: password, Token: token, Store: s, Log: a.log, Webhooks: hooks}
+			srv := &server.Server{Listen: cfg.Listen, Password: password, Token: token, Store: s, Log: a.log, Webhooks: hooks,
+				LogFile: func(name string) string { return local.LogPath(cfg.Home, name) }}
 			sup := local.NewSupervisor(ctx, cfg.Home, cfg.Owner, a.log)
 			sup.URL = srv.EnvURL
 			sup.EnsureDatabase = func(ctx context.Context, key string) (string, error) {

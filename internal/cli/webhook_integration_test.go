@@ -21,7 +21,7 @@ func TestServe_WebhooksBringEnvironmentsUpAndDownWithReports(t *testing.T) {
 	gh := githubtest.New(t, "tok")
 	const secret = "webhook-secret"
 	h.extra = append(h.extra, "PRENV_REPOSITORY=acme/shop", "PRENV_GITHUB_WEBHOOK_SECRET="+secret, "PRENV_GITHUB_TOKEN=tok",
-		"PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s")
+		"PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s", "PRENV_PUBLIC_URL=http://"+h.listen)
 	serve := h.command("serve")
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -78,6 +78,23 @@ func TestServe_WebhooksBringEnvironmentsUpAndDownWithReports(t *testing.T) {
 	}
 	if got := strings.Join(gh.StatusesOf("acme/shop", "pr-5"), " "); !strings.Contains(got, c1+":success") || !strings.Contains(got, c2+":success") || !strings.HasSuffix(got, ":inactive") {
 		t.Fatalf("deployment statuses: %s", got)
+	}
+	// The deployment's log link leads to prenv serve's page for the environment.
+	var logURL string
+	for _, d := range gh.Deployments {
+		for _, raw := range d.Statuses {
+			var st map[string]string
+			json.Unmarshal(raw, &st)
+			if st["state"] == "success" {
+				logURL = st["log_url"]
+			}
+		}
+	}
+	if logURL != "http://"+h.listen+"/envs/pr-5/log" {
+		t.Fatalf("log_url %q", logURL)
+	}
+	if code, body := h.get(logURL, st.Auth.Password); code != 200 || !strings.Contains(body, "pr-5") || !strings.Contains(body, "last run: down") {
+		t.Fatalf("GET %s: %d\n%s", logURL, code, body)
 	}
 	if c := gh.CommentsOf("acme/shop", 5); len(c) != 1 || !strings.Contains(c[0].Body, "torn down") {
 		t.Fatalf("comments: %+v", c)

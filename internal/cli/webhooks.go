@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/webhook"
@@ -70,6 +72,10 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	}
 	if client != nil && g.Report {
 		w.Reporter = &github.Reporter{Client: client}
+	}
+	if cfg.PublicURL != "" {
+		base := strings.TrimSuffix(cfg.PublicURL, "/")
+		w.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }
 	}
 	go func() {
 		w.Run(ctx)

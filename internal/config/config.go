@@ -34,6 +34,7 @@ type Config struct {
 	Password   string   `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
 	Owner      string   `yaml:"owner"`      // owner id carried by every resource
 	Repository string   `yaml:"repository"` // owner/name of the default repository
+	PublicURL  string   `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
 	TTL        Duration `yaml:"ttl"`        // expires-at = created-at + ttl
 	Database   Database `yaml:"database"`
 	Runtime    Runtime  `yaml:"runtime"`
@@ -574,6 +575,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("runtime.provider", "%q is not a known provider (local, kubernetes, memory)", c.Runtime.Provider)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("public_url", "%q: want the http(s) address of prenv serve, such as https://prenv.example.com", c.PublicURL)
+		}
 	}
 	switch c.GitHub.Forks {
 	case "off":

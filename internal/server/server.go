@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +33,10 @@ type Server struct {
 	Store      store.Store
 	// Webhooks, if set, receives GitHub's deliveries at /webhooks/github.
 	Webhooks http.Handler
-	Log      *slog.Logger
+	// LogFile, if set, names the file with an environment's output (the
+	// local runtime's), shown at /envs/{name}/log.
+	LogFile func(name string) string
+	Log     *slog.Logger
 }
 
 // Port is the port part of Listen.
@@ -59,6 +63,7 @@ func (s *Server) Handler() http.Handler {
 		api.Handle("/webhooks/github", s.Webhooks) // signed by GitHub: no basic auth
 	}
 	api.Handle("GET /{$}", s.basic("", http.HandlerFunc(s.index)))
+	api.Handle("GET /envs/{name}/log", s.basic("", http.HandlerFunc(s.envLog)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Robots-Tag", "noindex, nofollow")
 		if name := envName(r.Host); name != "" {
@@ -182,6 +187,53 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = indexPage.Execute(w, list)
+}
+
+// envLog shows an environment's state, its last run with the output of a
+// failed step, and the end of its log: where a deployment's log_url leads.
+func (s *Server) envLog(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	list, err := s.Store.List(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, e := range list {
+		if e.Name != name {
+			continue
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "%s (%s): %s\n", e.Name, e.Key, e.State)
+		if e.Commit != "" {
+			fmt.Fprintf(w, "serving: %s\n", e.Commit)
+		}
+		if e.Error != "" {
+			fmt.Fprintf(w, "error: %s\n", e.Error)
+		}
+		if run, err := s.Store.LastRun(r.Context(), e.Key); err == nil {
+			fmt.Fprintf(w, "\nlast run: %s of %s, %s, started %s\n", run.Kind, run.Commit, run.State, run.StartedAt.UTC().Format(time.RFC3339))
+			for _, st := range run.Steps {
+				fmt.Fprintf(w, "  %-16s %6.2fs\n", st.Name, st.Seconds)
+			}
+			if run.Error != "" {
+				fmt.Fprintf(w, "  error: %s\n", run.Error)
+			}
+			if run.Output != "" {
+				fmt.Fprintf(w, "\n%s\n", strings.TrimRight(run.Output, "\n"))
+			}
+		}
+		if s.LogFile != nil {
+			if data, err := os.ReadFile(s.LogFile(name)); err == nil {
+				lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+				if len(lines) > 200 {
+					lines = lines[len(lines)-200:]
+				}
+				fmt.Fprintf(w, "\n--- the last %d lines of its log ---\n%s\n", len(lines), strings.Join(lines, "\n"))
+			}
+		}
+		return
+	}
+	http.Error(w, "no environment "+name+": see 'prenv ls'", http.StatusNotFound)
 }
 
 // Run serves until ctx ends, then shuts down gracefully.

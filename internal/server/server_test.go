@@ -6,12 +6,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime/local"
+	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/store/sqlite"
 )
 
@@ -101,5 +104,37 @@ func TestServer_AHostNamesTheEnvironment(t *testing.T) {
 		if got := envName(host); got != want {
 			t.Errorf("envName(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+func TestServer_AnEnvironmentsLogPageShowsTheFailedRunBehindTheLogin(t *testing.T) {
+	home := t.TempDir()
+	s, err := sqlite.Open(context.Background(), filepath.Join(home, "prenv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	k := env.Key{PR: 6}
+	seq, _ := s.Request(ctx, k, "pr-6", "bad", false)
+	run := &store.Run{Key: k, Seq: seq, Kind: "up", Commit: "bad", State: "failed", Error: "migrate failed: exit status 1",
+		Output: "applying 0004_broken.sql ... failed", StartedAt: time.Now()}
+	if err := s.SaveRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(home, "pr-6.log"), []byte("listening on :8080\n"), 0o644)
+	srv := &Server{Listen: "127.0.0.1:8080", Password: "pw", Store: s, Supervisor: local.NewSupervisor(ctx, home, "prenv", nil),
+		LogFile: func(name string) string { return filepath.Join(home, name+".log") }}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	if code, _, _ := do(t, "GET", ts.URL+"/envs/pr-6/log", "", nil); code != 401 {
+		t.Fatalf("without the login: %d", code)
+	}
+	code, _, body := do(t, "GET", ts.URL+"/envs/pr-6/log", "", auth("prenv", "pw"))
+	if code != 200 || !strings.Contains(body, "migrate failed") || !strings.Contains(body, "applying 0004_broken.sql ... failed") || !strings.Contains(body, "listening on :8080") {
+		t.Fatalf("log page: %d\n%s", code, body)
+	}
+	if code, _, _ := do(t, "GET", ts.URL+"/envs/pr-9/log", "", auth("prenv", "pw")); code != 404 {
+		t.Fatalf("an unknown environment: %d", code)
 	}
 }
