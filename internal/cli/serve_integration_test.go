@@ -53,8 +53,9 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 	h := newHarness(t)
 	c1, _, _ := h.demoRepo()
 	h.golden(20)
-	// A slow build, so that the interrupt lands in the middle of it.
-	h.extra = append(h.extra, `PRENV_APP_BUILD=sleep 30; go build -o "$PRENV_RELEASE_DIR/app" .`)
+	// A slow build, so that the interrupt lands in the middle of it (an odd
+	// duration: the check below must not count other tests' sleeps).
+	h.extra = append(h.extra, `PRENV_APP_BUILD=sleep 29.71; go build -o "$PRENV_RELEASE_DIR/app" .`)
 	cmd := h.command("up", "--pr", "1", "--sha", c1)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -75,9 +76,9 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 	// SIGKILL is sent before up exits; the kernel tears the processes down
 	// a moment later.
 	deadline := time.Now().Add(3 * time.Second)
-	for processesMatching("sleep 30") != 0 {
+	for processesMatching("sleep 29.71") != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d build processes outlived the interrupted up by 3s", processesMatching("sleep 30"))
+			t.Fatalf("%d build processes outlived the interrupted up by 3s", processesMatching("sleep 29.71"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
