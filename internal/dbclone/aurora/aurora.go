@@ -230,14 +230,16 @@ func isThrottle(err error) bool {
 
 // explain turns an AWS error into one that says what to do.
 func (c *Cloner) explain(err error, what string) error {
+	// Every branch wraps err: callers still tell a throttle or a quota
+	// fault by its code.
 	switch code(err) {
 	case "DBClusterQuotaExceededFault", "InstanceQuotaExceeded", "StorageQuotaExceeded":
-		return fmt.Errorf("%s: the account's RDS quota is reached (%v): bring down environments that are no longer needed (prenv ls), or ask AWS for a higher quota: %w", what, err, dbclone.ErrCapacity)
+		return fmt.Errorf("%s: the account's RDS quota is reached (%w): bring down environments that are no longer needed (prenv ls), or ask AWS for a higher quota: %w", what, err, dbclone.ErrCapacity)
 	case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch":
-		return fmt.Errorf("%s: AWS refused prenv's credentials (%v): check the role's policy (docs/aurora.md lists the actions prenv needs)", what, err)
+		return fmt.Errorf("%s: AWS refused prenv's credentials (%w): check the role's policy (docs/aurora.md lists the actions prenv needs)", what, err)
 	}
 	if isThrottle(err) {
-		return fmt.Errorf("%s: RDS is still throttling after the SDK's retries (%v): fewer environments at once, or try again shortly", what, err)
+		return fmt.Errorf("%s: RDS is still throttling after the SDK's retries (%w): fewer environments at once, or try again shortly", what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

@@ -317,7 +317,7 @@ func (c *Cloner) waitAvailable(ctx context.Context, id, wid string) (*types.DBCl
 			if bad(cs) || bad(is) {
 				return nil, fmt.Errorf("cluster %s is %s and its writer %s: RDS cannot finish it; see the cluster's events in the RDS console", id, cs, is)
 			}
-		} else if !isThrottle(errors.Unwrap(err)) && !isThrottle(err) && ctx.Err() == nil {
+		} else if !isThrottle(err) && ctx.Err() == nil {
 			return nil, err
 		}
 		if err := b.wait(ctx); err != nil {
@@ -348,9 +348,14 @@ func bad(status string) bool {
 	return false
 }
 
+// url is the database's URL; without pw (RDS keeps it) it names the user
+// alone.
 func url(user, pw, host string, port int, db, sslmode string) string {
-	u := dbclone.URL(user, pw, host, port, db)
-	return strings.Replace(u, "sslmode=disable", "sslmode="+sslmode, 1)
+	userinfo := user
+	if pw != "" {
+		userinfo += ":" + pw
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=%s", userinfo, host, port, db, sslmode)
 }
 
 func (c *Cloner) database(k env.Key, cl *types.DBCluster) dbclone.Database {
@@ -374,7 +379,6 @@ func (c *Cloner) database(k env.Key, cl *types.DBCluster) dbclone.Database {
 		db.SecretRef = aws.ToString(cl.MasterUserSecret.SecretArn)
 	}
 	db.URL = url(db.User, "", db.Host, db.Port, db.DBName, o.SSLMode)
-	db.URL = strings.Replace(db.URL, db.User+":@", db.User+"@", 1)
 	return db
 }
 
