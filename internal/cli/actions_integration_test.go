@@ -120,3 +120,15 @@ func TestActions_AnEventThatIsNotAPullRequestsNeedsPR(t *testing.T) {
 	h.refused(2, "the workflow's event (push) is not a pull request's", "up")
 	h.nothingRecorded()
 }
+
+func TestActions_AnUpRefusedBeforeItsFirstStepReportsNoDeployment(t *testing.T) {
+	h := newHarness(t) // no golden data: up is refused before anything starts
+	gh := githubtest.New(t, "tok")
+	h.inActions(gh, "opened", "0000000000000000000000000000000000000000")
+	if _, errs, code := h.run("up", "--sha", "c1"); code != 3 {
+		t.Fatalf("up without golden data: exit %d\n%s", code, errs)
+	}
+	if n := gh.CallCount("POST /repos/acme/shop/deployments"); n != 0 {
+		t.Fatalf("%d deployments created for an up that changed nothing", n)
+	}
+}

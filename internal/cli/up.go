@@ -48,20 +48,30 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 				logURL = wf.LogURL
 			}
 			var deployment int64
+			onStep, started := progress(w), false
 			if rep != nil && repoName != "" {
-				a.report("report the deployment to GitHub", func(ctx context.Context) (err error) {
-					deployment, err = rep.Started(ctx, repoName, github.View{Name: k.Name(), Commit: sha, LogURL: logURL})
-					return err
-				})
+				// The deployment starts with the first step: input refused
+				// before it leaves nothing behind in GitHub either.
+				show := onStep
+				onStep = func(step string, took time.Duration, err error) {
+					if !started {
+						started = true
+						a.report("report the deployment to GitHub", func(ctx context.Context) (err error) {
+							deployment, err = rep.Started(ctx, repoName, github.View{Name: k.Name(), Commit: sha, LogURL: logURL})
+							return err
+						})
+					}
+					show(step, took, err)
+				}
 			}
 			t0 := time.Now()
-			e, err := lc.Up(cmd.Context(), lifecycle.UpOptions{Key: k, Commit: sha, OnStep: progress(w)})
+			e, err := lc.Up(cmd.Context(), lifecycle.UpOptions{Key: k, Commit: sha, OnStep: onStep})
 			if err != nil && e.Name == "" {
 				return err
 			}
 			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
 			a.finishWorkflow(wf, v)
-			if rep != nil && repoName != "" && !errors.Is(err, lifecycle.ErrSuperseded) {
+			if started && rep != nil && repoName != "" && !errors.Is(err, lifecycle.ErrSuperseded) {
 				a.report("report the result to GitHub", func(ctx context.Context) error {
 					return rep.Finished(ctx, repoName, k.PR, deployment, githubView(v, logURL))
 				})

@@ -298,13 +298,21 @@ func (w *Worker) carryOut(ctx context.Context, a *action) {
 	case "up":
 		log.Info("up from a webhook", "commit", a.sha)
 		var deployment int64
-		if w.Reporter != nil {
-			deployment, err = w.Reporter.Started(ctx, a.repo, github.View{Name: a.key.Name(), Commit: a.sha, LogURL: logURL})
-			w.reported(log, err)
+		started := false
+		onStep := func(string, time.Duration, error) {
+			// The deployment starts with the first step, once the input
+			// has passed the checks.
+			if !started && w.Reporter != nil {
+				started = true
+				var rerr error
+				if deployment, rerr = w.Reporter.Started(ctx, a.repo, github.View{Name: a.key.Name(), Commit: a.sha, LogURL: logURL}); rerr != nil {
+					log.Warn("report to GitHub failed", "error", rerr)
+				}
+			}
 		}
 		var e store.Env
-		e, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha})
-		if w.Reporter != nil && !errors.Is(err, lifecycle.ErrSuperseded) && ctx.Err() == nil {
+		e, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha, OnStep: onStep})
+		if started && !errors.Is(err, lifecycle.ErrSuperseded) && ctx.Err() == nil {
 			v := w.view(ctx, e, logURL)
 			w.retry(ctx, log, func(ctx context.Context) error { return w.Reporter.Finished(ctx, a.repo, a.pr, deployment, v) })
 		}
@@ -344,12 +352,6 @@ func (w *Worker) view(ctx context.Context, e store.Env, logURL string) github.Vi
 		}
 	}
 	return v
-}
-
-func (w *Worker) reported(log *slog.Logger, err error) {
-	if err != nil {
-		log.Warn("report to GitHub failed", "error", err)
-	}
 }
 
 // retry reports in the background, trying again after a minute, then
