@@ -3,6 +3,7 @@ package rdsemu
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -248,20 +249,23 @@ func (s *Server) createInstance(ctx context.Context, f form) (any, error) {
 }
 
 func validClass(class string) bool {
-	parts := splitDots(class)
+	parts := strings.Split(class, ".")
 	return len(parts) == 3 && parts[0] == "db" && parts[1] != "" && parts[2] != ""
 }
 
-func splitDots(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
+// pageOf sorts ids and returns the page of them the request asks for,
+// each made into an item, with the marker of the next page.
+func pageOf[T any](f form, ids []string, item func(id string) T) ([]T, string, error) {
+	sort.Strings(ids)
+	from, to, marker, err := page(f, len(ids))
+	if err != nil {
+		return nil, "", err
 	}
-	return append(out, s[start:])
+	out := make([]T, 0, to-from)
+	for _, id := range ids[from:to] {
+		out = append(out, item(id))
+	}
+	return out, marker, nil
 }
 
 // page applies MaxRecords and Marker (an offset) to n items.
@@ -315,33 +319,19 @@ func (s *Server) describeClusters(ctx context.Context, f form) (any, error) {
 		if len(want) > 0 && !want[id] {
 			continue
 		}
-		if engines := filters["engine"]; len(engines) > 0 && !contains(engines, c.Engine) {
+		if engines := filters["engine"]; len(engines) > 0 && !slices.Contains(engines, c.Engine) {
 			continue
 		}
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
-	from, to, marker, err := page(f, len(ids))
+	items, marker, err := pageOf(f, ids, func(id string) xmlCluster { return s.clusterXML(s.clusters[id], now) })
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
+	return struct {
 		DBClusters []xmlCluster `xml:"DBClusters>DBCluster"`
 		Marker     string       `xml:"Marker,omitempty"`
-	}{Marker: marker}
-	for _, id := range ids[from:to] {
-		out.DBClusters = append(out.DBClusters, s.clusterXML(s.clusters[id], now))
-	}
-	return out, nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	}{items, marker}, nil
 }
 
 func (s *Server) describeInstances(ctx context.Context, f form) (any, error) {
@@ -363,27 +353,22 @@ func (s *Server) describeInstances(ctx context.Context, f form) (any, error) {
 		if want := f.get("DBInstanceIdentifier"); want != "" && id != want {
 			continue
 		}
-		if v := filters["db-instance-id"]; len(v) > 0 && !contains(v, id) {
+		if v := filters["db-instance-id"]; len(v) > 0 && !slices.Contains(v, id) {
 			continue
 		}
-		if v := filters["db-cluster-id"]; len(v) > 0 && !contains(v, i.Cluster) {
+		if v := filters["db-cluster-id"]; len(v) > 0 && !slices.Contains(v, i.Cluster) {
 			continue
 		}
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
-	from, to, marker, err := page(f, len(ids))
+	items, marker, err := pageOf(f, ids, func(id string) xmlInstance { return s.instanceXML(s.instances[id], now) })
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
+	return struct {
 		DBInstances []xmlInstance `xml:"DBInstances>DBInstance"`
 		Marker      string        `xml:"Marker,omitempty"`
-	}{Marker: marker}
-	for _, id := range ids[from:to] {
-		out.DBInstances = append(out.DBInstances, s.instanceXML(s.instances[id], now))
-	}
-	return out, nil
+	}{items, marker}, nil
 }
 
 func (s *Server) modifyCluster(ctx context.Context, f form) (any, error) {
