@@ -41,7 +41,7 @@ func (r *Runtime) Logs(ctx context.Context, k env.Key, w io.Writer, opts runtime
 	})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
+	var first error // the first failed write: the reader went away
 	stream := func(pod, container string) {
 		defer wg.Done()
 		o := &corev1.PodLogOptions{Container: container, Follow: opts.Follow}
@@ -64,9 +64,11 @@ func (r *Runtime) Logs(ctx context.Context, k env.Key, w io.Writer, opts runtime
 		for sc.Scan() {
 			mu.Lock()
 			_, err := fmt.Fprintf(w, "%s/%s | %s\n", pod, container, sc.Text())
+			if err != nil && first == nil {
+				first = err
+			}
 			mu.Unlock()
 			if err != nil {
-				errs <- err
 				return
 			}
 		}
@@ -82,6 +84,5 @@ func (r *Runtime) Logs(ctx context.Context, k env.Key, w io.Writer, opts runtime
 		}
 	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return first
 }
