@@ -372,3 +372,19 @@ func TestWorker_DeliveriesForOtherRepositoriesAreIgnoredWhenRepositoriesAreConfi
 		t.Fatalf("delivery %+v", d)
 	}
 }
+
+func TestWorker_PushesInQuickSuccessionEndAtTheNewestCommit(t *testing.T) {
+	w := newWorld(t, webhook.Policy{DefaultRepo: "acme/shop"})
+	for i, sha := range []string{"c1", "c2", "c3"} {
+		w.deliver("push-"+sha, "pull_request", w.event("synchronize", 14, sha, "open", w.time.Add(time.Duration(i)*time.Minute)))
+	}
+	w.settle()
+	if e := w.env(14); e.State != env.StateReady || e.Commit != "c3" {
+		t.Fatalf("after three quick pushes: %+v", e)
+	}
+	for _, id := range []string{"push-c1", "push-c2", "push-c3"} {
+		if d, _ := w.st.Delivery(context.Background(), id); d.State != "done" {
+			t.Fatalf("delivery %s: %+v", id, d)
+		}
+	}
+}

@@ -252,11 +252,12 @@ func (w *Worker) dispatch(ctx context.Context, a *action) {
 	id := a.key.String()
 	w.mu.Lock()
 	if box, busy := w.boxes[id]; busy {
-		if old := box.next; old != nil {
+		old := box.next
+		box.next = a
+		w.mu.Unlock() // finish takes the lock
+		if old != nil {
 			w.finish(old.delivery, "done", "superseded by delivery "+a.delivery)
 		}
-		box.next = a
-		w.mu.Unlock()
 		// Record the newer request now so the running one stops early.
 		if _, err := w.Store.Request(ctx, a.key, a.key.Name(), a.sha, a.kind == "down"); err != nil {
 			w.Log.Warn("record a newer request", "env", a.key.Name(), "error", err)
