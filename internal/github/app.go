@@ -84,15 +84,19 @@ func (a *App) JWT() (string, error) {
 
 // Token implements TokenSource: an installation token for repo.
 func (a *App) Token(ctx context.Context, repo string) (string, error) {
+	a.mu.Lock()
+	id, known := a.byRepo[repo]
+	t, cached := a.tokens[id]
+	a.mu.Unlock()
+	if known && cached && a.now().Before(t.expires.Add(-5*time.Minute)) {
+		return t.token, nil // the usual case: no signing, no request
+	}
 	jwt, err := a.JWT()
 	if err != nil {
 		return "", err
 	}
 	c := &Client{BaseURL: a.BaseURL, HTTP: a.HTTP, Tokens: StaticToken(jwt), Now: a.Now}
-	a.mu.Lock()
-	id, ok := a.byRepo[repo]
-	a.mu.Unlock()
-	if !ok {
+	if !known {
 		var inst struct {
 			ID int64 `json:"id"`
 		}
@@ -105,13 +109,11 @@ func (a *App) Token(ctx context.Context, repo string) (string, error) {
 			a.byRepo = map[string]int64{}
 		}
 		a.byRepo[repo] = id
+		t, cached = a.tokens[id]
 		a.mu.Unlock()
-	}
-	a.mu.Lock()
-	t, ok := a.tokens[id]
-	a.mu.Unlock()
-	if ok && a.now().Before(t.expires.Add(-5*time.Minute)) {
-		return t.token, nil
+		if cached && a.now().Before(t.expires.Add(-5*time.Minute)) {
+			return t.token, nil // another repository of the same installation fetched it
+		}
 	}
 	var out struct {
 		Token     string    `json:"token"`
