@@ -232,8 +232,8 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 	}
 	a := &action{delivery: d.ID, key: k, repo: repo, pr: e.Number, sha: pr.Head.SHA}
 	if ok, why := w.Policy.Wants(pr); !ok {
-		if _, err := w.Store.Get(ctx, k); errors.Is(err, store.ErrNotFound) {
-			return nil, why, nil
+		if e, err := w.Store.Get(ctx, k); errors.Is(err, store.ErrNotFound) || err == nil && e.State == env.StateDeleted {
+			return nil, why, nil // nothing to bring down
 		}
 		a.kind = "down"
 		return a, "", nil
