@@ -40,6 +40,7 @@ type Config struct {
 	Runtime    Runtime  `yaml:"runtime"`
 	App        App      `yaml:"app"`
 	GitHub     GitHub   `yaml:"github"`
+	Serve      Serve    `yaml:"serve"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
@@ -92,7 +93,40 @@ type LocalPG struct {
 // Runtime configures where the application runs.
 type Runtime struct {
 	Provider   string     `yaml:"provider"` // local | kubernetes | memory
+	Local      Local      `yaml:"local"`
 	Kubernetes Kubernetes `yaml:"kubernetes"`
+}
+
+// Local configures the local runtime: the app's commands as processes on
+// this machine, supervised by prenv serve.
+type Local struct {
+	// UIDs is the range ("first-last") of user ids the environments' build,
+	// migrate and app commands run as when prenv runs as root: one per
+	// environment, like systemd's DynamicUser (whose range is the default).
+	UIDs string `yaml:"uids"`
+}
+
+// UIDRange parses UIDs.
+func (l Local) UIDRange() (first, last int, err error) {
+	a, b, ok := strings.Cut(l.UIDs, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want first-last, for example 61184-65519", l.UIDs)
+	}
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || first < 1000 || last > 2147483646 || first > last {
+		return 0, 0, fmt.Errorf("%q: want first-last of unused user ids of 1000 or more, for example 61184-65519", l.UIDs)
+	}
+	return first, last, nil
+}
+
+// Serve configures prenv serve.
+type Serve struct {
+	// Domain is the parent of the environments' host names: pr-12.<domain>.
+	Domain string `yaml:"domain"`
+	// Retention bounds how long delivered webhooks and finished runs are
+	// kept.
+	Retention Duration `yaml:"retention"`
 }
 
 // Kubernetes configures the kubernetes runtime: a namespace and a Helm
@@ -182,7 +216,8 @@ func Default() Config {
 				ReadyCheck: "auto", SSLMode: "require", WaitTimeout: Duration(30 * time.Minute),
 			},
 		},
-		Runtime: Runtime{Provider: "local", Kubernetes: Kubernetes{
+		Serve: Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
+		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "61184-65519"}, Kubernetes: Kubernetes{
 			Namespace:        "pr-{{ .PR }}",
 			Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
 			DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
@@ -548,6 +583,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.LocalPG.MaxConnections < 5 {
 		bad("database.localpg.max_connections", "%d: at least 5", c.Database.LocalPG.MaxConnections)
+	}
+	if _, _, err := c.Runtime.Local.UIDRange(); err != nil {
+		bad("runtime.local.uids", "%v", err)
+	}
+	if d := c.Serve.Domain; d == "" || strings.ContainsAny(d, " /:\t\n") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+		bad("serve.domain", "%q: want a DNS name such as preview.example.com (environments answer at pr-N.<domain>)", d)
+	}
+	if c.Serve.Retention <= 0 {
+		bad("serve.retention", "must be positive, for example 336h")
 	}
 	switch c.Runtime.Provider {
 	case "local", "memory":
