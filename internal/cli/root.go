@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -49,7 +50,12 @@ func (a *app) config() (config.Config, error) {
 		return cfg, err
 	}
 	if a.home != "" {
+		// A relative --home is relative to the current directory, made
+		// absolute once like PRENV_HOME.
 		cfg.Home = a.home
+		if !filepath.IsAbs(cfg.Home) {
+			cfg.Home = filepath.Join(a.opts.Dir, cfg.Home)
+		}
 	}
 	if a.listen != "" {
 		cfg.Listen = a.listen

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -234,8 +233,10 @@ func Default() Config {
 	}
 }
 
-// Load reads the configuration: path if given, else prenv.yaml in dir if it
-// exists, else the defaults. PRENV_* variables from getenv override the file.
+// Load reads the configuration: path if given, else prenv.yaml in dir (the
+// current directory) if it exists, else the defaults. PRENV_* variables from
+// getenv override the file. Home is always absolute: a relative home in the
+// file is relative to the file's directory, a relative PRENV_HOME to dir.
 func Load(path, dir string, getenv func(string) string) (Config, error) {
 	c := Default()
 	c.Dir, c.Source = dir, "defaults"
@@ -253,8 +254,16 @@ func Load(path, dir string, getenv func(string) string) (Config, error) {
 		if err := Parse(data, path, getenv, &c); err != nil {
 			return Config{}, err
 		}
-		abs, _ := filepath.Abs(path)
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
 		c.Dir, c.Source = filepath.Dir(abs), abs
+		// Like every path in the file, home is relative to the file's
+		// directory, wherever prenv runs from.
+		if c.Home != "" && !filepath.IsAbs(c.Home) {
+			c.Home = filepath.Join(c.Dir, c.Home)
+		}
 	}
 	if err := applyEnv(&c, getenv); err != nil {
 		return Config{}, err
@@ -262,10 +271,28 @@ func Load(path, dir string, getenv func(string) string) (Config, error) {
 	if c.Home == "" {
 		c.Home = defaultHome(getenv)
 	}
+	// Home is made absolute once, here: a relative PRENV_HOME is relative
+	// to the current directory (dir), and every later use (the socket
+	// directories, the app's working directory, a child that changes
+	// directory) sees the same place.
+	home, err := absUnder(dir, c.Home)
+	if err != nil {
+		return Config{}, fmt.Errorf("home %q: %w", c.Home, err)
+	}
+	c.Home = home
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// absUnder returns path made absolute: relative to dir, itself relative to
+// the process's working directory when not absolute.
+func absUnder(dir, path string) (string, error) {
+	if filepath.IsAbs(path) {
+		return filepath.Clean(path), nil
+	}
+	return filepath.Abs(filepath.Join(dir, path))
 }
 
 func defaultHome(getenv func(string) string) string {
@@ -282,35 +309,93 @@ func defaultHome(getenv func(string) string) string {
 	return filepath.Join(home, ".local", "share", "prenv")
 }
 
-// Parse decodes data (named name in messages) over c. ${VAR} is expanded
-// from getenv first; an unset variable is an error. Unknown fields are
-// rejected with their path.
+// Parse decodes data (named name in messages) over c. Unknown fields are
+// rejected with their path. ${VAR} is expanded from getenv in the parsed
+// values, never in the text, so a variable's value cannot add keys, end a
+// value early at " #" or break a quote: it is taken literally. An unset
+// variable without a default is an error naming its line.
 func Parse(data []byte, name string, getenv func(string) string, c *Config) error {
-	expanded, err := expand(data, getenv)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
-	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(expanded, &root); err != nil {
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
 	}
 	if len(root.Content) == 0 {
 		return nil
 	}
-	if err := checkFields(root.Content[0], reflect.TypeOf(*c), ""); err != nil {
+	doc := root.Content[0]
+	if err := checkFields(doc, reflect.TypeOf(*c), ""); err != nil {
 		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
+	if err := expandNode(doc, getenv); err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
+	}
+	if err := doc.Decode(c); err != nil {
 		return fmt.Errorf("%s: %w: %v", name, ErrInvalid, err)
 	}
 	return nil
 }
 
-// expand replaces ${VAR} (and ${VAR:-default}); $$ stays a literal $.
-func expand(data []byte, getenv func(string) string) ([]byte, error) {
-	s := string(data)
+// expandNode expands the variables of every scalar value under n; mapping
+// keys are left as written. An alias is skipped: the node it points to is
+// expanded where it is defined, and only once.
+func expandNode(n *yaml.Node, getenv func(string) string) error {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if err := expandNode(c, getenv); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			if err := expandNode(n.Content[i], getenv); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		v, err := expand(n.Value, getenv)
+		if err != nil {
+			line := n.Line
+			if n.Style&yaml.LiteralStyle != 0 {
+				// A literal block's text starts on the line after its "|",
+				// and keeps its line breaks.
+				line += 1 + err.(*expandError).newlines
+			}
+			return fmt.Errorf("line %d: %v", line, err)
+		}
+		if v == n.Value {
+			return nil
+		}
+		n.Value = v
+		// A plain value was typed by YAML from what was written (${PORT}
+		// is a string); once expanded, it is typed again from its value,
+		// so ports, booleans and durations can come from variables. A value
+		// that would read as null stays the text it is. Quoted values and
+		// values with an explicit tag keep their type.
+		if n.Style&(yaml.TaggedStyle|yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+			n.Tag = ""
+			if n.ShortTag() == "!!null" {
+				n.Tag = "!!str"
+			}
+		}
+	}
+	return nil
+}
+
+// expandError is an unset or malformed variable in a value; newlines counts
+// the line breaks of the value before it.
+type expandError struct {
+	msg      string
+	newlines int
+}
+
+func (e *expandError) Error() string { return e.msg }
+
+// expand replaces ${VAR} (and ${VAR:-default}) in s; $$ is a literal $.
+func expand(s string, getenv func(string) string) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' || i+1 >= len(s) {
@@ -325,7 +410,7 @@ func expand(data []byte, getenv func(string) string) ([]byte, error) {
 		case '{':
 			end := strings.IndexByte(s[i:], '}')
 			if end < 0 {
-				return nil, fmt.Errorf("unterminated ${ at byte %d", i)
+				return "", &expandError{fmt.Sprintf("unterminated ${ in %q: close it with } (or write $$ for a literal $)", s), strings.Count(s[:i], "\n")}
 			}
 			expr := s[i+2 : i+end]
 			name, def, hasDef := strings.Cut(expr, ":-")
@@ -333,8 +418,7 @@ func expand(data []byte, getenv func(string) string) ([]byte, error) {
 			if v == "" && hasDef {
 				v = def
 			} else if v == "" {
-				line := strings.Count(s[:i], "\n") + 1
-				return nil, fmt.Errorf("line %d: ${%s} is not set: export it or write ${%s:-default}", line, name, name)
+				return "", &expandError{fmt.Sprintf("${%s} is not set: export it, or write ${%s:-default}", name, name), strings.Count(s[:i], "\n")}
 			}
 			b.WriteString(v)
 			i += end
@@ -342,7 +426,7 @@ func expand(data []byte, getenv func(string) string) ([]byte, error) {
 		}
 		b.WriteByte('$')
 	}
-	return []byte(b.String()), nil
+	return b.String(), nil
 }
 
 // checkFields walks a mapping node against a struct type and reports the
