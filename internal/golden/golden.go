@@ -308,15 +308,14 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 
 func (b *Builder) initdb(ctx context.Context, srv pgserver.Server) error {
 	cmd := exec.CommandContext(ctx, b.Bin.Path("initdb"), "-D", srv.DataDir, "-U", pgserver.Superuser,
-		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+		"--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	cmd.Dir = filepath.Dir(srv.DataDir)
 	b.User.Prepare(cmd)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, lastLines(string(out), 10))
 	}
-	// The socket directory is 0700 and owned by the server's user, so
-	// "trust" on the socket admits prenv alone (and root).
-	return nil
+	// No trust anywhere: the superuser by peer from prenv's own user only.
+	return pgserver.WriteAuth(srv.DataDir, b.User, nil)
 }
 
 // restore loads the source as the application's role, so that what it

@@ -3,8 +3,6 @@ package pgserver
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -97,10 +95,7 @@ func (s Server) Running() bool { _, ok := s.PID(); return ok }
 // returns once a SELECT 1 answers, or an error with the tail of its log.
 // extra are -c settings for this start only.
 func (s Server) Start(ctx context.Context, timeout time.Duration, extra map[string]string) error {
-	if err := os.MkdirAll(s.SocketDir, 0o700); err != nil {
-		return err
-	}
-	if err := s.User.Own(s.SocketDir); err != nil {
+	if err := PrepareSocketDir(s.SocketDir, s.User); err != nil {
 		return err
 	}
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-k", s.SocketDir}
@@ -253,15 +248,4 @@ func tail(path string, from int64, n int) string {
 		return "(log " + path + " is empty)"
 	}
 	return strings.Join(lines, "\n")
-}
-
-// SocketDir returns preferred if a socket path inside it fits the kernel's
-// limit (about 107 bytes), else a short directory in the temp dir derived
-// from preferred, so that a deep PRENV_HOME still works.
-func SocketDir(preferred string) string {
-	if len(preferred)+len("/.s.PGSQL.65535") < 100 {
-		return preferred
-	}
-	sum := sha256.Sum256([]byte(preferred))
-	return filepath.Join(os.TempDir(), "prenv-"+hex.EncodeToString(sum[:])[:16])
 }

@@ -283,13 +283,17 @@ func (c *Cloner) warnNoReflink() {
 // source) and checks a SELECT 1 as that role over TCP.
 func (c *Cloner) adopt(ctx context.Context, bin pgserver.Binaries, u pgserver.User, m Manifest) (dbclone.Database, error) {
 	srv := c.server(bin, u, m)
+	// Written at every adoption, so a clone made by an older prenv (whose
+	// files trusted the socket) is brought to today's rules too.
+	if err := pgserver.WriteAuth(srv.DataDir, u, c.Allow); err != nil {
+		return dbclone.Database{}, fmt.Errorf("clone %s: %w", m.Name, err)
+	}
 	if err := srv.Ping(ctx); err != nil {
-		if err := c.writeHBA(srv.DataDir, u); err != nil {
-			return dbclone.Database{}, fmt.Errorf("clone %s: %w", m.Name, err)
-		}
 		if err := srv.Start(ctx, c.StartTimeout, c.startSettings(m)); err != nil {
 			return dbclone.Database{}, fmt.Errorf("clone %s: %w", m.Name, err)
 		}
+	} else if err := srv.Exec(ctx, "postgres", "SELECT pg_reload_conf()"); err != nil {
+		return dbclone.Database{}, fmt.Errorf("clone %s: reload its authentication rules: %w", m.Name, err)
 	}
 	if err := srv.Exec(ctx, "postgres", fmt.Sprintf(`ALTER ROLE %s PASSWORD '%s'`, pgx.Identifier{m.User}.Sanitize(), m.Password)); err != nil {
 		return dbclone.Database{}, fmt.Errorf("clone %s: set the password of role %s: %w", m.Name, m.User, err)
@@ -349,22 +353,6 @@ func (c *Cloner) checkHost() string {
 		}
 	}
 	return c.host()
-}
-
-// writeHBA writes the clone's pg_hba.conf: the socket (private to prenv)
-// trusted, loopback and each Allow network with the clone's password.
-func (c *Cloner) writeHBA(dataDir string, u pgserver.User) error {
-	var b strings.Builder
-	b.WriteString("# written by prenv at every start of this clone (database.localpg.allow)\n")
-	b.WriteString("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n")
-	for _, cidr := range c.Allow {
-		fmt.Fprintf(&b, "host all all %s scram-sha-256\n", cidr)
-	}
-	path := filepath.Join(dataDir, "pg_hba.conf")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write pg_hba.conf: %w", err)
-	}
-	return u.Own(path)
 }
 
 func (c *Cloner) database(m Manifest) dbclone.Database {
