@@ -103,6 +103,12 @@ type Local struct {
 	// migrate and app commands run as when prenv runs as root: one per
 	// environment, like systemd's DynamicUser (whose range is the default).
 	UIDs string `yaml:"uids"`
+	// HomeSeed is a directory copied into each new environment's home
+	// (HOME of its commands) before its first build: a build cache the
+	// team trusts, so that a new pull request builds warm. Relative to
+	// prenv.yaml. Copied, never shared: no environment can write what
+	// another reads.
+	HomeSeed string `yaml:"home_seed"`
 }
 
 // UIDRange parses UIDs.
@@ -668,8 +674,10 @@ func (c *Config) Validate() error {
 	if c.Database.LocalPG.MaxConnections < 5 {
 		bad("database.localpg.max_connections", "%d: at least 5", c.Database.LocalPG.MaxConnections)
 	}
-	if _, _, err := c.Runtime.Local.UIDRange(); err != nil {
+	if first, last, err := c.Runtime.Local.UIDRange(); err != nil {
 		bad("runtime.local.uids", "%v", err)
+	} else if last-first < 1 {
+		bad("runtime.local.uids", "%q: want at least two ids (the first is the group that may enter PRENV_HOME)", c.Runtime.Local.UIDs)
 	}
 	if d := c.Serve.Domain; d == "" || strings.ContainsAny(d, " /:\t\n") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
 		bad("serve.domain", "%q: want a DNS name such as preview.example.com (environments answer at pr-N.<domain>)", d)
