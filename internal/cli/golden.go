@@ -22,12 +22,19 @@ func (a *app) goldenCmd() *cobra.Command {
 
 func (a *app) goldenBuildCmd() *cobra.Command {
 	var src golden.Source
+	var allowEmpty bool
 	cmd := &cobra.Command{
 		Use:   "build (--from-sql FILE | --from-dump FILE | --from-url URL)",
 		Short: "Build a new golden generation from a SQL file, a pg_dump archive or a live database",
 		Long: `Restore the source into a fresh PostgreSQL data directory owned by prenv, shut it
 down cleanly and promote it as the next numbered generation. New clones use the
-newest generation; clones made from older ones keep working.`,
+newest generation; clones made from older ones keep working.
+
+A source that restores to no tables in database.name is refused (--allow-empty
+promotes it anyway), and so is one that drops, renames, locks out or makes a
+superuser of the application's role (database.user); the current generation
+then stays current. An interrupted build (Ctrl-C, SIGTERM: exit 130) leaves
+nothing behind; one killed outright is cleaned up by the next build.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := src.Check(); err != nil {
@@ -55,7 +62,7 @@ newest generation; clones made from older ones keep working.`,
 			fmt.Fprintf(w, "building golden data from %s with %s\n", src, bin.Version)
 			t0 := time.Now()
 			b := &golden.Builder{
-				Home: cfg.Home, Bin: bin, User: u, Database: cfg.Database.Name, AppUser: cfg.Database.User, Log: a.log,
+				Home: cfg.Home, Bin: bin, User: u, Database: cfg.Database.Name, AppUser: cfg.Database.User, AllowEmpty: allowEmpty, Log: a.log,
 				OnStep: func(step string, took time.Duration) { fmt.Fprintf(w, "  %-16s %6.2fs  ok\n", step, took.Seconds()) },
 			}
 			g, err := b.Build(cmd.Context(), src)
@@ -69,6 +76,7 @@ newest generation; clones made from older ones keep working.`,
 	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
 	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
 	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
+	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "promote the generation even if the source has no tables")
 	return cmd
 }
 

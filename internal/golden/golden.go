@@ -12,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/prenv/prenv/internal/lock"
 	"github.com/prenv/prenv/internal/pgserver"
@@ -164,13 +167,21 @@ type Builder struct {
 	User     pgserver.User
 	Database string // the application's database
 	AppUser  string // the application's role
-	Log      *slog.Logger
+	// AllowEmpty promotes a generation with no tables; without it such a
+	// build is refused (a dump of the wrong database, a source user
+	// without access to the tables).
+	AllowEmpty bool
+	Log        *slog.Logger
 	// OnStep is told each finished step and its duration.
 	OnStep func(step string, took time.Duration)
 }
 
-// Build restores src into a new generation and promotes it. On failure
-// nothing is promoted and the half-built directory is removed.
+// Build restores src into a new generation and promotes it. On failure,
+// or when ctx is done (the error then wraps ctx's), nothing is promoted,
+// the build's postgres is stopped and its directory removed. It first stops
+// and removes what builders that died (kill -9) left behind. A source that
+// restores to no tables (unless AllowEmpty) or without a usable application
+// role is refused with an error wrapping ErrSource.
 func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	if err := src.Check(); err != nil {
 		return Generation{}, err
@@ -187,6 +198,7 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 		return Generation{}, err
 	}
 	defer unlock()
+	b.discardInterrupted(root)
 	gens, err := List(b.Home)
 	if err != nil {
 		return Generation{}, err
@@ -202,9 +214,18 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(tmp)
+			if err := discard(tmp); err != nil {
+				b.warn("the failed build was not cleaned up: "+err.Error(), "dir", tmp)
+			}
 		}
 	}()
+	// The build's own lock says it is alive to a later build that finds
+	// this directory; the kernel drops it when this process dies.
+	unlockBuild, err := lock.File(ctx, filepath.Join(tmp, buildLock))
+	if err != nil {
+		return Generation{}, err
+	}
+	defer unlockBuild()
 	srv := pgserver.Server{
 		Bin: b.Bin, User: b.User,
 		DataDir:   filepath.Join(tmp, "data"),
@@ -220,6 +241,11 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	step := func(name string, fn func() error) error {
 		t0 := time.Now()
 		if err := fn(); err != nil {
+			if ctx.Err() != nil {
+				// A killed psql says "signal: killed"; the reason is the
+				// interrupt, and the exit code follows it.
+				return fmt.Errorf("golden build interrupted during %s: %w; nothing was promoted", name, ctx.Err())
+			}
 			return fmt.Errorf("golden build %s: %w", name, err)
 		}
 		if b.OnStep != nil {
@@ -257,6 +283,9 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 		return Generation{}, err
 	}
 	if err := step("mask", func() error { return b.mask(ctx, srv) }); err != nil {
+		return Generation{}, err
+	}
+	if err := step("check", func() error { return b.check(ctx, srv, src, gens) }); err != nil {
 		return Generation{}, err
 	}
 	// Freezing and analyzing once here sets hint bits and statistics in the
@@ -298,7 +327,15 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 		return Generation{}, err
 	}
 	final := filepath.Join(root, strconv.Itoa(next))
-	if err := step("promote", func() error { return os.Rename(tmp, final) }); err != nil {
+	if err := step("promote", func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(tmp, buildLock)); err != nil {
+			return err
+		}
+		return os.Rename(tmp, final)
+	}); err != nil {
 		return Generation{}, err
 	}
 	ok = true
@@ -325,6 +362,7 @@ func (b *Builder) restore(ctx context.Context, srv pgserver.Server, src Source, 
 	run := func(name string, args ...string) error {
 		cmd := exec.CommandContext(ctx, b.Bin.Path(name), args...)
 		cmd.Env = append(os.Environ(), "PGOPTIONS=-c role="+b.AppUser)
+		ownGroup(cmd)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %w: %s", name, err, lastLines(string(out), 12))
@@ -335,6 +373,7 @@ func (b *Builder) restore(ctx context.Context, srv pgserver.Server, src Source, 
 	if src.URL != "" {
 		dump = filepath.Join(tmp, "source.dump")
 		cmd := exec.CommandContext(ctx, b.Bin.Path("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", dump, "--dbname", src.URL)
+		ownGroup(cmd)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("pg_dump %s: %w: %s", redact(src.URL), err, lastLines(string(out), 8))
 		}
@@ -354,6 +393,176 @@ func (b *Builder) mask(ctx context.Context, srv pgserver.Server) error {
 		b.Log.Warn("no masking rules configured: the golden data is promoted as restored")
 	}
 	return nil
+}
+
+// check refuses to promote what would give every environment nothing to
+// work with: a database without tables (unless AllowEmpty), or an
+// application role the source dropped, renamed, made unable to log in or
+// made a superuser (the pull requests' migrations run as that role).
+func (b *Builder) check(ctx context.Context, srv pgserver.Server, src Source, gens []Generation) error {
+	conn, err := pgx.Connect(ctx, srv.ConnString(b.Database))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	kept := "nothing was promoted (there is no golden generation yet)"
+	if len(gens) > 0 {
+		kept = fmt.Sprintf("nothing was promoted: generation %d is still current", gens[len(gens)-1].Number)
+	}
+	var login, super bool
+	err = conn.QueryRow(ctx, `SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = $1`, b.AppUser).Scan(&login, &super)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%w %s leaves no role %q (database.user): it dropped or renamed it, and environments connect as that role. Keep the role in the source, or set database.user to the role the application uses; %s", ErrSource, src, b.AppUser, kept)
+	case err != nil:
+		return fmt.Errorf("read role %s: %w", b.AppUser, err)
+	case !login:
+		return fmt.Errorf("%w %s leaves role %q (database.user) unable to log in (NOLOGIN), and environments connect as that role. Remove the ALTER ROLE from the source; %s", ErrSource, src, b.AppUser, kept)
+	case super:
+		return fmt.Errorf("%w %s makes role %q (database.user) a superuser: the pull requests' migrations and apps run as that role and would control the database server and its files. Remove the ALTER ROLE ... SUPERUSER from the source; %s", ErrSource, src, b.AppUser, kept)
+	}
+	var tables int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`).Scan(&tables); err != nil {
+		return fmt.Errorf("count tables: %w", err)
+	}
+	if tables == 0 && !b.AllowEmpty {
+		return fmt.Errorf("%w %s has no tables in database %q (database.name): every environment would get an empty database. Check that the source is the right dump or database and that its tables are in %q; to promote an empty database on purpose, add --allow-empty; %s", ErrSource, src, b.Database, b.Database, kept)
+	}
+	return nil
+}
+
+// buildLock is the file in a build's directory its builder holds locked
+// while it is alive.
+const buildLock = "build.lock"
+
+// buildName matches the directories Build makes: .build-<generation>-<8 hex>.
+var buildName = regexp.MustCompile(`^\.build-[0-9]+-[0-9a-f]{8}$`)
+
+// discardInterrupted stops the postgres of every build whose builder died
+// (kill -9, a crash, a reboot) and removes its directory. A directory is
+// touched only if it is prenv's (named like Build names them, a directory
+// of prenv's user or of the server's) and no live builder holds its lock.
+// What cannot be cleaned is logged: it does not stop a new build. The
+// caller holds the golden root's lock, as every builder does from before it
+// makes its directory until after it locks it: a directory is never seen
+// unlocked by a build while its builder is alive.
+func (b *Builder) discardInterrupted(root string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		b.warn("list interrupted builds: "+err.Error(), "dir", root)
+		return
+	}
+	for _, e := range entries {
+		if !buildName.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		fi, err := os.Lstat(dir)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && int(st.Uid) != b.User.UID {
+			b.warn("left alone: a build directory that is neither prenv's user's nor PostgreSQL's", "dir", dir, "uid", st.Uid)
+			continue
+		}
+		// A cancelled context makes lock.File a single try: a live
+		// builder holds the lock, so it is left alone.
+		tryCtx, cancel := context.WithCancel(context.Background())
+		cancel()
+		unlock, err := lock.File(tryCtx, filepath.Join(dir, buildLock))
+		if err != nil {
+			continue
+		}
+		err = discard(dir)
+		unlock()
+		if err != nil {
+			b.warn("an interrupted build was not cleaned up: "+err.Error(), "dir", dir)
+			continue
+		}
+		if b.Log != nil {
+			b.Log.Info("stopped and removed an interrupted build", "dir", dir)
+		}
+	}
+}
+
+func (b *Builder) warn(msg string, args ...any) {
+	if b.Log != nil {
+		b.Log.Warn(msg, args...)
+	}
+}
+
+// discard stops the postgres of the build in dir, waits until no postgres
+// serves its data directory any more, and removes dir with its socket
+// directory.
+func discard(dir string) error {
+	srv := pgserver.Server{DataDir: filepath.Join(dir, "data")}
+	if err := srv.Stop(time.Minute); err != nil {
+		return err
+	}
+	// A postgres that was still starting when the build was interrupted
+	// has no postmaster.pid for Stop to read.
+	deadline := time.Now().Add(30 * time.Second)
+	for pids := postgresOn(srv.DataDir); len(pids) > 0; pids = postgresOn(srv.DataDir) {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres %v on %s did not stop within 30s: stop it (kill %d) and remove %s", pids, srv.DataDir, pids[0], dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	// A deep home puts the socket outside the build's directory; the
+	// stopped postgres left it empty.
+	if sock := pgserver.SocketDir(filepath.Join(dir, "run")); !strings.HasPrefix(sock, dir+string(filepath.Separator)) {
+		if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the socket directory %s: %w", sock, err)
+		}
+	}
+	return nil
+}
+
+// postgresOn returns the postmasters started on dataDir ("postgres -D
+// dataDir ..."), read from /proc; none where there is no /proc.
+func postgresOn(dataDir string) []int {
+	procs, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if len(args) < 3 || filepath.Base(args[0]) != "postgres" {
+			continue
+		}
+		for i := 1; i+1 < len(args); i++ {
+			if args[i] == "-D" && filepath.Clean(args[i+1]) == filepath.Clean(dataDir) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// ownGroup runs cmd in a process group of its own, killed whole when its
+// context is done (pg_restore --jobs forks workers that a kill of pg_restore
+// alone would leave running), and on Linux killed when prenv dies.
+func ownGroup(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	dieWithParent(cmd.SysProcAttr)
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
 
 // DiskUsage returns the bytes allocated to the files under dir.
