@@ -15,15 +15,20 @@ import (
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/server"
+	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/webhook"
 )
 
 func (a *app) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server: supervise the environments' apps behind the reverse proxy",
-		Long: `Serve every environment at http://<name>.localhost:<port> behind basic auth
-(user prenv), supervise their app processes (restarting crashed ones with
-backoff) and, at start, bring every environment back to its recorded state.
+		Long: `Serve every environment at http://<name>.<serve.domain>:<port> (by default
+http://pr-N.localhost:8080) behind basic auth (user prenv), supervise their app
+processes (restarting crashed ones with backoff) and, at start, bring every
+environment back to its recorded state. prenv's own pages, API and webhooks
+answer at the listen address and at public_url's host. Delivered webhooks and
+finished runs older than serve.retention are removed, at start and hourly.
 'prenv up' starts it in the background when none answers at PRENV_LISTEN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,7 +62,8 @@ backoff) and, at start, bring every environment back to its recorded state.
 			if err != nil {
 				return err
 			}
-			srv := &server.Server{Listen: cfg.Listen, Password: password, Token: token, Store: s, Log: a.log, Webhooks: hooks,
+			srv := &server.Server{Listen: cfg.Listen, PublicURL: cfg.PublicURL, Domain: cfg.Serve.Domain,
+				Password: password, Token: token, Store: s, Log: a.log, Webhooks: hooks,
 				LogFile: func(name string) string { return local.LogPath(cfg.Home, name) }}
 			sup := local.NewSupervisor(ctx, cfg.Home, cfg.Owner, a.log)
 			sup.URL = srv.EnvURL
@@ -73,7 +79,12 @@ backoff) and, at start, bring every environment back to its recorded state.
 			pidFile := filepath.Join(cfg.Home, "serve.pid")
 			_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 			defer os.Remove(pidFile)
-			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home)
+			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home, "environments", srv.EnvURL("pr-N"))
+			if p, ok := s.(store.Pruner); ok {
+				go (&webhook.Retention{Store: p, Keep: cfg.Serve.Retention.D(), Log: a.log}).Run(ctx)
+			} else {
+				a.log.Warn("this store cannot remove old deliveries and runs: it grows with every push")
+			}
 			go a.restore(ctx, cfg, cloner, sup)
 			err = srv.Run(ctx, l)
 			sup.Shutdown() // no preview keeps running unsupervised

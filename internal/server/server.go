@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,10 +27,17 @@ const AuthUser = "prenv"
 
 // Server is prenv serve's HTTP server.
 type Server struct {
-	Listen     string
+	Listen string
+	// PublicURL is where people reach prenv serve (public_url), such as
+	// https://prenv.example.com: its host is one of prenv's own, and with a
+	// real Domain its scheme and port make the environments' URLs.
+	PublicURL string
+	// Domain is the parent of the environments' host names (serve.domain):
+	// environment pr-12 answers at pr-12.<Domain>. Default localhost.
+	Domain     string
 	Password   string // basic auth of environments and the index
 	Token      string // bearer token of the local runtime's API
-	Supervisor *local.Supervisor
+	Supervisor Apps
 	Store      store.Store
 	// Webhooks, if set, receives GitHub's deliveries at /webhooks/github.
 	Webhooks http.Handler
@@ -37,7 +45,35 @@ type Server struct {
 	// local runtime's), shown at /envs/{name}/log.
 	LogFile func(name string) string
 	Log     *slog.Logger
+
+	// The connection timeouts of Run; zero means the Default ones. Long
+	// routes (the proxy, the local runtime's API) lift the read deadline
+	// once the body is in and bound each write instead of the whole
+	// response: see long.
+	ReadHeaderTimeout time.Duration // the request line and headers
+	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // the whole response; on long routes, each write
+	IdleTimeout       time.Duration // a keep-alive connection waiting for its next request
 }
+
+// The default timeouts of prenv serve's connections. A webhook delivery (at
+// most 25 MB) arrives well within ReadTimeout; GitHub itself gives up after
+// 10 s.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = time.Minute
+	DefaultWriteTimeout      = time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
+// Apps is what the server needs of the local runtime's supervisor: where
+// an environment's app listens, and the API the runtime calls.
+type Apps interface {
+	Route(name string) (port int, ok bool)
+	Handler() http.Handler
+}
+
+var _ Apps = (*local.Supervisor)(nil)
 
 // Port is the port part of Listen.
 func (s *Server) Port() string {
@@ -45,19 +81,47 @@ func (s *Server) Port() string {
 	return p
 }
 
-// EnvURL is the address of environment name behind the proxy.
-func (s *Server) EnvURL(name string) string {
-	return "http://" + name + ".localhost:" + s.Port()
+func (s *Server) domain() string {
+	if s.Domain == "" {
+		return "localhost"
+	}
+	return strings.ToLower(strings.TrimSuffix(s.Domain, "."))
 }
 
-// Handler returns the server's handler.
+// EnvURL is the address of environment name behind the proxy:
+// http://<name>.<domain>:<port of Listen> when the domain is localhost (or
+// under it) or PublicURL is unset, since then people reach prenv serve
+// directly; else PublicURL's scheme and port (none unless it has one), since
+// whatever serves PublicURL (a load balancer, an ingress with TLS) is what
+// serves the environments' wildcard name too.
+func (s *Server) EnvURL(name string) string {
+	host := name + "." + s.domain()
+	u, err := url.Parse(s.PublicURL)
+	if s.PublicURL == "" || err != nil || u.Host == "" || isLocalhost(s.domain()) {
+		return "http://" + host + ":" + s.Port()
+	}
+	if p := u.Port(); p != "" {
+		host += ":" + p
+	}
+	return u.Scheme + "://" + host
+}
+
+func isLocalhost(name string) bool {
+	return name == "localhost" || strings.HasSuffix(name, ".localhost")
+}
+
+// Handler returns the server's handler. A request's Host says whom it is
+// for: prenv's own hosts (see own) get the API, the index and the webhooks;
+// pr-N.<domain> gets environment pr-N behind basic auth; any other host is
+// answered 421 Misdirected Request and reaches neither.
 func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Prenv", "1")
 		fmt.Fprintln(w, "ok")
 	})
-	api.Handle("/api/v1/local/", s.bearer(s.Supervisor.Handler()))
+	// A deploy waits for the app's health check: a long route.
+	api.Handle("/api/v1/local/", s.bearer(s.long(s.Supervisor.Handler())))
 	api.Handle("GET /api/v1/envs", s.basic("", http.HandlerFunc(s.listEnvs)))
 	if s.Webhooks != nil {
 		api.Handle("/webhooks/github", s.Webhooks) // signed by GitHub: no basic auth
@@ -66,25 +130,68 @@ func (s *Server) Handler() http.Handler {
 	api.Handle("GET /envs/{name}/log", s.basic("", http.HandlerFunc(s.envLog)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Robots-Tag", "noindex, nofollow")
-		if name := envName(r.Host); name != "" {
-			s.basic(name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.proxy(w, r, name) })).ServeHTTP(w, r)
+		host := hostname(r.Host)
+		if s.own(host) {
+			api.ServeHTTP(w, r)
 			return
 		}
-		api.ServeHTTP(w, r)
+		if name := s.envName(host); name != "" {
+			s.basic(name, s.long(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.proxy(w, r, name) }))).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, fmt.Sprintf("prenv serves no site at %q: environments answer at pr-N.%s (serve.domain), prenv itself at its listen address and public_url", host, s.domain()),
+			http.StatusMisdirectedRequest)
 	})
 }
 
-// envName returns the environment named by a host such as
-// pr-12.localhost:8080, or "" for the server itself.
-func envName(host string) string {
+// hostname is the lower-case host of a Host header, without port, brackets
+// or trailing dot.
+func hostname(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if net.ParseIP(host) != nil || host == "localhost" || !strings.Contains(host, ".") {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// own reports whether host is one of prenv serve's own: localhost, a
+// loopback address, the host of Listen (any address when Listen's host is
+// unspecified, as with :8080 or 0.0.0.0:8080), PublicURL's host, or none at
+// all (HTTP/1.0). The port is not compared: a port-forward or a proxy in
+// front changes it, and it is not what tells prenv's hosts from an
+// environment's.
+func (s *Server) own(host string) bool {
+	listen, _, _ := net.SplitHostPort(s.Listen)
+	listen = hostname(listen)
+	switch {
+	case host == "", host == "localhost", host == listen:
+		return true
+	case s.PublicURL != "":
+		if u, err := url.Parse(s.PublicURL); err == nil && u.Hostname() != "" && hostname(u.Hostname()) == host {
+			return true
+		}
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	lip := net.ParseIP(listen)
+	return ip.IsLoopback() || listen == "" || lip != nil && lip.IsUnspecified()
+}
+
+// envName returns the environment a host names, "" if none: exactly one
+// DNS label of an environment's name (pr-12, or pr-12-<repo>-<hash> for
+// another repository, as env.Key.Name makes them) followed by ".<domain>".
+func (s *Server) envName(host string) string {
+	label, ok := strings.CutSuffix(host, "."+s.domain())
+	if !ok || len(label) > 63 || !strings.HasPrefix(label, "pr-") || strings.HasSuffix(label, "-") {
 		return ""
 	}
-	label, _, _ := strings.Cut(host, ".")
+	for _, c := range label {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return ""
+		}
+	}
 	return label
 }
 
@@ -238,7 +345,12 @@ func (s *Server) envLog(w http.ResponseWriter, r *http.Request) {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.Handler(),
+		ReadHeaderTimeout: or(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       or(s.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      or(s.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       or(s.IdleTimeout, DefaultIdleTimeout),
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -250,3 +362,79 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 	}
 	return nil
 }
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// long lets an authenticated route take as long as its work does: the
+// local runtime's deploy waits for an app's health check, and the proxy
+// carries whatever an app streams (server-sent events, long polls, large
+// downloads). Only authenticated requests get here, so what an anonymous
+// client can hold open stays bounded by every timeout.
+//
+// The body must still arrive within ReadTimeout. Once it has, the read
+// deadline is lifted: net/http cancels a request's context when its read
+// deadline passes while the handler runs, which would cut a long response
+// short. Each write, rather than the whole response, must finish within
+// WriteTimeout, so a client that stops reading is still cut off.
+func (s *Server) long(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		// The deadlines cannot be set on every ResponseWriter (a recorder in
+		// a test): then there are none to lift or extend.
+		lift := func() { _ = rc.SetReadDeadline(time.Time{}) }
+		if r.Body == nil || r.Body == http.NoBody {
+			lift()
+		} else {
+			r.Body = &liftAtEOF{ReadCloser: r.Body, lift: lift}
+		}
+		dw := &writeDeadline{ResponseWriter: w, rc: rc, d: or(s.WriteTimeout, DefaultWriteTimeout)}
+		dw.extend()
+		next.ServeHTTP(dw, r)
+		dw.extend() // the server writes the end of the response after the handler returns
+	})
+}
+
+// liftAtEOF calls lift once the body has been read to its end.
+type liftAtEOF struct {
+	io.ReadCloser
+	lift func()
+	done bool
+}
+
+func (b *liftAtEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.done {
+		b.done = true
+		b.lift()
+	}
+	return n, err
+}
+
+// writeDeadline gives each write and flush its own WriteTimeout.
+type writeDeadline struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (w *writeDeadline) extend() { _ = w.rc.SetWriteDeadline(time.Now().Add(w.d)) }
+
+func (w *writeDeadline) Write(p []byte) (int, error) {
+	w.extend()
+	return w.ResponseWriter.Write(p)
+}
+
+// FlushError is what http.ResponseController (and so the reverse proxy) calls to flush.
+func (w *writeDeadline) FlushError() error {
+	w.extend()
+	return w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection (the proxy
+// hijacks it for WebSocket upgrades; net/http then clears its deadlines).
+func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }

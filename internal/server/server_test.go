@@ -100,8 +100,9 @@ func TestServer_AHostNamesTheEnvironment(t *testing.T) {
 	if code != 404 || !strings.Contains(body, "no environment pr-4 is running") {
 		t.Fatalf("environment with no app: %d %s", code, body)
 	}
-	for host, want := range map[string]string{"pr-12.localhost:8080": "pr-12", "PR-3.example.com": "pr-3", "localhost:8080": "", "127.0.0.1:8080": "", "[::1]:8080": ""} {
-		if got := envName(host); got != want {
+	srv := &Server{Listen: "127.0.0.1:8080"} // the default domain, localhost
+	for host, want := range map[string]string{"pr-12.localhost:8080": "pr-12", "PR-3.localhost": "pr-3", "PR-3.example.com": "", "localhost:8080": "", "127.0.0.1:8080": "", "[::1]:8080": ""} {
+		if got := srv.envName(hostname(host)); got != want {
 			t.Errorf("envName(%q) = %q, want %q", host, got, want)
 		}
 	}

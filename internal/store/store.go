@@ -115,3 +115,21 @@ type Queue interface {
 	// (a late delivery never undoes a close).
 	ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error)
 }
+
+// Pruner removes the history prenv no longer needs, so that a store stays
+// the size of what it must keep (serve.retention).
+type Pruner interface {
+	// Prune removes the webhook deliveries carried out (done, ignored or
+	// failed) that were received before cutoff, and the runs that finished
+	// before cutoff, except the newest run of each environment. Queued
+	// deliveries and unfinished runs stay, whatever their age. It then
+	// gives the space freed back to the file system.
+	Prune(ctx context.Context, cutoff time.Time) (Pruned, error)
+}
+
+// Pruned is what Prune removed.
+type Pruned struct {
+	Deliveries int64
+	Runs       int64
+	Reclaimed  int64 // bytes given back to the file system
+}
