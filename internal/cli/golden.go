@@ -57,6 +57,9 @@ nothing behind; one killed outright is cleaned up by the next build.`,
 			}
 			if u.Switched() {
 				fmt.Fprintf(a.opts.Stderr, "prenv runs as root: PostgreSQL runs as user %s\n", u.Name)
+				if g := accessGroup(cfg); g != 0 {
+					u.Groups = []int{g} // to enter PRENV_HOME, closed to other users
+				}
 			}
 			w := a.opts.Stderr
 			fmt.Fprintf(w, "building golden data from %s with %s\n", src, bin.Version)

@@ -193,6 +193,9 @@ func (h *harness) demoRepo() (c1, c2, bad string) {
 	git("commit", "-qm", "broken migration")
 	bad = git("rev-parse", "HEAD")
 	h.repo, h.dir = repo, filepath.Join(repo, "examples/demo")
+	// Each environment builds in a home of its own: seeded with a warm Go
+	// build cache, as a team would from its default branch.
+	h.extra = append(h.extra, "PRENV_RUNTIME_LOCAL_HOME_SEED="+testenv.DemoHomeSeed(t))
 	return c1, c2, bad
 }
 

@@ -23,7 +23,6 @@ import (
 	"github.com/prenv/prenv/internal/runtime/local"
 	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
 	"github.com/prenv/prenv/internal/store"
-	"github.com/prenv/prenv/internal/store/sqlite"
 )
 
 // cloners maps database.provider to its constructor.
@@ -35,6 +34,7 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) (dbclone.Clon
 		c.BinDir, c.RunAs, c.StartTimeout = p.BinDir, p.RunAs, p.StartTimeout.D()
 		c.FirstPort, c.LastPort, _ = p.PortRange()
 		c.Listen, c.Host, c.Allow = p.Listen, p.Host, p.Allow
+		c.AccessGroup = accessGroup(cfg)
 		c.Settings = map[string]string{"shared_buffers": p.SharedBuffers, "max_connections": fmt.Sprint(p.MaxConnections)}
 		for k, v := range p.Settings {
 			c.Settings[k] = v
@@ -51,10 +51,25 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) (dbclone.Clon
 // runtimes maps runtime.provider to its constructor.
 var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, error){
 	"local": func(a *app, cfg config.Config) (runtime.Runtime, error) {
-		return &local.Runtime{
+		rt := &local.Runtime{
 			Home: cfg.Home, Owner: cfg.Owner, App: cfg.App, Dir: cfg.Dir, Listen: cfg.Listen,
 			StartServer: func(ctx context.Context) error { return a.startServer(cfg) },
-		}, nil
+		}
+		if g := accessGroup(cfg); g != 0 {
+			_, last, _ := cfg.Runtime.Local.UIDRange()
+			rt.Users = &local.Users{First: g, Last: last}
+		} else {
+			noteOnce(cfg.Home, ".not-isolated-noted", func() {
+				a.log.Warn("prenv does not run as root: every environment's build, migrate and app run as your user, and environments are not isolated from each other; run prenv as root for a user per environment (runtime.local.uids). Said once.")
+			})
+		}
+		if seed := cfg.Runtime.Local.HomeSeed; seed != "" {
+			if !filepath.IsAbs(seed) {
+				seed = filepath.Join(cfg.Dir, seed)
+			}
+			rt.HomeSeed = seed
+		}
+		return rt, nil
 	},
 	"kubernetes": func(a *app, cfg config.Config) (runtime.Runtime, error) {
 		k := cfg.Runtime.Kubernetes
@@ -115,10 +130,10 @@ func (a *app) runtime(cfg config.Config) (runtime.Runtime, error) {
 }
 
 func (a *app) store(ctx context.Context, cfg config.Config) (store.Store, error) {
-	if err := os.MkdirAll(cfg.Home, 0o755); err != nil {
-		return nil, fmt.Errorf("PRENV_HOME %s: %w", cfg.Home, err)
+	if err := secureHome(cfg); err != nil {
+		return nil, err
 	}
-	return sqlite.Open(ctx, filepath.Join(cfg.Home, "prenv.db"))
+	return openStore(ctx, filepath.Join(cfg.Home, "prenv.db"))
 }
 
 func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Lifecycle, error) {
@@ -151,7 +166,7 @@ func (a *app) startServer(cfg config.Config) error {
 	if cfg.Source != "defaults" {
 		args = append(args, "--config", cfg.Source)
 	}
-	logf, err := os.OpenFile(filepath.Join(cfg.Home, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(cfg.Home, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,9 @@ import (
 type User struct {
 	Name     string
 	UID, GID int
+	// Groups are supplementary groups of the processes (the group that may
+	// enter PRENV_HOME when prenv runs as root).
+	Groups   []int
 	switched bool
 }
 
@@ -49,7 +52,11 @@ func (u User) Prepare(cmd *exec.Cmd) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	if u.switched {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}
+		groups := make([]uint32, len(u.Groups))
+		for i, g := range u.Groups {
+			groups[i] = uint32(g)
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: groups}
 	}
 }
 
@@ -84,7 +91,7 @@ func (u User) CheckReach(path string) error {
 			mode := fi.Mode().Perm()
 			ok := mode&0o001 != 0 ||
 				int(st.Uid) == u.UID && mode&0o100 != 0 ||
-				int(st.Gid) == u.GID && mode&0o010 != 0
+				u.inGroup(int(st.Gid)) && mode&0o010 != 0
 			if !ok {
 				return fmt.Errorf("PostgreSQL runs as user %q and cannot enter %s (mode %v): put PRENV_HOME somewhere it can reach (for example /var/lib/prenv) or chmod o+x %s", u.Name, dir, mode, dir)
 			}
@@ -93,4 +100,16 @@ func (u User) CheckReach(path string) error {
 			return nil
 		}
 	}
+}
+
+func (u User) inGroup(gid int) bool {
+	if gid == u.GID {
+		return true
+	}
+	for _, g := range u.Groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
 }

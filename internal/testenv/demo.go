@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prenv/prenv/examples/demo/app/migrations"
+	"github.com/prenv/prenv/internal/lock"
 )
 
 // ModuleRoot returns the directory of prenv's go.mod.
@@ -114,4 +117,72 @@ func Get(url, password string) (int, http.Header, string, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(body), err
+}
+
+// DemoHomeSeed returns a home for runtime.local.home_seed in which the demo
+// app has been built once (its modules downloaded, its build cache warm),
+// as a team would make one from its default branch. Built once per machine
+// for this Go and go.sum (under ~/.cache/prenv), from the module cache the
+// tests already have, without the network.
+func DemoHomeSeed(t testing.TB) string {
+	t.Helper()
+	root := ModuleRoot(t)
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVersion, err := exec.Command("go", "env", "GOVERSION", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	lines := strings.Fields(string(goVersion))
+	modcache := lines[len(lines)-1]
+	key := sha256.Sum256(append(sum, goVersion...))
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cache, "prenv", "demo-home-seed-"+hex.EncodeToString(key[:8]))
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	// Two test processes may get here at once: one builds, the other waits.
+	unlock, err := lock.File(context.Background(), dir+".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	os.RemoveAll(dir)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The same environment prenv gives an app's build (HOME, PATH), with
+	// the modules taken from the local module cache.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(t.TempDir(), "app"), "./examples/demo/app")
+	cmd.Dir = root
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod",
+		"GOPROXY=file://" + filepath.Join(modcache, "cache", "download"), "GONOSUMDB=*"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the demo app into a home seed: %v\n%s", err, out)
+	}
+	// Go makes the module cache read-only; the seed is copied, so it must be
+	// removable by whoever cleans it.
+	_ = filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -71,6 +71,9 @@ type Cloner struct {
 	Allow        []string
 	// NoReflink forces plain copies (for benchmarks that compare).
 	NoReflink bool
+	// AccessGroup, when prenv runs as root, is the group that may enter
+	// PRENV_HOME: PostgreSQL gets it as a supplementary group.
+	AccessGroup int
 	Log       *slog.Logger
 
 	mu   sync.Mutex
@@ -85,6 +88,21 @@ func New(home, owner string, log *slog.Logger) *Cloner {
 		Settings:     map[string]string{"shared_buffers": "16MB", "max_connections": "20"},
 		StartTimeout: 30 * time.Second, Log: log,
 	}
+}
+
+// secureRoot makes the directory of the clones: only prenv's user and
+// PostgreSQL's may enter it (their logs and manifests are no one else's).
+func (c *Cloner) secureRoot(u pgserver.User) error {
+	if err := os.MkdirAll(c.Root(), 0o700); err != nil {
+		return err
+	}
+	if !u.Switched() {
+		return os.Chmod(c.Root(), 0o700)
+	}
+	if err := os.Chown(c.Root(), os.Geteuid(), u.GID); err != nil {
+		return err
+	}
+	return os.Chmod(c.Root(), 0o710)
 }
 
 // Root is where clones live.
@@ -106,6 +124,9 @@ func (c *Cloner) setup(ctx context.Context) (pgserver.Binaries, pgserver.User, e
 	u, err := pgserver.ResolveUser(c.RunAs)
 	if err != nil {
 		return bin, u, err
+	}
+	if u.Switched() && c.AccessGroup > 0 {
+		u.Groups = []int{c.AccessGroup}
 	}
 	if u.Switched() && c.Log != nil {
 		c.Log.Info("prenv runs as root, so PostgreSQL runs as user " + u.Name + " (database.localpg.run_as)")
@@ -159,7 +180,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	if err != nil {
 		return dbclone.Database{}, err
 	}
-	if err := os.MkdirAll(c.Root(), 0o755); err != nil {
+	if err := c.secureRoot(u); err != nil {
 		return dbclone.Database{}, err
 	}
 	if err := u.CheckReach(c.Root()); err != nil {

@@ -25,6 +25,8 @@ type Manifest struct {
 	Name      string            `json:"name"`
 	CreatedAt time.Time         `json:"created_at"`
 	Labels    map[string]string `json:"labels"`
+	// Identity is who the environment's commands run as.
+	Identity Identity `json:"identity"`
 }
 
 // ReleaseSpec is what the supervisor runs for an environment. It is kept in
@@ -42,6 +44,7 @@ type ReleaseSpec struct {
 	PID           int               `json:"pid,omitempty"`
 	Ident         string            `json:"pid_ident,omitempty"` // tells PID apart from a later process with the same number
 	URL           string            `json:"url,omitempty"`
+	Identity      Identity          `json:"identity"`
 }
 
 // EnvsDir is where environment homes live.
@@ -49,6 +52,17 @@ func EnvsDir(home string) string { return filepath.Join(home, "envs") }
 
 // LogPath is the environment's log file.
 func LogPath(home, name string) string { return filepath.Join(EnvsDir(home), name, "app.log") }
+
+// HomeDir is the environment's own home: HOME of its commands, where its
+// build caches live from one commit to the next. No other environment
+// shares it.
+func HomeDir(home, name string) string { return filepath.Join(EnvsDir(home), name, "home") }
+
+// openLog opens the environment's log for appending, readable by prenv's
+// user only.
+func openLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
 
 func writeJSON(path string, v any, mode os.FileMode) error {
 	data, _ := json.MarshalIndent(v, "", "  ")

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,4 +84,81 @@ func identify(pid int) string {
 		return ""
 	}
 	return strings.TrimSpace(string(boot)) + "/" + fields[19] // starttime, field 22
+}
+
+// waitGroupGone waits up to timeout until no process of the group that the
+// process ident named led is left.
+func waitGroupGone(pgid int, ident string, timeout time.Duration) bool {
+	if pgid <= 0 || ident == "" {
+		return true
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if identify(pgid) != ident && len(groupMembers(pgid, ident)) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killUser kills every process whose real, effective or saved user id is
+// uid, except the members of process group spare (0: none), until none is
+// left or timeout passes; it returns how many it killed. Only for a user id
+// that is an environment's own: every process of it is that environment's.
+func killUser(uid, spare int, timeout time.Duration) int {
+	if uid <= 0 {
+		return 0
+	}
+	killed := 0
+	deadline := time.Now().Add(timeout)
+	for {
+		found := 0
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil || !hasUID(string(status), uid) {
+				continue
+			}
+			if spare > 0 {
+				if pgid, err := syscall.Getpgid(pid); err == nil && pgid == spare {
+					continue
+				}
+			}
+			found++
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		if found == 0 || time.Now().After(deadline) {
+			return killed
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// hasUID reports whether the Uid line of a /proc status names uid as the
+// real, effective or saved user id (a zombie has no Uid line worth killing).
+func hasUID(status string, uid int) bool {
+	for _, line := range strings.Split(status, "\n") {
+		if strings.HasPrefix(line, "State:") && strings.Contains(line, "Z (zombie)") {
+			return false
+		}
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			for _, x := range f[:min(3, len(f))] {
+				if x == strconv.Itoa(uid) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
 }

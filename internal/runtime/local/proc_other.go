@@ -5,6 +5,7 @@ package local
 import (
 	"errors"
 	"syscall"
+	"time"
 )
 
 // procAttr puts the app in its own process group, so that stopping it stops
@@ -18,3 +19,7 @@ func waitExited(int) error { return errors.ErrUnsupported }
 func identify(int) string { return "" }
 
 func groupMembers(int, string) []int { return nil }
+
+func waitGroupGone(int, string, time.Duration) bool { return true }
+
+func killUser(int, int, time.Duration) int { return 0 }

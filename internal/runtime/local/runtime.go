@@ -46,6 +46,15 @@ type Runtime struct {
 	// StepTimeout bounds a build or a migration.
 	StepTimeout time.Duration
 	Client      *http.Client
+	// Users, when set (prenv runs as root), gives each environment a user
+	// of its own. Without it the commands run as prenv's own user, and
+	// environments are not isolated from each other.
+	Users *Users
+	// HomeSeed, if set, is a directory copied into each new environment's
+	// home before its first build: a build cache the team trusts (made by a
+	// build of the default branch, say), so that a new pull request's first
+	// build is warm too. It is copied, never shared.
+	HomeSeed string
 
 	prefixOnce sync.Once
 	prefix     string
@@ -101,34 +110,204 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 }
 
 // Prepare implements runtime.Runtime: the environment's directory with our
-// manifest.
+// manifest, its own user (when prenv runs as root) and its home. It first
+// stops whatever an interrupted run of the environment left running.
 func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 	dir := r.envDir(spec.Name)
-	_, err := readOwned(dir, r.Owner)
+	m, err := readOwned(dir, r.Owner)
 	if err == nil {
-		return nil
+		r.stopLeftovers(spec.Name, m.Identity)
+		return r.layout(dir, m.Identity)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("prepare %s: %w", spec.Name, err)
+	}
+	if err := r.secureEnvs(); err != nil {
+		return fmt.Errorf("prepare %s: %w", spec.Name, err)
+	}
+	m = Manifest{Owner: r.Owner, Key: spec.Key.String(), Name: spec.Name, CreatedAt: time.Now().UTC(), Labels: spec.Labels}
+	if r.Users != nil {
+		taken := map[int]string{}
+		for _, other := range r.manifests() {
+			taken[other.Identity.UID] = other.Name
+		}
+		uid, unlock, err := r.Users.allocate(ctx, r.Home, taken)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", spec.Name, err)
+		}
+		defer unlock() // held until the manifest that records the id is in place
+		m.Identity = Identity{UID: uid, GID: uid, Groups: []int{r.Users.AccessGroup()}}
 	}
 	// The directory appears with its manifest or not at all, so a crash
 	// never leaves a directory we cannot claim.
 	tmp := filepath.Join(EnvsDir(r.Home), "."+spec.Name+".new")
 	os.RemoveAll(tmp) // ours, left by a crash; runs of one environment are serialized
-	if err := os.MkdirAll(filepath.Join(tmp, "releases"), 0o755); err != nil {
+	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
 	}
-	m := Manifest{Owner: r.Owner, Key: spec.Key.String(), Name: spec.Name, CreatedAt: time.Now().UTC(), Labels: spec.Labels}
-	if err := writeJSON(filepath.Join(tmp, ManifestName), m, 0o644); err != nil {
+	if err := writeJSON(filepath.Join(tmp, ManifestName), m, 0o600); err != nil {
 		os.RemoveAll(tmp)
 		return err
+	}
+	if err := r.layout(tmp, m.Identity); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("prepare %s: %w", spec.Name, err)
+	}
+	if r.HomeSeed != "" {
+		if err := seedHome(ctx, r.HomeSeed, filepath.Join(tmp, "home"), m.Identity); err != nil {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("prepare %s: copy runtime.local.home_seed: %w", spec.Name, err)
+		}
 	}
 	return os.Rename(tmp, dir)
 }
 
-// commandEnv is the environment of every app command.
+// secureEnvs makes the directory of the environments' homes: only prenv's
+// user, and as root the environments (to reach their own), may enter it.
+func (r *Runtime) secureEnvs() error {
+	envs := EnvsDir(r.Home)
+	if err := os.MkdirAll(envs, 0o700); err != nil {
+		return err
+	}
+	if r.Users == nil {
+		return os.Chmod(envs, 0o700)
+	}
+	if err := os.Chown(envs, os.Geteuid(), r.Users.AccessGroup()); err != nil {
+		return err
+	}
+	return os.Chmod(envs, 0o710)
+}
+
+// layout gives an environment's directory its owners and modes: prenv's
+// files (manifest, release, log, records of running steps) are prenv's
+// alone; the environment's user may enter the directory and owns its home
+// and its releases' contents, nothing else. Applied at every Prepare, so
+// homes made by an older prenv are brought to it too.
+func (r *Runtime) layout(dir string, id Identity) error {
+	mode := os.FileMode(0o700)
+	if id.Isolated() {
+		mode = 0o710
+		if err := os.Lchown(dir, os.Geteuid(), id.GID); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return err
+	}
+	for _, f := range []string{ManifestName, "release.json", "app.log", "app.log.1", stepFile} {
+		if err := os.Chmod(filepath.Join(dir, f), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	releases := filepath.Join(dir, "releases")
+	if err := os.MkdirAll(releases, 0o700); err != nil {
+		return err
+	}
+	if id.Isolated() {
+		if err := os.Lchown(releases, os.Geteuid(), id.GID); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(releases, mode); err != nil {
+		return err
+	}
+	home := filepath.Join(dir, "home")
+	for _, d := range []string{home, filepath.Join(home, "tmp")} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := id.chown(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seedHome copies seed into home (reflinked where the filesystem can) and
+// gives the copy to id.
+func seedHome(ctx context.Context, seed, home string, id Identity) error {
+	if fi, err := os.Stat(seed); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", seed)
+	}
+	cp := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", seed+"/.", home+"/")
+	if out, err := cp.CombinedOutput(); err != nil {
+		return fmt.Errorf("cp %s: %v: %s", seed, err, strings.TrimSpace(string(out)))
+	}
+	return id.chownTree(home)
+}
+
+// manifests returns the manifests of every environment of ours under Home.
+func (r *Runtime) manifests() []Manifest {
+	entries, _ := os.ReadDir(EnvsDir(r.Home))
+	var out []Manifest
+	for _, e := range entries {
+		if m, err := readOwned(filepath.Join(EnvsDir(r.Home), e.Name()), r.Owner); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// stepFile records the process group of the build or migration running for
+// an environment, so that the next run stops it if its run was killed.
+const stepFile = "step.json"
+
+type stepRecord struct {
+	Step  string `json:"step"`
+	PID   int    `json:"pid"`
+	Ident string `json:"pid_ident"`
+}
+
+// stopLeftovers stops what an interrupted run of the environment left
+// running: the process group of its build or migration, and, when the
+// environment has a user of its own, every process of that user except the
+// app prenv serve runs (a command that left its process group). The caller
+// holds the environment's lock.
+func (r *Runtime) stopLeftovers(name string, id Identity) {
+	dir := r.envDir(name)
+	var rec stepRecord
+	if err := readJSON(filepath.Join(dir, stepFile), &rec); err == nil {
+		killRecorded(rec.PID, rec.Ident)
+		waitGroupGone(rec.PID, rec.Ident, 10*time.Second)
+		r.logf(name, "stopped the %s left running by an interrupted run (process group %d)", rec.Step, rec.PID)
+	}
+	if id.Isolated() {
+		spare := 0
+		var rel ReleaseSpec
+		if err := readJSON(filepath.Join(dir, "release.json"), &rel); err == nil && identify(rel.PID) == rel.Ident {
+			spare = rel.PID
+		}
+		if n := killUser(id.UID, spare, 10*time.Second); n > 0 {
+			r.logf(name, "stopped %d processes of the environment's user left outside its app", n)
+		}
+	}
+	os.Remove(filepath.Join(dir, stepFile))
+}
+
+// logf writes a line of prenv's own into the environment's log.
+func (r *Runtime) logf(name, format string, args ...any) {
+	f, err := openLog(LogPath(r.Home, name))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s [prenv] %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+}
+
+// commandEnv is the environment of every app command: built, never
+// inherited, so nothing of prenv's own (its configuration, its secrets)
+// reaches a pull request's code.
 func (r *Runtime) commandEnv(spec runtime.Spec) map[string]string {
-	m := map[string]string{}
+	home := HomeDir(r.Home, spec.Name)
+	m := map[string]string{
+		"PATH":   commandPath(r.Home),
+		"HOME":   home,
+		"TMPDIR": filepath.Join(home, "tmp"),
+		"LANG":   "C.UTF-8",
+	}
+	if lang := os.Getenv("LANG"); lang != "" {
+		m["LANG"] = lang
+	}
 	for k, v := range r.App.Env {
 		m[k] = v
 	}
@@ -141,6 +320,30 @@ func (r *Runtime) commandEnv(spec runtime.Spec) map[string]string {
 	return m
 }
 
+// commandPath is prenv's PATH without what a command should not run from:
+// relative entries and anything under PRENV_HOME.
+func commandPath(home string) string {
+	var keep []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if filepath.IsAbs(d) && !strings.HasPrefix(filepath.Clean(d)+"/", filepath.Clean(home)+"/") {
+			keep = append(keep, d)
+		}
+	}
+	if len(keep) == 0 {
+		return "/usr/local/bin:/usr/bin:/bin"
+	}
+	return strings.Join(keep, string(filepath.ListSeparator))
+}
+
+// identity returns who the commands of environment name run as.
+func (r *Runtime) identity(name string) (Identity, error) {
+	m, err := readOwned(r.envDir(name), r.Owner)
+	if err != nil {
+		return Identity{}, err
+	}
+	return m.Identity, nil
+}
+
 // run runs a shell command of the app for spec, appending its output to the
 // environment's log, and returns the output.
 func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runtime.Spec) error {
@@ -150,8 +353,12 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	id, err := r.identity(spec.Name)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", step, spec.Name, err)
+	}
 	var out bytes.Buffer
-	logf, err := os.OpenFile(LogPath(r.Home, spec.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := openLog(LogPath(r.Home, spec.Name))
 	if err != nil {
 		return err
 	}
@@ -159,18 +366,34 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	fmt.Fprintf(logf, "%s [prenv] %s commit %s: %s\n", time.Now().UTC().Format(time.RFC3339), step, spec.Commit, command)
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Dir = dir
-	cmd.Env = os.Environ()
 	for k, v := range r.commandEnv(spec) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdout = io.MultiWriter(&out, logf)
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr.Credential = id.credential()
 	// The build or migration and its children: exec calls Cancel only while
 	// the command has not been waited for.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return &runtime.StepError{Step: step, Err: fmt.Errorf("start %q in %s: %w", command, dir, err)}
+	}
+	// Recorded before anything else happens, so that if prenv is killed
+	// now the next run stops this group before it does anything.
+	recPath := filepath.Join(r.envDir(spec.Name), stepFile)
+	rec := stepRecord{Step: step, PID: cmd.Process.Pid, Ident: identify(cmd.Process.Pid)}
+	if err := writeJSON(recPath, rec, 0o600); err != nil {
+		_ = cmd.Cancel()
+		_ = cmd.Wait()
+		return fmt.Errorf("%s %s: record its process: %w", step, spec.Name, err)
+	}
+	err = cmd.Wait()
+	// What the command left in the background dies with it.
+	killRecorded(rec.PID, rec.Ident)
+	os.Remove(recPath)
+	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			fmt.Fprintf(logf, "%s [prenv] %s interrupted\n", time.Now().UTC().Format(time.RFC3339), step)
 			return fmt.Errorf("%s interrupted: %w", step, context.Canceled)
@@ -187,12 +410,19 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 // Build implements runtime.Builder: check out the commit (when App.Checkout)
 // and run App.Build once per commit.
 func (r *Runtime) Build(ctx context.Context, spec runtime.Spec) error {
+	id, err := r.identity(spec.Name)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", spec.Name, err)
+	}
 	rel := r.releaseDir(spec.Name, spec.Commit)
-	if _, err := os.Stat(filepath.Join(rel, ".built")); err == nil {
+	// The mark is prenv's, beside the release (whose contents belong to
+	// the environment's user), so the app cannot mark a build done.
+	built := rel + ".built"
+	if _, err := os.Stat(built); err == nil {
 		return nil
 	}
 	os.RemoveAll(rel) // a build interrupted earlier
-	if err := os.MkdirAll(rel, 0o755); err != nil {
+	if err := os.Mkdir(rel, 0o700); err != nil {
 		return err
 	}
 	if r.App.Checkout {
@@ -200,17 +430,22 @@ func (r *Runtime) Build(ctx context.Context, spec runtime.Spec) error {
 			return err
 		}
 	}
+	// Written by prenv into a directory only prenv could write until now;
+	// from here on the environment's user owns it.
+	if err := id.chownTree(rel); err != nil {
+		return fmt.Errorf("build %s: %w", spec.Name, err)
+	}
 	if r.App.Build != "" {
 		if err := r.run(ctx, "build", r.App.Build, r.workDir(spec.Name, spec.Commit), spec); err != nil {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(rel, ".built"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+	return os.WriteFile(built, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 }
 
 // checkout writes the tree of the commit into dst with git archive.
 func (r *Runtime) checkout(ctx context.Context, spec runtime.Spec, dst string) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
 	verify := exec.CommandContext(ctx, "git", "-C", r.Dir, "rev-parse", "--verify", "--quiet", spec.Commit+"^{commit}")
@@ -260,10 +495,14 @@ func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Releas
 	if err := r.ensureServer(ctx); err != nil {
 		return runtime.Release{}, err
 	}
+	id, err := r.identity(spec.Name)
+	if err != nil {
+		return runtime.Release{}, fmt.Errorf("deploy %s: %w", spec.Name, err)
+	}
 	rs := ReleaseSpec{
 		Name: spec.Name, Key: spec.Key.String(), Commit: spec.Commit,
 		Dir: r.workDir(spec.Name, spec.Commit), Command: r.App.Start, Env: r.commandEnv(spec),
-		Health: r.App.Health, HealthTimeout: r.App.HealthTimeout.String(),
+		Health: r.App.Health, HealthTimeout: r.App.HealthTimeout.String(), Identity: id,
 	}
 	var got ReleaseSpec
 	if err := r.call(ctx, "/api/v1/local/deploy", rs, &got); err != nil {
@@ -305,6 +544,14 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 			killRecorded(spec.PID, spec.Ident)
 		}
 	}
+	// Whatever an interrupted build or migration left, and, with a user of
+	// its own, every process of that user: nothing of the environment
+	// outlives it, and its user id can be given to another.
+	var rec stepRecord
+	if err := readJSON(filepath.Join(dir, stepFile), &rec); err == nil {
+		killRecorded(rec.PID, rec.Ident)
+	}
+	killUser(m.Identity.UID, 0, 10*time.Second)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("teardown %s: %w", k.Name(), err)
 	}

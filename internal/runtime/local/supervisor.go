@@ -121,7 +121,7 @@ func (s *Supervisor) get(name string) *app {
 
 // logf writes a line of prenv's own into the environment's log.
 func (s *Supervisor) logf(name, format string, args ...any) {
-	f, err := os.OpenFile(LogPath(s.Home, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := openLog(LogPath(s.Home, name))
 	if err != nil {
 		return
 	}
@@ -151,6 +151,16 @@ func (s *Supervisor) deployLocked(ctx context.Context, dir string, a *app, spec 
 	a.mu.Unlock()
 	if same {
 		return current, nil // already serving exactly this
+	}
+	if a.current == nil {
+		// The first deploy of this supervisor: an app that a prenv serve
+		// killed earlier left running (a start command that does not exec
+		// leaves its child behind) is stopped before another starts.
+		var prev ReleaseSpec
+		if err := readJSON(filepath.Join(dir, "release.json"), &prev); err == nil {
+			killRecorded(prev.PID, prev.Ident)
+			waitGroupGone(prev.PID, prev.Ident, 5*time.Second)
+		}
 	}
 	// The previous process keeps serving while the new one starts.
 	p, err := s.start(ctx, spec)
@@ -194,7 +204,7 @@ func (s *Supervisor) start(ctx context.Context, spec ReleaseSpec) (*proc, error)
 	}
 	logPath := LogPath(s.Home, spec.Name)
 	rotate(logPath, 10<<20)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := openLog(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -203,13 +213,18 @@ func (s *Supervisor) start(ctx context.Context, spec ReleaseSpec) (*proc, error)
 	s.logf(spec.Name, "starting commit %s on port %d: %s", spec.Commit, port, spec.Command)
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir = spec.Dir
-	cmd.Env = os.Environ()
+	// The environment is the release's alone: nothing of prenv serve's own
+	// (its secrets) is inherited.
+	cmd.Env = nil
 	for k, v := range spec.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		if k != "PORT" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	cmd.Env = append(cmd.Env, "PORT="+strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr.Credential = spec.Identity.credential()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %q in %s: %w", spec.Command, spec.Dir, err)
 	}
