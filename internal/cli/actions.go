@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,4 +161,77 @@ func (a *app) report(what string, f func(ctx context.Context) error) {
 	if err := f(ctx); err != nil {
 		fmt.Fprintf(a.opts.Stderr, "warning: %s: %v (the environment is not affected)\n", what, err)
 	}
+}
+
+// masker hides secrets from a GitHub Actions job's log: before prenv prints
+// a password, or a URL carrying one, it writes ::add-mask::<value> (the
+// runner then shows *** for it in every later line of the job's log, and
+// GitHub keeps it out of outputs and summaries). Outside Actions it does
+// nothing.
+type masker struct {
+	w    io.Writer
+	on   bool
+	seen map[string]bool
+}
+
+// masker writes on stdout, ahead of what it hides; with -o json on stderr,
+// which the runner reads as well, so that stdout stays JSON for a script
+// that captures it (and would otherwise swallow the masks).
+func (a *app) masker(out string) *masker {
+	w := a.opts.Stdout
+	if out == "json" {
+		w = a.opts.Stderr
+	}
+	return &masker{w: w, on: a.opts.Getenv("GITHUB_ACTIONS") == "true", seen: map[string]bool{}}
+}
+
+// secret masks each value, once.
+func (m *masker) secret(values ...string) {
+	if !m.on {
+		return
+	}
+	for _, v := range values {
+		// Each line is masked on its own too: the runner matches masks line
+		// by line.
+		for _, s := range append([]string{v}, strings.Split(v, "\n")...) {
+			s = strings.TrimRight(s, "\r")
+			if strings.TrimSpace(s) == "" || m.seen[s] {
+				continue
+			}
+			m.seen[s] = true
+			fmt.Fprintf(m.w, "::add-mask::%s\n", escapeCommand(s))
+		}
+	}
+}
+
+// url masks a URL that carries a password: the URL and the password, as
+// written in it and decoded.
+func (m *masker) url(raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		return
+	}
+	written := strings.TrimPrefix(u.User.String(), u.User.Username()+":")
+	m.secret(pw, written, raw)
+}
+
+// view masks what v shows that is secret: the login's password, the
+// database URL (for localpg and Aurora, it carries the password), a URL
+// with a password.
+func (m *masker) view(v envView) {
+	if v.Auth != nil {
+		m.secret(v.Auth.Password)
+	}
+	m.url(v.Database.URL)
+	m.url(v.URL)
+}
+
+// escapeCommand writes s as a workflow command's value: the runner reads
+// %25, %0D and %0A back as %, CR and LF.
+func escapeCommand(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }

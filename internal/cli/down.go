@@ -25,14 +25,16 @@ carry prenv's owner id is deleted.`,
 			if err != nil {
 				return err
 			}
+			// The environment is torn down with the providers it was made
+			// with, whatever the current directory's prenv.yaml says.
+			if cfg, k, err = a.madeWithKey(cmd.Context(), cfg, k, repo != "" || wf != nil); err != nil {
+				return err
+			}
 			lc, err := a.lifecycle(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
 			defer lc.Store.Close()
-			if k, err = resolve(cmd.Context(), lc.Store, k, repo != "" || wf != nil); err != nil {
-				return err
-			}
 			fmt.Fprintf(a.opts.Stderr, "%s: down\n", k.Name())
 			e, err := lc.Down(cmd.Context(), lifecycle.DownOptions{Key: k, OnStep: progress(a.opts.Stderr)})
 			if err != nil {
@@ -40,6 +42,7 @@ carry prenv's owner id is deleted.`,
 			}
 			v := view(cmd.Context(), lc.Store, cfg, e, nil)
 			v.Name = k.Name()
+			a.masker("text").view(v)
 			a.finishWorkflow(wf, v)
 			// Reporting comes after the teardown and never fails it.
 			if rep, repoName := a.reporter(cfg), reportRepo(cfg, k); rep != nil && repoName != "" {

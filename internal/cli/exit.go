@@ -51,7 +51,8 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &ue), errors.Is(err, env.ErrBadPR), errors.Is(err, config.ErrInvalid), errors.Is(err, golden.ErrSource), errors.Is(err, runtime.ErrInvalid), errors.Is(err, aurora.ErrInvalid):
+	case errors.As(err, &ue), errors.Is(err, env.ErrBadPR), errors.Is(err, config.ErrInvalid), errors.Is(err, golden.ErrSource), errors.Is(err, runtime.ErrInvalid), errors.Is(err, aurora.ErrInvalid),
+		errors.Is(err, lifecycle.ErrOtherProviders):
 		return ExitUsage
 	case errors.Is(err, dbclone.ErrNoSource), errors.Is(err, golden.ErrNone), errors.Is(err, pgserver.ErrBinaries), errors.Is(err, dbclone.ErrCapacity):
 		return ExitPrereq

@@ -29,8 +29,22 @@ func (a *app) logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if s, err := a.store(cmd.Context(), cfg); err == nil {
+			if s, serr := a.store(cmd.Context(), cfg); serr == nil {
 				k, err = resolve(cmd.Context(), s, k, repo != "")
+				if err == nil {
+					// The log is where the providers it was made with keep it.
+					cfg, err = a.madeWith(cmd.Context(), s, cfg, k)
+				}
+				if err == nil {
+					// The app or a migration may print its DATABASE_URL.
+					if e, gerr := s.Get(cmd.Context(), k); gerr == nil {
+						m := a.masker("text")
+						m.url(e.Database.URL)
+						if au := login(cfg); au != nil && e.URL != "" {
+							m.secret(au.Password)
+						}
+					}
+				}
 				s.Close()
 				if err != nil {
 					return err

@@ -37,6 +37,10 @@ func (a *app) lsCmd() *cobra.Command {
 				}
 				views = append(views, view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, e.Key, auth)))
 			}
+			m := a.masker(out)
+			for _, v := range views {
+				m.view(v)
+			}
 			if out == "json" {
 				return printJSON(a.opts.Stdout, views)
 			}

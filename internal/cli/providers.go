@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/dbclone/localpg"
 	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
+	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/lifecycle"
 	"github.com/prenv/prenv/internal/runtime"
 	kubert "github.com/prenv/prenv/internal/runtime/kubernetes"
@@ -150,9 +152,168 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		return nil, err
 	}
 	return &lifecycle.Lifecycle{
-		Store: s, Cloner: cl, Runtime: rt,
+		Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
 	}, nil
+}
+
+// providersOf is what cfg chooses, as an environment made with it records
+// it: the providers and the settings that say where their resources live.
+func providersOf(cfg config.Config) store.Providers {
+	p := store.Providers{Database: cfg.Database.Provider, Home: cfg.Home}
+	if abs, err := filepath.Abs(cfg.Home); err == nil {
+		p.Home = abs
+	}
+	if cfg.Source != "defaults" {
+		p.Config = cfg.Source // Load makes it absolute
+	}
+	set := func(m *map[string]string, k, v string) {
+		if v == "" {
+			return
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[k] = v
+	}
+	if cfg.Database.Provider == "aurora" {
+		a := cfg.Database.Aurora
+		set(&p.DatabaseSettings, "region", a.Region)
+		set(&p.DatabaseSettings, "endpoint", a.Endpoint)
+		set(&p.DatabaseSettings, "prefix", a.Prefix)
+	}
+	if !cfg.HasApp() {
+		return p
+	}
+	p.Runtime = cfg.Runtime.Provider
+	switch cfg.Runtime.Provider {
+	case "local":
+		set(&p.RuntimeSettings, "listen", cfg.Listen) // the prenv serve that runs and proxies the app
+	case "kubernetes":
+		k := cfg.Runtime.Kubernetes
+		kubeconfig := k.Kubeconfig
+		if kubeconfig != "" && !filepath.IsAbs(kubeconfig) {
+			kubeconfig = filepath.Join(cfg.Dir, kubeconfig)
+		}
+		set(&p.RuntimeSettings, "kubeconfig", kubeconfig)
+		set(&p.RuntimeSettings, "context", k.Context)
+		set(&p.RuntimeSettings, "namespace", k.Namespace)
+	}
+	return p
+}
+
+// madeWith returns the configuration to act on k with (down, logs,
+// status): cfg when k was made with cfg's providers or nothing says how it
+// was made, else the configuration file k was made from, loaded again (said
+// on stderr). It refuses, changing nothing, when that file cannot be loaded
+// or no longer chooses the providers k was made with.
+func (a *app) madeWith(ctx context.Context, s store.Store, cfg config.Config, k env.Key) (config.Config, error) {
+	rec, err := a.recordedProviders(ctx, s, cfg, k)
+	if err != nil || !rec.Known() {
+		return cfg, err
+	}
+	if sameProviders(rec, providersOf(cfg)) {
+		return cfg, nil
+	}
+	name, from := k.Name(), "the defaults (no prenv.yaml)"
+	if rec.Config != "" {
+		from = rec.Config
+	}
+	loaded, err := a.configAt(rec.Config)
+	if err != nil {
+		return cfg, usageError{fmt.Errorf("%s was made with %s from %s, which cannot be loaded now (%v), and this configuration has %s: pass the configuration it was made with, --config %s (or a copy of it); nothing was changed",
+			name, rec, from, err, providersOf(cfg), orPlaceholder(rec.Config))}
+	}
+	// The environment's record is in this PRENV_HOME, whatever the file says.
+	loaded.Home = cfg.Home
+	if loaded.Repository == "" {
+		loaded.Repository = cfg.Repository
+	}
+	if now := providersOf(loaded); !sameProviders(rec, now) {
+		return cfg, usageError{fmt.Errorf("%s was made with %s from %s, but that file now chooses %s: pass the configuration it was made with, --config FILE; nothing was changed",
+			name, rec, from, now)}
+	}
+	fmt.Fprintf(a.opts.Stderr, "%s was made with %s: using %s, not %s\n", name, rec, from, describeSource(cfg))
+	return loaded, nil
+}
+
+// madeWithKey resolves k (see resolve) and returns the configuration it
+// was made with (see madeWith).
+func (a *app) madeWithKey(ctx context.Context, cfg config.Config, k env.Key, repoGiven bool) (config.Config, env.Key, error) {
+	s, err := a.store(ctx, cfg)
+	if err != nil {
+		return cfg, k, err
+	}
+	defer s.Close()
+	if k, err = resolve(ctx, s, k, repoGiven); err != nil {
+		return cfg, k, err
+	}
+	cfg, err = a.madeWith(ctx, s, cfg, k)
+	return cfg, k, err
+}
+
+// recordedProviders are the providers k's record names, else those its
+// database's labels name (a record made before prenv recorded providers,
+// or none at all); zero when neither says.
+func (a *app) recordedProviders(ctx context.Context, s store.Store, cfg config.Config, k env.Key) (store.Providers, error) {
+	e, err := s.Get(ctx, k)
+	switch {
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return store.Providers{}, fmt.Errorf("read the record of %s: %w", k.Name(), err)
+	case err == nil && e.State == env.StateDeleted:
+		return store.Providers{}, nil // gone: any configuration will do
+	case err == nil && e.Providers.Known():
+		return e.Providers, nil
+	}
+	cl, err := a.cloner(cfg)
+	if err != nil {
+		return store.Providers{}, nil // the current configuration's own error comes when it is used
+	}
+	db, err := cl.Get(ctx, k)
+	if err != nil {
+		return store.Providers{}, nil
+	}
+	p, _ := lifecycle.ProvidersFromLabels(db.Labels)
+	return p, nil
+}
+
+// sameProviders compares the providers; a record read from labels has no
+// settings, and is compared by the providers' names.
+func sameProviders(rec, cur store.Providers) bool {
+	if rec.DatabaseSettings == nil && rec.RuntimeSettings == nil {
+		return rec.Database == cur.Database && rec.Runtime == cur.Runtime
+	}
+	return rec.Same(cur)
+}
+
+// configAt loads the configuration at path (the defaults when empty) with
+// the environment and the flags over it, as --config path would.
+func (a *app) configAt(path string) (config.Config, error) {
+	saved := a.configPath
+	defer func() { a.configPath = saved }()
+	a.configPath = path
+	if path == "" {
+		a.configPath = os.DevNull // the defaults, whatever is in the current directory
+	}
+	cfg, err := a.config()
+	if err == nil && path == "" {
+		cfg.Source, cfg.Dir = "defaults", a.opts.Dir
+	}
+	return cfg, err
+}
+
+func describeSource(cfg config.Config) string {
+	if cfg.Source == "defaults" {
+		return "the defaults"
+	}
+	return cfg.Source
+}
+
+func orPlaceholder(path string) string {
+	if path == "" {
+		return os.DevNull
+	}
+	return path
 }
 
 // startServer starts 'prenv serve' in the background, in its own session,

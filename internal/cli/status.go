@@ -28,8 +28,13 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return notFound(err, k.Name())
 			}
+			// The login and the log are those of the providers it was made with.
+			if cfg, err = a.madeWith(cmd.Context(), s, cfg, k); err != nil {
+				return err
+			}
 			rt, _ := a.runtime(cfg) // only for the login: an unusable runtime shows none
 			v := view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, k, login(cfg)))
+			a.masker(out).view(v)
 			if out == "json" {
 				return printJSON(a.opts.Stdout, v)
 			}

@@ -70,6 +70,7 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 				return err
 			}
 			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
+			a.masker(out).view(v) // before the values reach the log, the outputs or the summary
 			a.finishWorkflow(wf, v)
 			if started && rep != nil && repoName != "" && !errors.Is(err, lifecycle.ErrSuperseded) {
 				a.report("report the result to GitHub", func(ctx context.Context) error {
@@ -82,6 +83,9 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 				}
 			}
 			if err != nil {
+				if v.LastRun != nil && v.LastRun.State == "failed" && v.LastRun.Output != "" {
+					fmt.Fprintf(a.opts.Stderr, "output of the failed step:\n%s\n", indent(v.LastRun.Output))
+				}
 				return err
 			}
 			if out == "text" {

@@ -35,6 +35,8 @@ type envView struct {
 	LastRun       *runView       `json:"last_run,omitempty"`
 	CreatedAt     time.Time      `json:"created_at"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+	// Providers are those the environment was made with.
+	Providers *store.Providers `json:"providers,omitempty"`
 }
 
 type authView struct {
@@ -100,6 +102,10 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 	}
 	if e.URL != "" {
 		v.Auth = auth
+	}
+	if e.Providers.Known() {
+		p := e.Providers
+		v.Providers = &p
 	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: r.State, Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}

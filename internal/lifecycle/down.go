@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/store"
@@ -20,6 +21,11 @@ type DownOptions struct {
 // environment stops at its next step boundary.
 func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, error) {
 	k := opts.Key
+	// Refuse before the request is recorded: a teardown with other
+	// providers than the environment's would delete only part of it.
+	if err := l.checkProviders(ctx, k); err != nil {
+		return store.Env{}, err
+	}
 	seq, unlock, err := l.begin(ctx, k, "", true)
 	if err != nil {
 		return store.Env{}, err
@@ -33,9 +39,14 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	r := &run{l: l, k: k, onStep: opts.OnStep,
 		rec: store.Run{Key: k, Seq: seq, Kind: "down", State: "running", StartedAt: l.now()}}
 	if recorded {
+		// Nothing is deleted unless the store knows it is being deleted.
 		e.State = env.StateDeleting
-		_ = l.Store.Save(ctx, e)
-		_ = l.Store.SaveRun(ctx, &r.rec)
+		if err := l.Store.Save(ctx, e); err != nil {
+			return e, fmt.Errorf("record %s as deleting: %w", k.Name(), err)
+		}
+		if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
+			return e, fmt.Errorf("record the down of %s: %w", k.Name(), err)
+		}
 	}
 	err = func() error {
 		if l.Runtime != nil {
@@ -54,6 +65,12 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	} else {
 		e.State, e.Error, e.URL, e.Commit, e.Database = env.StateDeleted, "", "", "", store.Database{}
 	}
-	_ = l.Store.Save(context.WithoutCancel(ctx), e)
+	if serr := l.Store.Save(context.WithoutCancel(ctx), e); serr != nil {
+		if err == nil {
+			err = fmt.Errorf("record %s as %s: %w", k.Name(), e.State, serr)
+		} else {
+			l.log().Warn("cannot record the failed down", "env", k.Name(), "err", serr)
+		}
+	}
 	return e, err
 }

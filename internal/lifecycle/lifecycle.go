@@ -23,6 +23,11 @@ type Lifecycle struct {
 	Store   store.Store
 	Cloner  dbclone.Cloner
 	Runtime runtime.Runtime // nil: environments are database-only
+	// Providers names Cloner and Runtime as the configuration chose them.
+	// Up records them with the environment and on its resources; Up and
+	// Down refuse an environment recorded with other providers. Zero:
+	// nothing is recorded or checked.
+	Providers store.Providers
 	// LockDir holds the per-environment lock files.
 	LockDir string
 	Owner   string

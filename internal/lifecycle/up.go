@@ -33,6 +33,9 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 		return store.Env{}, errors.New("no commit to deploy: give --sha")
 	}
 	// Refuse before anything is recorded or created.
+	if err := l.checkProviders(ctx, k); err != nil {
+		return store.Env{}, err
+	}
 	if c, ok := l.Cloner.(dbclone.Checker); ok {
 		if err := c.Check(ctx, k); err != nil {
 			return store.Env{}, err
@@ -94,14 +97,27 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 }
 
 func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string) error {
+	k := e.Key
 	save := func(state env.State) {
 		e.State = state
-		_ = l.Store.Save(context.WithoutCancel(ctx), *e)
+		if err := l.Store.Save(context.WithoutCancel(ctx), *e); err != nil {
+			l.log().Warn("cannot record the state", "env", k.Name(), "state", state, "err", err)
+		}
 	}
-	k := e.Key
 	labels := env.Labels(l.Owner, k, e.CreatedAt, l.TTL)
+	for name, v := range providerLabels(l.Providers) {
+		labels[name] = v
+	}
+	// The providers are recorded before anything is made with them: a
+	// down that cannot know them would leave part of the environment.
+	if l.Providers.Known() {
+		e.Providers = l.Providers
+	}
+	e.State = env.StateCloning
+	if err := l.Store.Save(context.WithoutCancel(ctx), *e); err != nil {
+		return fmt.Errorf("record %s's providers before cloning: %w", k.Name(), err)
+	}
 	var db dbclone.Database
-	save(env.StateCloning)
 	// A clone that has started is allowed to finish: the step is not
 	// interrupted by a newer request, only by cancellation.
 	if err := r.step(ctx, "clone", func(ctx context.Context) error {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prenv/prenv/internal/env"
@@ -39,8 +41,87 @@ type Env struct {
 	URL           string
 	Database      Database
 	Error         string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Providers is how the environment was made; down, logs and status use
+	// them, never whatever the current directory's prenv.yaml says.
+	Providers Providers
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Providers records the providers an environment was made with, the
+// settings that say where their resources live, and the configuration they
+// came from, so that the environment is always shown and torn down with
+// them (DESIGN.md: "an environment is always torn down with the providers
+// it was made with").
+type Providers struct {
+	// Database is database.provider: localpg, aurora or memory.
+	Database string `json:"database"`
+	// DatabaseSettings are the settings that locate its databases (for
+	// Aurora the region, endpoint and identifier prefix).
+	DatabaseSettings map[string]string `json:"database_settings,omitempty"`
+	// Runtime is runtime.provider (local, kubernetes, memory), or empty for
+	// a database-only environment.
+	Runtime string `json:"runtime,omitempty"`
+	// RuntimeSettings locate its homes (the local runtime's prenv serve,
+	// a Kubernetes cluster, context and namespace).
+	RuntimeSettings map[string]string `json:"runtime_settings,omitempty"`
+	// Config is the absolute path of the prenv.yaml used; empty when the
+	// environment was made from the defaults.
+	Config string `json:"config,omitempty"`
+	// Home is PRENV_HOME.
+	Home string `json:"home,omitempty"`
+}
+
+// Known reports whether p was recorded (environments made before prenv
+// recorded providers have none).
+func (p Providers) Known() bool { return p.Database != "" }
+
+// Same reports whether p and q are the same providers with the same
+// locating settings; the config file and home may differ.
+func (p Providers) Same(q Providers) bool {
+	return p.Database == q.Database && p.Runtime == q.Runtime &&
+		sameSettings(p.DatabaseSettings, q.DatabaseSettings) && sameSettings(p.RuntimeSettings, q.RuntimeSettings)
+}
+
+func sameSettings(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// String says what p is in a message: "database localpg, runtime local"
+// or "database localpg, no app (database-only)".
+func (p Providers) String() string {
+	if !p.Known() {
+		return "unknown providers"
+	}
+	s := "database " + p.Database + settingsString(p.DatabaseSettings)
+	if p.Runtime == "" {
+		return s + ", no app (database-only)"
+	}
+	return s + ", runtime " + p.Runtime + settingsString(p.RuntimeSettings)
+}
+
+func settingsString(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return " (" + strings.Join(parts, " ") + ")"
 }
 
 // Step is one timed step of a run.
@@ -76,7 +157,7 @@ type Store interface {
 	Get(ctx context.Context, k env.Key) (Env, error)
 	List(ctx context.Context) ([]Env, error)
 	// Save writes the state fields of e (state, commit, URL, database,
-	// error), never the desired ones, which only Request writes.
+	// error, providers), never the desired ones, which only Request writes.
 	Save(ctx context.Context, e Env) error
 	// SaveRun inserts r when r.ID is 0, else updates it; it sets r.ID.
 	SaveRun(ctx context.Context, r *Run) error

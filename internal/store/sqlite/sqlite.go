@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS envs (
 	database       TEXT NOT NULL DEFAULT '{}',
 	error          TEXT NOT NULL DEFAULT '',
 	created_at     TEXT NOT NULL,
-	updated_at     TEXT NOT NULL
+	updated_at     TEXT NOT NULL,
+	providers      TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS runs (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,7 +85,35 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	if err := addColumns(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return &Store{db: db, now: time.Now}, nil
+}
+
+// addedColumns are the columns added to tables after their first release;
+// a store made before gets them on open.
+var addedColumns = []struct{ table, column, def string }{
+	{"envs", "providers", `TEXT NOT NULL DEFAULT '{}'`},
+}
+
+func addColumns(ctx context.Context, db *sql.DB) error {
+	for _, c := range addedColumns {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("read the columns of %s: %w", c.table, err)
+		}
+		if n > 0 {
+			continue
+		}
+		// Two processes may open an old store at once; the loser's ALTER
+		// fails with "duplicate column", which is the wanted end state.
+		if _, err := db.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.def); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			return fmt.Errorf("add column %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	return nil
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -128,13 +158,13 @@ func (s *Store) Request(ctx context.Context, k env.Key, name, commit string, dow
 	return seq, tx.Commit()
 }
 
-const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at`
+const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at, providers`
 
 func scanEnv(row interface{ Scan(...any) error }) (store.Env, error) {
 	var e store.Env
-	var key, state, db, created, updated string
+	var key, state, db, created, updated, providers string
 	var closed int
-	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated); err != nil {
+	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated, &providers); err != nil {
 		return e, err
 	}
 	k, err := env.ParseKey(key)
@@ -144,6 +174,9 @@ func scanEnv(row interface{ Scan(...any) error }) (store.Env, error) {
 	e.Key, e.State, e.Closed = k, env.State(state), closed == 1
 	e.CreatedAt, e.UpdatedAt = parseTS(created), parseTS(updated)
 	_ = json.Unmarshal([]byte(db), &e.Database)
+	if err := json.Unmarshal([]byte(providers), &e.Providers); err != nil {
+		return e, fmt.Errorf("environment %s: its recorded providers %q do not parse: %w", key, providers, err)
+	}
 	return e, nil
 }
 
@@ -177,8 +210,9 @@ func (s *Store) List(ctx context.Context) ([]store.Env, error) {
 // Save implements store.Store.
 func (s *Store) Save(ctx context.Context, e store.Env) error {
 	db, _ := json.Marshal(e.Database)
-	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, updated_at = ? WHERE key = ?`,
-		e.State, e.Commit, e.URL, string(db), e.Error, ts(s.now()), e.Key.String())
+	providers, _ := json.Marshal(e.Providers)
+	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, providers = ?, updated_at = ? WHERE key = ?`,
+		e.State, e.Commit, e.URL, string(db), e.Error, string(providers), ts(s.now()), e.Key.String())
 	if err != nil {
 		return fmt.Errorf("save %s: %w", e.Key, err)
 	}
