@@ -82,6 +82,10 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The state is the truth: nothing was deployed, nothing is at work.
+	if st := h.status(1); st.State != "interrupted" {
+		t.Fatalf("after SIGINT during the first build: state %q, want interrupted", st.State)
+	}
 	h.extra = h.extra[:len(h.extra)-1]
 	h.must("up", "--pr", "1", "--sha", c1)
 	if st := h.status(1); st.State != "ready" || st.Commit != c1 {

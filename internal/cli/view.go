@@ -14,6 +14,7 @@ import (
 
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lifecycle"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/server"
 	"github.com/prenv/prenv/internal/store"
@@ -89,6 +90,8 @@ func envLogin(ctx context.Context, rt runtime.Runtime, k env.Key, local *authVie
 // view is e as status, ls and up show it; auth is login(cfg), read once per
 // command.
 func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, auth *authView) envView {
+	lockDir := filepath.Join(cfg.Home, "locks")
+	e = lifecycle.Observed(lockDir, e)
 	v := envView{
 		PR: e.Key.PR, Repository: e.Key.Repo, Name: e.Name, State: string(e.State), URL: e.URL,
 		Commit: e.Commit, DesiredCommit: e.DesiredCommit, Error: e.Error, Database: e.Database,
@@ -108,6 +111,7 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 		v.Providers = &p
 	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
+		r = lifecycle.ObservedRun(lockDir, e.Key, r)
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: r.State, Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 		if r.Steps != nil {
 			v.Steps = r.Steps

@@ -118,9 +118,22 @@ const (
 	StateDeploying State = "deploying" // app being started and checked
 	StateReady     State = "ready"     // serving the desired commit
 	StateFailed    State = "failed"    // the last run failed; see its error
-	StateDeleting  State = "deleting"  // being torn down
-	StateDeleted   State = "deleted"   // gone
+	// StateInterrupted: the last run stopped before it finished (a signal,
+	// or its process was killed) and nothing was deployed by it; the next
+	// up carries on from what it made.
+	StateInterrupted State = "interrupted"
+	StateDeleting    State = "deleting" // being torn down
+	StateDeleted     State = "deleted"  // gone
 )
+
+// Working reports whether s says a run is at work on the environment.
+func (s State) Working() bool {
+	switch s {
+	case StatePending, StateCloning, StateMigrating, StateDeploying, StateDeleting:
+		return true
+	}
+	return false
+}
 
 // Label keys carried by every resource prenv creates.
 const (

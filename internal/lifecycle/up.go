@@ -82,10 +82,18 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	switch {
 	case err == nil:
 		e.State, e.Error = env.StateReady, ""
-	case errors.Is(err, ErrSuperseded), errors.Is(err, context.Canceled):
-		// The newer run (or the next one) carries on from here.
+	case errors.Is(err, ErrSuperseded):
+		// The newer run carries on from here.
 		if e.Commit != "" {
 			e.State = env.StateReady
+		}
+	case errors.Is(err, context.Canceled):
+		// The state says what is true now: the previous release still
+		// serves, or nothing does; the next run carries on either way.
+		if e.Commit != "" {
+			e.State = env.StateReady
+		} else {
+			e.State, e.Error = env.StateInterrupted, "interrupted before its first deploy: run 'prenv up' again"
 		}
 	default:
 		e.State, e.Error = env.StateFailed, err.Error()

@@ -38,3 +38,18 @@ func File(ctx context.Context, path string) (func(), error) {
 		delay = min(2*delay, 50*time.Millisecond)
 	}
 }
+
+// Held reports whether some process holds the lock on path now. A lock
+// file that does not exist is not held.
+func Held(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return true
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
