@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,7 +99,7 @@ func TestServe_KilledTheNextServeStopsTheAppItLeft(t *testing.T) {
 	h.golden(20)
 	h.extra = append(h.extra, `PRENV_APP_START="$PRENV_RELEASE_DIR/app" serve; echo the app stopped`)
 	h.must("up", "--pr", "1", "--sha", c1)
-	apps := func() []int { return pidsMatching(filepath.Join("pr-1", "releases")) }
+	apps := func() []int { return pidsMatching(filepath.Join(h.home, "envs", "pr-1", "releases")) }
 	before := apps()
 	if len(before) == 0 {
 		t.Fatal("no app process of pr-1 found")
@@ -116,14 +117,25 @@ func TestServe_KilledTheNextServeStopsTheAppItLeft(t *testing.T) {
 	}
 	// Stopped before the new app started, so gone when up returns (a
 	// moment for the kernel to tear the processes down).
-	waitFor(t, 2*time.Second, func() bool {
+	alive := func() []string {
+		var out []string
 		for _, pid := range before {
 			if syscall.Kill(pid, 0) == nil && isApp(pid) {
-				return false
+				status, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+				cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+				out = append(out, fmt.Sprintf("%d %q\n%s", pid, cmdline, status))
 			}
 		}
-		return true
-	})
+		return out
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(alive()) > 0 {
+		if time.Now().After(deadline) {
+			h.dumpLogs("old app alive")
+			t.Fatalf("the app the killed prenv serve left still runs:\n%s", strings.Join(alive(), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // pidsMatching returns the processes whose command line contains s.

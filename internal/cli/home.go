@@ -15,6 +15,11 @@ import (
 	"github.com/prenv/prenv/internal/store/sqlite"
 )
 
+// uidClaims is the machine-wide record of the user ids environments hold,
+// shared by every PRENV_HOME on the machine (root's alone; emptied by a
+// reboot, after which each environment claims its id again).
+const uidClaims = "/run/prenv/uids"
+
 // accessGroup is, when prenv runs as root, the group that may enter
 // PRENV_HOME: the environments' users and PostgreSQL get it as a
 // supplementary group, no other local user has it. 0 when prenv is not

@@ -59,7 +59,7 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 		}
 		if g := accessGroup(cfg); g != 0 {
 			_, last, _ := cfg.Runtime.Local.UIDRange()
-			rt.Users = &local.Users{First: g, Last: last}
+			rt.Users = &local.Users{First: g, Last: last, ClaimDir: uidClaims}
 		} else {
 			noteOnce(cfg.Home, ".not-isolated-noted", func() {
 				a.log.Warn("prenv does not run as root: every environment's build, migrate and app run as your user, and environments are not isolated from each other; run prenv as root for a user per environment (runtime.local.uids). Said once.")

@@ -66,6 +66,7 @@ finished runs older than serve.retention are removed, at start and hourly.
 				Password: password, Token: token, Store: s, Log: a.log, Webhooks: hooks,
 				LogFile: func(name string) string { return local.LogPath(cfg.Home, name) }}
 			sup := local.NewSupervisor(ctx, cfg.Home, cfg.Owner, a.log)
+			sup.Isolate = accessGroup(cfg) != 0 // as root, no app runs as root
 			sup.URL = srv.EnvURL
 			sup.EnsureDatabase = func(ctx context.Context, key string) (string, error) {
 				k, err := env.ParseKey(key)

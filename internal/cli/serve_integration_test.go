@@ -1,9 +1,7 @@
 package cli_test
 
 import (
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,17 +91,4 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 	}
 }
 
-func processesMatching(s string) int {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	n := 0
-	for _, p := range procs {
-		if pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p))); pid == os.Getpid() {
-			continue
-		}
-		data, _ := os.ReadFile(p)
-		if strings.Contains(strings.ReplaceAll(string(data), "\x00", " "), s) {
-			n++
-		}
-	}
-	return n
-}
+func processesMatching(s string) int { return len(pidsMatching(s)) }

@@ -101,7 +101,9 @@ type Runtime struct {
 type Local struct {
 	// UIDs is the range ("first-last") of user ids the environments' build,
 	// migrate and app commands run as when prenv runs as root: one per
-	// environment, like systemd's DynamicUser (whose range is the default).
+	// environment, like systemd's DynamicUser (outside its range, so the two
+	// never hand out the same id). Ids of accounts, of running processes and
+	// in /etc/subuid ranges are skipped.
 	UIDs string `yaml:"uids"`
 	// HomeSeed is a directory copied into each new environment's home
 	// (HOME of its commands) before its first build: a build cache the
@@ -113,16 +115,7 @@ type Local struct {
 
 // UIDRange parses UIDs.
 func (l Local) UIDRange() (first, last int, err error) {
-	a, b, ok := strings.Cut(l.UIDs, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q: want first-last, for example 61184-65519", l.UIDs)
-	}
-	first, err1 := strconv.Atoi(strings.TrimSpace(a))
-	last, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil || first < 1000 || last > 2147483646 || first > last {
-		return 0, 0, fmt.Errorf("%q: want first-last of unused user ids of 1000 or more, for example 61184-65519", l.UIDs)
-	}
-	return first, last, nil
+	return parseRange(l.UIDs, 1000, 2147483646, "of unused user ids of 1000 or more", "600000-699999")
 }
 
 // Serve configures prenv serve.
@@ -222,7 +215,7 @@ func Default() Config {
 			},
 		},
 		Serve: Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
-		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "61184-65519"}, Kubernetes: Kubernetes{
+		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{
 			Namespace:        "pr-{{ .PR }}",
 			Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
 			DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
@@ -759,14 +752,20 @@ func (c *Config) HasApp() bool { return c.App.Start != "" || c.Runtime.Provider 
 
 // PortRange parses Ports.
 func (l LocalPG) PortRange() (first, last int, err error) {
-	a, b, ok := strings.Cut(l.Ports, "-")
+	return parseRange(l.Ports, 1024, 65535, "between 1024 and 65535", "54400-54499")
+}
+
+// parseRange parses "first-last" with lo <= first <= last <= hi; what and
+// example say what is wanted in the error.
+func parseRange(s string, lo, hi int, what, example string) (first, last int, err error) {
+	a, b, ok := strings.Cut(s, "-")
 	if !ok {
-		return 0, 0, fmt.Errorf("%q: want first-last, for example 54400-54499", l.Ports)
+		return 0, 0, fmt.Errorf("%q: want first-last, for example %s", s, example)
 	}
 	first, err1 := strconv.Atoi(strings.TrimSpace(a))
 	last, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil || first < 1024 || last > 65535 || first > last {
-		return 0, 0, fmt.Errorf("%q: want first-last between 1024 and 65535, for example 54400-54499", l.Ports)
+	if err1 != nil || err2 != nil || first < lo || last > hi || first > last {
+		return 0, 0, fmt.Errorf("%q: want first-last %s, for example %s", s, what, example)
 	}
 	return first, last, nil
 }

@@ -40,7 +40,18 @@ func WriteAuth(dataDir string, u User, allow []string) error {
 	}
 	for file, content := range map[string]string{"pg_hba.conf": hba.String(), "pg_ident.conf": ident.String()} {
 		path := filepath.Join(dataDir, file)
-		if err := os.WriteFile(path+".tmp", []byte(content), 0o600); err != nil {
+		// The data directory is the server's user's: whatever is at the
+		// temporary name goes, and the file is made new, never through a link.
+		os.Remove(path + ".tmp")
+		f, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+		_, err = f.WriteString(content)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return fmt.Errorf("write %s: %w", file, err)
 		}
 		if err := u.Own(path + ".tmp"); err != nil {

@@ -55,6 +55,7 @@ func newRig(t *testing.T) *rig {
 	tok, _ := local.Token(home)
 	srv := &server.Server{Listen: r.listen, Password: r.password, Token: tok}
 	r.sup = local.NewSupervisor(ctx, home, "suite", nil)
+	r.sup.Isolate = os.Geteuid() == 0
 	r.sup.URL = srv.EnvURL
 	srv.Supervisor = r.sup
 	go srv.Run(ctx, l)
@@ -68,7 +69,12 @@ func newRig(t *testing.T) *rig {
 }
 
 func (r *rig) runtime() *local.Runtime {
-	return &local.Runtime{Home: r.home, Owner: "suite", App: r.app, Dir: r.home, Listen: r.listen}
+	rt := &local.Runtime{Home: r.home, Owner: "suite", App: r.app, Dir: r.home, Listen: r.listen}
+	if os.Geteuid() == 0 {
+		// As prenv runs on a server: a user of its own per environment.
+		rt.Users = &local.Users{First: 600000, Last: 699999, ClaimDir: "/run/prenv/uids"}
+	}
+	return rt
 }
 
 func (r *rig) spec(t *testing.T, k env.Key, commit string) runtime.Spec {

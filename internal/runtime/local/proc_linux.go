@@ -3,6 +3,7 @@ package local
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,10 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// procAttr puts the app in its own process group, so that stopping it stops
-// its children too, and asks for SIGTERM if prenv serve dies.
+// procAttr puts a command in a session (and so a process group) of its
+// own, so that stopping it stops its children too and none of them can
+// join another command's group (a process may only change to a group of its
+// own session); it asks for SIGTERM if prenv dies.
 func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
 }
 
 // waitExited waits until pid exits without reaping it: while it is an
@@ -161,4 +164,55 @@ func hasUID(status string, uid int) bool {
 		}
 	}
 	return false
+}
+
+// processUIDs returns the user ids (real, effective or saved) that some
+// process runs as.
+func processUIDs() map[int]bool {
+	out := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "State:") && strings.Contains(line, "Z (zombie)") {
+				break // runs nothing; its parent reaps it
+			}
+			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+				f := strings.Fields(rest)
+				for _, x := range f[:min(3, len(f))] {
+					if id, err := strconv.Atoi(x); err == nil {
+						out[id] = true
+					}
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// killAllOf kills every process of id's user: from a process running as
+// that user, kill(-1, SIGKILL) reaches all of them at once (a process that
+// forks fast cannot outrun it as it can a scan of /proc), repeated until
+// none is left or timeout passes.
+func killAllOf(id Identity, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if !processUIDs()[id.UID] {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes of user %d are still running after %v", id.UID, timeout)
+		}
+		cmd := exec.Command("/bin/sh", "-c", "kill -9 -1") // the shell's own kill: kill(-1, SIGKILL)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: id.credential(), Setsid: true}
+		_ = cmd.Run() // "no such process" is success; the check above decides
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -10,7 +10,7 @@ import (
 
 // procAttr puts the app in its own process group, so that stopping it stops
 // its children too.
-func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
 
 func waitExited(int) error { return errors.ErrUnsupported }
 
@@ -23,3 +23,7 @@ func groupMembers(int, string) []int { return nil }
 func waitGroupGone(int, string, time.Duration) bool { return true }
 
 func killUser(int, int, time.Duration) int { return 0 }
+
+func processUIDs() map[int]bool { return nil }
+
+func killAllOf(Identity, time.Duration) error { return nil }

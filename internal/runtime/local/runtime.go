@@ -114,9 +114,36 @@ func (r *Runtime) Check(ctx context.Context, k env.Key) error {
 // stops whatever an interrupted run of the environment left running.
 func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 	dir := r.envDir(spec.Name)
+	os.RemoveAll(filepath.Join(EnvsDir(r.Home), ".trash")) // what a teardown killed midway left
 	m, err := readOwned(dir, r.Owner)
 	if err == nil {
 		r.stopLeftovers(spec.Name, m.Identity)
+		held := true
+		if r.Users != nil && m.Identity.Isolated() {
+			// After a reboot the machine-wide claims are gone: claimed again,
+			// unless another environment took the id meanwhile.
+			if held, err = r.Users.claim(ctx, m.Identity.UID, r.Home, m.Name); err != nil {
+				return fmt.Errorf("prepare %s: %w", spec.Name, err)
+			}
+		}
+		if r.Users != nil && (!m.Identity.Isolated() || !held) {
+			// Made before environments had users of their own (or by prenv
+			// not running as root), or its id is another's now: it gets one
+			// now, and never runs as root.
+			unlock, err := r.assign(ctx, &m)
+			if err != nil {
+				return fmt.Errorf("prepare %s: %w", spec.Name, err)
+			}
+			defer unlock()
+			for _, sub := range []string{"home", "releases"} {
+				if err := m.Identity.chownContents(filepath.Join(dir, sub)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("prepare %s: %w", spec.Name, err)
+				}
+			}
+			if err := writeJSON(filepath.Join(dir, ManifestName), m, 0o600); err != nil {
+				return fmt.Errorf("prepare %s: %w", spec.Name, err)
+			}
+		}
 		return r.layout(dir, m.Identity)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -127,19 +154,16 @@ func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 	}
 	m = Manifest{Owner: r.Owner, Key: spec.Key.String(), Name: spec.Name, CreatedAt: time.Now().UTC(), Labels: spec.Labels}
 	if r.Users != nil {
-		taken := map[int]string{}
-		for _, other := range r.manifests() {
-			taken[other.Identity.UID] = other.Name
-		}
-		uid, unlock, err := r.Users.allocate(ctx, r.Home, taken)
+		unlock, err := r.assign(ctx, &m)
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", spec.Name, err)
 		}
 		defer unlock() // held until the manifest that records the id is in place
-		m.Identity = Identity{UID: uid, GID: uid, Groups: []int{r.Users.AccessGroup()}}
 	}
 	// The directory appears with its manifest or not at all, so a crash
-	// never leaves a directory we cannot claim.
+	// never leaves a directory we cannot claim. Until layout opens it to the
+	// environment's user it is prenv's alone, so nothing can race the copy
+	// and the chown of the seed below.
 	tmp := filepath.Join(EnvsDir(r.Home), "."+spec.Name+".new")
 	os.RemoveAll(tmp) // ours, left by a crash; runs of one environment are serialized
 	if err := os.Mkdir(tmp, 0o700); err != nil {
@@ -149,17 +173,32 @@ func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	if err := r.layout(tmp, m.Identity); err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("prepare %s: %w", spec.Name, err)
-	}
 	if r.HomeSeed != "" {
 		if err := seedHome(ctx, r.HomeSeed, filepath.Join(tmp, "home"), m.Identity); err != nil {
 			os.RemoveAll(tmp)
 			return fmt.Errorf("prepare %s: copy runtime.local.home_seed: %w", spec.Name, err)
 		}
 	}
+	if err := r.layout(tmp, m.Identity); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("prepare %s: %w", spec.Name, err)
+	}
 	return os.Rename(tmp, dir)
+}
+
+// assign gives m a user id of its own; the returned unlock is called once
+// the manifest that records it is written.
+func (r *Runtime) assign(ctx context.Context, m *Manifest) (func(), error) {
+	taken := map[int]string{}
+	for _, other := range r.manifests() {
+		taken[other.Identity.UID] = other.Name
+	}
+	uid, unlock, err := r.Users.allocate(ctx, r.Home, m.Name, taken)
+	if err != nil {
+		return nil, err
+	}
+	m.Identity = Identity{UID: uid, GID: uid, Groups: []int{r.Users.AccessGroup()}}
+	return unlock, nil
 }
 
 // secureEnvs makes the directory of the environments' homes: only prenv's
@@ -216,6 +255,11 @@ func (r *Runtime) layout(dir string, id Identity) error {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
+		// The environment's user may have put anything there: only a real
+		// directory is given to it again.
+		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory: remove it", d)
+		}
 		if err := id.chown(d); err != nil {
 			return err
 		}
@@ -224,10 +268,14 @@ func (r *Runtime) layout(dir string, id Identity) error {
 }
 
 // seedHome copies seed into home (reflinked where the filesystem can) and
-// gives the copy to id.
+// gives the copy to id. The caller's directory above home is prenv's alone
+// while this runs.
 func seedHome(ctx context.Context, seed, home string, id Identity) error {
 	if fi, err := os.Stat(seed); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", seed)
+	}
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return err
 	}
 	cp := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", seed+"/.", home+"/")
 	if out, err := cp.CombinedOutput(); err != nil {
@@ -272,16 +320,21 @@ func (r *Runtime) stopLeftovers(name string, id Identity) {
 		r.logf(name, "stopped the %s left running by an interrupted run (process group %d)", rec.Step, rec.PID)
 	}
 	if id.Isolated() {
-		spare := 0
-		var rel ReleaseSpec
-		if err := readJSON(filepath.Join(dir, "release.json"), &rel); err == nil && identify(rel.PID) == rel.Ident {
-			spare = rel.PID
-		}
-		if n := killUser(id.UID, spare, 10*time.Second); n > 0 {
+		if n := killUser(id.UID, r.appGroup(name), 10*time.Second); n > 0 {
 			r.logf(name, "stopped %d processes of the environment's user left outside its app", n)
 		}
 	}
 	os.Remove(filepath.Join(dir, stepFile))
+}
+
+// appGroup returns the process group of the app prenv serve runs for
+// environment name, if it is provably that app's; 0 otherwise.
+func (r *Runtime) appGroup(name string) int {
+	var rel ReleaseSpec
+	if err := readJSON(filepath.Join(r.envDir(name), "release.json"), &rel); err == nil && rel.PID > 0 && identify(rel.PID) == rel.Ident {
+		return rel.PID
+	}
+	return 0
 }
 
 // logf writes a line of prenv's own into the environment's log.
@@ -357,6 +410,9 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", step, spec.Name, err)
 	}
+	if r.Users != nil && !id.Isolated() {
+		return fmt.Errorf("%s %s: refusing to run pull-request code as prenv's own user: the environment has no user of its own (run prepare again)", step, spec.Name)
+	}
 	var out bytes.Buffer
 	logf, err := openLog(LogPath(r.Home, spec.Name))
 	if err != nil {
@@ -390,8 +446,13 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 		return fmt.Errorf("%s %s: record its process: %w", step, spec.Name, err)
 	}
 	err = cmd.Wait()
-	// What the command left in the background dies with it.
+	// What the command left in the background dies with it: its process
+	// group, and with a user of its own anything else of that user but the
+	// serving app (a daemon that left the group).
 	killRecorded(rec.PID, rec.Ident)
+	if id.Isolated() {
+		killUser(id.UID, r.appGroup(spec.Name), 10*time.Second)
+	}
 	os.Remove(recPath)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -551,8 +612,27 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 	if err := readJSON(filepath.Join(dir, stepFile), &rec); err == nil {
 		killRecorded(rec.PID, rec.Ident)
 	}
-	killUser(m.Identity.UID, 0, 10*time.Second)
-	if err := os.RemoveAll(dir); err != nil {
+	if m.Identity.Isolated() {
+		if err := killAllOf(m.Identity, 15*time.Second); err != nil {
+			// Its id stays held (the manifest stays) until they are gone.
+			return fmt.Errorf("teardown %s: %w: run 'prenv down' again", k.Name(), err)
+		}
+	}
+	// Out of the way first, whole: a removal killed midway never leaves a
+	// directory without its manifest under envs, and what is left in the
+	// trash is prenv's alone.
+	trash := filepath.Join(EnvsDir(r.Home), ".trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return fmt.Errorf("teardown %s: %w", k.Name(), err)
+	}
+	gone := filepath.Join(trash, k.Name()+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(dir, gone); err != nil {
+		return fmt.Errorf("teardown %s: %w", k.Name(), err)
+	}
+	if r.Users != nil {
+		r.Users.release(m.Identity.UID, r.Home, m.Name)
+	}
+	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("teardown %s: %w", k.Name(), err)
 	}
 	return nil

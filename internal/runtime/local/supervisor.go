@@ -31,6 +31,10 @@ type Supervisor struct {
 	// Restore, before its app starts; it returns the database URL.
 	EnsureDatabase func(ctx context.Context, key string) (string, error)
 	Log            *slog.Logger
+	// Isolate refuses to start an app without a user of its own (prenv
+	// serve as root): a release recorded before environments had users is
+	// not run as root; 'prenv up' gives it one.
+	Isolate bool
 
 	mu   sync.Mutex
 	apps map[string]*app
@@ -198,6 +202,9 @@ func equalEnv(a, b map[string]string) bool {
 
 // start runs the command on a fresh port and waits for health.
 func (s *Supervisor) start(ctx context.Context, spec ReleaseSpec) (*proc, error) {
+	if s.Isolate && !spec.Identity.Isolated() {
+		return nil, fmt.Errorf("refusing to run %s's app as prenv's own user: it has no user of its own (recorded by an older prenv): run 'prenv up' for it again", spec.Name)
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
