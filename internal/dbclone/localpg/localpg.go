@@ -74,7 +74,7 @@ type Cloner struct {
 	// AccessGroup, when prenv runs as root, is the group that may enter
 	// PRENV_HOME: PostgreSQL gets it as a supplementary group.
 	AccessGroup int
-	Log       *slog.Logger
+	Log         *slog.Logger
 
 	mu   sync.Mutex
 	bin  *pgserver.Binaries
