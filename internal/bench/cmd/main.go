@@ -233,14 +233,55 @@ func upAndMemory(ctx context.Context, work string, runs int) {
 	check(err)
 	check(os.WriteFile(seed, out, 0o644))
 	run(root, "golden", "build", "--from-sql", seed)
-	demo := filepath.Join(root, "examples", "demo")
+
+	// The demo in a repository of the bench's own: c1 is HEAD, c2 the next
+	// push (a change to the app's source).
+	repo := filepath.Join(work, "repo")
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@example.test", "GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@example.test")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			log.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	check(exec.Command("git", "clone", "-q", "--no-hardlinks", root, repo).Run())
+	os.Chmod(repo, 0o755)
+	c1 := git("rev-parse", "HEAD")
+	f, err := os.OpenFile(filepath.Join(repo, "examples", "demo", "app", "main.go"), os.O_APPEND|os.O_WRONLY, 0)
+	check(err)
+	fmt.Fprintln(f, "\n// the next push")
+	f.Close()
+	git("commit", "-qam", "the next push")
+	c2 := git("rev-parse", "HEAD")
+	demo := filepath.Join(repo, "examples", "demo")
+
+	// A home seed as a team makes one from its default branch: the demo
+	// built once in an empty home.
+	homeSeed := filepath.Join(work, "home-seed")
+	os.MkdirAll(homeSeed, 0o755)
+	t0 := time.Now()
+	modcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(work, "seed-app"), ".")
+	build.Dir = filepath.Join(repo, "examples", "demo", "app")
+	build.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + homeSeed, "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod",
+		"GOPROXY=file://" + filepath.Join(strings.TrimSpace(string(modcache)), "cache", "download"), "GONOSUMDB=*"}
+	if out, err := build.CombinedOutput(); err != nil {
+		log.Fatalf("bench: build the home seed: %v\n%s", err, out)
+	}
+	seedSecs := time.Since(t0).Seconds()
+
 	pw := ""
-	var totals []float64
-	steps := map[string][]float64{}
-	for i := 0; i <= runs; i++ { // run 0 warms the Go build cache and starts prenv serve
-		pr := strconv.Itoa(i + 1)
+	type up struct{ build, total float64 }
+	upPR := func(pr int, commit string, extra ...string) (up, map[string]float64) {
 		t0 := time.Now()
-		run(demo, "up", "--pr", pr)
+		cmd := exec.Command(prenv, "up", "--pr", strconv.Itoa(pr), "--sha", commit)
+		cmd.Dir, cmd.Env = demo, append(envv, extra...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			log.Fatalf("prenv up --pr %d: %v\n%s", pr, err, out)
+		}
 		var st struct {
 			URL   string
 			Auth  struct{ Password string }
@@ -249,17 +290,35 @@ func upAndMemory(ctx context.Context, work string, runs int) {
 				Seconds float64
 			}
 		}
-		check(json.Unmarshal([]byte(run(demo, "status", "--pr", pr, "-o", "json")), &st))
+		check(json.Unmarshal([]byte(run(demo, "status", "--pr", strconv.Itoa(pr), "-o", "json")), &st))
 		pw = st.Auth.Password
 		waitProxied(st.URL, listen, pw)
+		steps := map[string]float64{}
+		for _, s := range st.Steps {
+			steps[s.Name] = s.Seconds
+		}
+		return up{build: steps["build"], total: time.Since(t0).Seconds()}, steps
+	}
+	seeded := "PRENV_RUNTIME_LOCAL_HOME_SEED=" + homeSeed
+	var totals []float64
+	steps := map[string][]float64{}
+	var fresh, next []up
+	for i := 0; i <= runs; i++ { // run 0 starts prenv serve
+		u, st := upPR(i+1, c1, seeded)
 		if i == 0 {
 			continue
 		}
-		totals = append(totals, time.Since(t0).Seconds())
-		for _, s := range st.Steps {
-			steps[s.Name] = append(steps[s.Name], s.Seconds)
+		fresh = append(fresh, u)
+		totals = append(totals, u.total)
+		for name, secs := range st {
+			steps[name] = append(steps[name], secs)
 		}
 	}
+	for i := 1; i <= runs; i++ {
+		u, _ := upPR(i+1, c2)
+		next = append(next, u)
+	}
+	cold, _ := upPR(runs+2, c1) // no seed: the environment's home starts empty
 	fmt.Println("prenv up of the demo, a new pull request each time, until its URL answers through the proxy (median):")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "step\tseconds")
@@ -268,8 +327,25 @@ func upAndMemory(ctx context.Context, work string, runs int) {
 	}
 	fmt.Fprintf(tw, "total, command start to proxied 200\t%.3f\n", med(totals))
 	tw.Flush()
-	fmt.Println("(build is the demo's own 'go build' of the commit, with Go's build cache warm)")
+	fmt.Println("(each environment builds as its own user in its own home; prepare copies runtime.local.home_seed into it)")
 	fmt.Println()
+	fmt.Println("The build of each environment, in its own home (Go's build cache is per environment, never shared):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "case\tbuild s\tup total s")
+	medOf := func(us []up, f func(up) float64) float64 {
+		var xs []float64
+		for _, u := range us {
+			xs = append(xs, f(u))
+		}
+		return med(xs)
+	}
+	fmt.Fprintf(tw, "new pull request, home seeded (median of %d)\t%.3f\t%.3f\n", len(fresh), medOf(fresh, func(u up) float64 { return u.build }), medOf(fresh, func(u up) float64 { return u.total }))
+	fmt.Fprintf(tw, "next push to the same pull request (median of %d)\t%.3f\t%.3f\n", len(next), medOf(next, func(u up) float64 { return u.build }), medOf(next, func(u up) float64 { return u.total }))
+	fmt.Fprintf(tw, "new pull request, no seed (once)\t%.3f\t%.3f\n", cold.build, cold.total)
+	fmt.Fprintf(tw, "making the seed (once, as from the default branch)\t%.3f\t\n", seedSecs)
+	tw.Flush()
+	fmt.Println()
+	runs++ // the cold environment is torn down below too
 
 	time.Sleep(3 * time.Second) // idle
 	pgRSS, pgPSS := postgresMemory(filepath.Join(home, "clones", "pr-2", "data"))
