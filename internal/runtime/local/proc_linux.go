@@ -33,10 +33,15 @@ func waitExited(pid int) error {
 // of a group lives its id cannot be reused, so such members belong to the
 // group that process led.
 func groupMembers(pgid int, ident string) []int {
-	boot, start, ok := strings.Cut(ident, "/")
+	boot, rest, ok := strings.Cut(ident, "/")
 	if !ok {
 		return nil
 	}
+	// A third field, the user the leader ran as, keeps a stranger's group
+	// that reused the number after every member died from being taken for
+	// it (its leader started later too, so the time alone would not).
+	start, uidText, withUID := strings.Cut(rest, "/")
+	uid, _ := strconv.Atoi(uidText)
 	cur, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil || strings.TrimSpace(string(cur)) != boot {
 		return nil
@@ -63,9 +68,15 @@ func groupMembers(pgid int, ident string) []int {
 		}
 		pgrp, _ := strconv.Atoi(f[2])
 		st, _ := strconv.ParseUint(f[19], 10, 64)
-		if pgrp == pgid && st >= leaderStart {
-			out = append(out, pid)
+		if pgrp != pgid || st < leaderStart {
+			continue
 		}
+		if withUID {
+			if u, ok := realUID(pid); !ok || u != uid {
+				continue
+			}
+		}
+		out = append(out, pid)
 	}
 	return out
 }
@@ -86,7 +97,30 @@ func identify(pid int) string {
 	if len(fields) < 20 {
 		return ""
 	}
-	return strings.TrimSpace(string(boot)) + "/" + fields[19] // starttime, field 22
+	id := strings.TrimSpace(string(boot)) + "/" + fields[19] // starttime, field 22
+	if uid, ok := realUID(pid); ok {
+		id += "/" + strconv.Itoa(uid)
+	}
+	return id
+}
+
+// realUID returns the real user id process pid runs as.
+func realUID(pid int) (int, bool) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return 0, false
+			}
+			uid, err := strconv.Atoi(f[0])
+			return uid, err == nil
+		}
+	}
+	return 0, false
 }
 
 // waitGroupGone waits up to timeout until no process of the group that the

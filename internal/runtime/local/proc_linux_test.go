@@ -31,6 +31,8 @@ func TestKillRecorded_StopsAnOrphanedMemberAndNothingElse(t *testing.T) {
 	boot, start, _ := strings.Cut(ident, "/")
 	killRecorded(leader, "another-boot/"+start)
 	killRecorded(leader, boot+"/999999999999") // started later than the member: not its leader
+	startTime, _, _ := strings.Cut(start, "/")
+	killRecorded(leader, boot+"/"+startTime+"/4242") // led by another user: a stranger's group
 	if err := syscall.Kill(members[0], 0); err != nil {
 		t.Fatalf("a record that does not match killed the process: %v", err)
 	}
