@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,23 +105,38 @@ func identify(pid int) string {
 	return id
 }
 
-// realUID returns the real user id process pid runs as.
-func realUID(pid int) (int, bool) {
+// uids returns the real, effective and saved user ids of process pid;
+// false for a process that is gone or a zombie (it runs nothing; its
+// parent reaps it).
+func uids(pid int) ([]int, bool) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "State:") && strings.Contains(line, "Z (zombie)") {
+			return nil, false
+		}
 		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				return 0, false
+			var out []int
+			for _, x := range strings.Fields(rest) {
+				if id, err := strconv.Atoi(x); err == nil && len(out) < 3 {
+					out = append(out, id)
+				}
 			}
-			uid, err := strconv.Atoi(f[0])
-			return uid, err == nil
+			return out, len(out) > 0
 		}
 	}
-	return 0, false
+	return nil, false
+}
+
+// realUID returns the real user id process pid runs as.
+func realUID(pid int) (int, bool) {
+	ids, ok := uids(pid)
+	if !ok {
+		return 0, false
+	}
+	return ids[0], true
 }
 
 // waitGroupGone waits up to timeout until no process of the group that the
@@ -159,8 +175,7 @@ func killUser(uid, spare int, timeout time.Duration) int {
 			if err != nil {
 				continue
 			}
-			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-			if err != nil || !hasUID(string(status), uid) {
+			if ids, ok := uids(pid); !ok || !slices.Contains(ids, uid) {
 				continue
 			}
 			if spare > 0 {
@@ -180,52 +195,19 @@ func killUser(uid, spare int, timeout time.Duration) int {
 	}
 }
 
-// hasUID reports whether the Uid line of a /proc status names uid as the
-// real, effective or saved user id (a zombie has no Uid line worth killing).
-func hasUID(status string, uid int) bool {
-	for _, line := range strings.Split(status, "\n") {
-		if strings.HasPrefix(line, "State:") && strings.Contains(line, "Z (zombie)") {
-			return false
-		}
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			f := strings.Fields(rest)
-			for _, x := range f[:min(3, len(f))] {
-				if x == strconv.Itoa(uid) {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return false
-}
-
 // processUIDs returns the user ids (real, effective or saved) that some
 // process runs as.
 func processUIDs() map[int]bool {
 	out := map[int]bool{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if strings.HasPrefix(line, "State:") && strings.Contains(line, "Z (zombie)") {
-				break // runs nothing; its parent reaps it
-			}
-			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-				f := strings.Fields(rest)
-				for _, x := range f[:min(3, len(f))] {
-					if id, err := strconv.Atoi(x); err == nil {
-						out[id] = true
-					}
-				}
-				break
-			}
+		ids, _ := uids(pid)
+		for _, id := range ids {
+			out[id] = true
 		}
 	}
 	return out

@@ -314,17 +314,28 @@ type stepRecord struct {
 func (r *Runtime) stopLeftovers(name string, id Identity) {
 	dir := r.envDir(name)
 	var rec stepRecord
-	if err := readJSON(filepath.Join(dir, stepFile), &rec); err == nil {
-		killRecorded(rec.PID, rec.Ident)
-		waitGroupGone(rec.PID, rec.Ident, 10*time.Second)
+	found := readJSON(filepath.Join(dir, stepFile), &rec) == nil
+	strays := r.stopStep(name, rec, id)
+	if found {
 		r.logf(name, "stopped the %s left running by an interrupted run (process group %d)", rec.Step, rec.PID)
 	}
-	if id.Isolated() {
-		if n := killUser(id.UID, r.appGroup(name), 10*time.Second); n > 0 {
-			r.logf(name, "stopped %d processes of the environment's user left outside its app", n)
-		}
+	if strays > 0 {
+		r.logf(name, "stopped %d processes of the environment's user left outside its app", strays)
 	}
 	os.Remove(filepath.Join(dir, stepFile))
+}
+
+// stopStep stops the process group of a build or migration (none for a
+// zero rec) and, when the environment has a user of its own, every other
+// process of that user but the serving app (a daemon that left the group).
+// It returns how many of the latter it killed.
+func (r *Runtime) stopStep(name string, rec stepRecord, id Identity) int {
+	killRecorded(rec.PID, rec.Ident)
+	waitGroupGone(rec.PID, rec.Ident, 10*time.Second)
+	if !id.Isolated() {
+		return 0
+	}
+	return killUser(id.UID, r.appGroup(name), 10*time.Second)
 }
 
 // appGroup returns the process group of the app prenv serve runs for
@@ -446,13 +457,7 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 		return fmt.Errorf("%s %s: record its process: %w", step, spec.Name, err)
 	}
 	err = cmd.Wait()
-	// What the command left in the background dies with it: its process
-	// group, and with a user of its own anything else of that user but the
-	// serving app (a daemon that left the group).
-	killRecorded(rec.PID, rec.Ident)
-	if id.Isolated() {
-		killUser(id.UID, r.appGroup(spec.Name), 10*time.Second)
-	}
+	r.stopStep(spec.Name, rec, id) // what the command left in the background dies with it
 	os.Remove(recPath)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
