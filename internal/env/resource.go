@@ -66,7 +66,8 @@ type Legacy struct {
 	NamePattern string
 	// Labels every selected namespace carries with these values.
 	Labels map[string]string
-	// OlderThan: only what is older than this is selected.
+	// OlderThan: only what is older than this is deleted. The sweeper
+	// applies it (providers select by tags, names and labels only).
 	OlderThan time.Duration
 }
 
