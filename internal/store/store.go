@@ -46,6 +46,11 @@ type Env struct {
 	Providers Providers
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ExpiresAt is when the sweeper brings the environment down unless an
+	// up (each renews it to now + ttl), 'prenv extend' or the keep label
+	// moves it; zero for a record made before prenv recorded it (the
+	// resources' expires-at labels say then).
+	ExpiresAt time.Time
 }
 
 // Providers records the providers an environment was made with, the
@@ -157,7 +162,8 @@ type Store interface {
 	Get(ctx context.Context, k env.Key) (Env, error)
 	List(ctx context.Context) ([]Env, error)
 	// Save writes the state fields of e (state, commit, URL, database,
-	// error, providers), never the desired ones, which only Request writes.
+	// error, providers, expiry), never the desired ones, which only Request
+	// writes.
 	Save(ctx context.Context, e Env) error
 	// SaveRun inserts r when r.ID is 0, else updates it; it sets r.ID.
 	SaveRun(ctx context.Context, r *Run) error

@@ -96,6 +96,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // a store made before gets them on open.
 var addedColumns = []struct{ table, column, def string }{
 	{"envs", "providers", `TEXT NOT NULL DEFAULT '{}'`},
+	{"envs", "expires_at", `TEXT NOT NULL DEFAULT ''`},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
@@ -158,13 +159,13 @@ func (s *Store) Request(ctx context.Context, k env.Key, name, commit string, dow
 	return seq, tx.Commit()
 }
 
-const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at, providers`
+const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at, providers, expires_at`
 
 func scanEnv(row interface{ Scan(...any) error }) (store.Env, error) {
 	var e store.Env
-	var key, state, db, created, updated, providers string
+	var key, state, db, created, updated, providers, expires string
 	var closed int
-	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated, &providers); err != nil {
+	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated, &providers, &expires); err != nil {
 		return e, err
 	}
 	k, err := env.ParseKey(key)
@@ -173,7 +174,16 @@ func scanEnv(row interface{ Scan(...any) error }) (store.Env, error) {
 	}
 	e.Key, e.State, e.Closed = k, env.State(state), closed == 1
 	e.CreatedAt, e.UpdatedAt = parseTS(created), parseTS(updated)
-	_ = json.Unmarshal([]byte(db), &e.Database)
+	if expires != "" {
+		// An expiry that does not parse is not "no expiry": the sweeper
+		// must keep the environment and say why.
+		if e.ExpiresAt, err = time.Parse(time.RFC3339Nano, expires); err != nil {
+			return e, fmt.Errorf("environment %s: its expiry %q does not parse: %w", key, expires, err)
+		}
+	}
+	if err := json.Unmarshal([]byte(db), &e.Database); err != nil {
+		return e, fmt.Errorf("environment %s: its recorded database %q does not parse: %w", key, db, err)
+	}
 	if err := json.Unmarshal([]byte(providers), &e.Providers); err != nil {
 		return e, fmt.Errorf("environment %s: its recorded providers %q do not parse: %w", key, providers, err)
 	}
@@ -211,8 +221,12 @@ func (s *Store) List(ctx context.Context) ([]store.Env, error) {
 func (s *Store) Save(ctx context.Context, e store.Env) error {
 	db, _ := json.Marshal(e.Database)
 	providers, _ := json.Marshal(e.Providers)
-	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, providers = ?, updated_at = ? WHERE key = ?`,
-		e.State, e.Commit, e.URL, string(db), e.Error, string(providers), ts(s.now()), e.Key.String())
+	expires := ""
+	if !e.ExpiresAt.IsZero() {
+		expires = ts(e.ExpiresAt)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, providers = ?, expires_at = ?, updated_at = ? WHERE key = ?`,
+		e.State, e.Commit, e.URL, string(db), e.Error, string(providers), expires, ts(s.now()), e.Key.String())
 	if err != nil {
 		return fmt.Errorf("save %s: %w", e.Key, err)
 	}
