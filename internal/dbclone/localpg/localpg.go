@@ -149,8 +149,10 @@ func readManifest(dir string) (Manifest, error) {
 	return m, json.Unmarshal(data, &m)
 }
 
+func jsonManifest(m Manifest) ([]byte, error) { return json.MarshalIndent(m, "", "  ") }
+
 func writeManifest(dir string, m Manifest) error {
-	data, _ := json.MarshalIndent(m, "", "  ")
+	data, _ := jsonManifest(m)
 	tmp := filepath.Join(dir, ManifestName+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
@@ -497,14 +499,37 @@ func (c *Cloner) Delete(ctx context.Context, k env.Key) error {
 	if m.Key != k.String() {
 		return fmt.Errorf("delete %s: it holds the clone of %s, not %s: %w", name, m.Key, k, dbclone.ErrNotOurs)
 	}
-	srv := pgserver.Server{DataDir: filepath.Join(dir, "data")}
-	if err := srv.Stop(30 * time.Second); err != nil {
+	if err := c.destroy(name); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("delete %s: %w", name, err)
+	return nil
+}
+
+// destroy stops the server of the clone directory name (under Root) and
+// removes the directory. It is moved into Root/.trash first, whole: a
+// removal killed midway never leaves a directory without its manifest
+// where Clone would find it and refuse it as not ours, and what is left in
+// the trash is listed by Resources. The caller holds the clone's lock.
+func (c *Cloner) destroy(name string) error {
+	dir := c.dir(name)
+	srv := pgserver.Server{DataDir: filepath.Join(dir, "data")}
+	// Stopped where it runs: PID trusts a postmaster only with its own
+	// data directory on its command line.
+	if err := srv.Stop(30 * time.Second); err != nil {
+		return err
+	}
+	gone, err := c.toTrash(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	os.RemoveAll(pgserver.SocketDir(filepath.Join(dir, "run")))
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("remove %s: %w; what is left is listed by 'prenv sweep' and removed by the next 'prenv sweep --apply', or remove it by hand", gone, err)
+	}
+	os.Remove(c.trash()) // only when empty: another removal may be using it
 	os.Remove(filepath.Join(c.Root(), "."+name+".lock"))
 	return nil
 }
