@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -152,16 +151,6 @@ func (a *app) finishWorkflow(w *workflow, v envView) {
 }
 
 func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
-
-// report tells GitHub what happened; a failure is a warning, never the
-// command's failure.
-func (a *app) report(what string, f func(ctx context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := f(ctx); err != nil {
-		fmt.Fprintf(a.opts.Stderr, "warning: %s: %v (the environment is not affected)\n", what, err)
-	}
-}
 
 // masker hides secrets from a GitHub Actions job's log: before prenv prints
 // a password, or a URL carrying one, it writes ::add-mask::<value> (the

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/lifecycle"
 )
 
@@ -44,12 +42,6 @@ carry prenv's owner id is deleted.`,
 			v.Name = k.Name()
 			a.masker("text").view(v)
 			a.finishWorkflow(wf, v)
-			// Reporting comes after the teardown and never fails it.
-			if rep, repoName := a.reporter(cfg), reportRepo(cfg, k); rep != nil && repoName != "" {
-				a.report("report the teardown to GitHub", func(ctx context.Context) error {
-					return rep.TornDown(ctx, repoName, k.PR, github.View{Name: k.Name(), State: "deleted"})
-				})
-			}
 			fmt.Fprintf(a.opts.Stdout, "%s is gone\n", k.Name())
 			return nil
 		},

@@ -19,6 +19,7 @@ import (
 	"github.com/prenv/prenv/internal/dbclone/localpg"
 	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/lifecycle"
 	"github.com/prenv/prenv/internal/runtime"
 	kubert "github.com/prenv/prenv/internal/runtime/kubernetes"
@@ -151,10 +152,23 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	if err != nil {
 		return nil, err
 	}
-	return &lifecycle.Lifecycle{
+	lc := &lifecycle.Lifecycle{
 		Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
-	}, nil
+	}
+	// Reports from the CLI are tried once, and a failure is a warning,
+	// never the command's failure; prenv serve retries its own.
+	if rep := a.reporter(cfg); rep != nil {
+		d := &github.Deployments{Reporter: rep, Repo: func(k env.Key) string { return reportRepo(cfg, k) },
+			Warn: func(what string, err error) {
+				fmt.Fprintf(a.opts.Stderr, "warning: %s: %v (the environment is not affected)\n", what, err)
+			}}
+		if wf, err := a.workflow(); err == nil && wf != nil && wf.LogURL != "" {
+			d.LogURL = func(env.Key) string { return wf.LogURL }
+		}
+		lc.Reporter = d
+	}
+	return lc, nil
 }
 
 // providersOf is what cfg chooses, as an environment made with it records

@@ -1,15 +1,13 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/store"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -43,27 +41,7 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			defer lc.Store.Close()
 			w := a.opts.Stderr
 			fmt.Fprintf(w, "%s: up at %s\n", k.Name(), short(sha))
-			rep, repoName, logURL := a.reporter(cfg), reportRepo(cfg, k), ""
-			if wf != nil {
-				logURL = wf.LogURL
-			}
-			var deployment int64
-			onStep, started := progress(w), false
-			if rep != nil && repoName != "" {
-				// The deployment starts with the first step: input refused
-				// before it leaves nothing behind in GitHub either.
-				show := onStep
-				onStep = func(step string, took time.Duration, err error) {
-					if !started {
-						started = true
-						a.report("report the deployment to GitHub", func(ctx context.Context) (err error) {
-							deployment, err = rep.Started(ctx, repoName, github.View{Name: k.Name(), Commit: sha, LogURL: logURL})
-							return err
-						})
-					}
-					show(step, took, err)
-				}
-			}
+			onStep := progress(w)
 			t0 := time.Now()
 			e, err := lc.Up(cmd.Context(), lifecycle.UpOptions{Key: k, Commit: sha, OnStep: onStep})
 			if err != nil && e.Name == "" {
@@ -72,18 +50,13 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
 			a.masker(out).view(v) // before the values reach the log, the outputs or the summary
 			a.finishWorkflow(wf, v)
-			if started && rep != nil && repoName != "" && !errors.Is(err, lifecycle.ErrSuperseded) {
-				a.report("report the result to GitHub", func(ctx context.Context) error {
-					return rep.Finished(ctx, repoName, k.PR, deployment, githubView(v, logURL))
-				})
-			}
 			if out == "json" {
 				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
 					return jerr
 				}
 			}
 			if err != nil {
-				if v.LastRun != nil && v.LastRun.State == "failed" && v.LastRun.Output != "" {
+				if v.LastRun != nil && v.LastRun.State == string(store.RunFailed) && v.LastRun.Output != "" {
 					fmt.Fprintf(a.opts.Stderr, "output of the failed step:\n%s\n", indent(v.LastRun.Output))
 				}
 				return err

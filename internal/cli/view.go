@@ -112,7 +112,7 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
 		r = lifecycle.ObservedRun(lockDir, e.Key, r)
-		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: r.State, Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: string(r.State), Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 		if r.Steps != nil {
 			v.Steps = r.Steps
 		}
@@ -174,7 +174,7 @@ func printStatus(w io.Writer, v envView) {
 	if v.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", v.Error)
 	}
-	if v.LastRun != nil && v.LastRun.Output != "" && v.LastRun.State == "failed" {
+	if v.LastRun != nil && v.LastRun.Output != "" && v.LastRun.State == string(store.RunFailed) {
 		fmt.Fprintf(w, "output of the failed step:\n%s\n", indent(v.LastRun.Output))
 	}
 }

@@ -70,15 +70,21 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log,
 		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel},
 	}
+	lc.Reporter = nil // the CLI's, from a token in the environment
+	var reports *github.Deployments
 	if client != nil && g.Report {
-		w.Reporter = &github.Reporter{Client: client}
-	}
-	if cfg.PublicURL != "" {
-		base := strings.TrimSuffix(cfg.PublicURL, "/")
-		w.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }
+		reports = &github.Deployments{Reporter: &github.Reporter{Client: client}, Repo: w.Policy.Repo, Background: true, Log: a.log}
+		if cfg.PublicURL != "" {
+			base := strings.TrimSuffix(cfg.PublicURL, "/")
+			reports.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }
+		}
+		lc.Reporter = reports
 	}
 	go func() {
 		w.Run(ctx)
+		if reports != nil {
+			reports.Wait()
+		}
 		lc.Store.Close()
 	}()
 	if client != nil && g.Reconcile > 0 {

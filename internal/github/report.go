@@ -27,6 +27,9 @@ type View struct {
 	Steps      []Step
 	Error      string
 	LogURL     string
+	// Reason says why an environment was torn down (closed, expired,
+	// orphaned), Note says it to a person and Back how to bring it back.
+	Reason, Note, Back string
 }
 
 // Summary is the markdown prenv writes to the pull request's comment and
@@ -43,6 +46,9 @@ func Summary(v View) string {
 		state = "❌ failed"
 	case "deleted":
 		state = "🗑️ torn down"
+		if v.Reason == "expired" {
+			state = "⌛ expired and torn down"
+		}
 	}
 	fmt.Fprintf(&b, "| State | %s |\n", state)
 	if v.URL != "" && v.State != "deleted" {
@@ -58,6 +64,12 @@ func Summary(v View) string {
 	}
 	if v.Generation > 0 {
 		fmt.Fprintf(&b, "| Database | cloned from golden data generation %d |\n", v.Generation)
+	}
+	if v.Note != "" {
+		fmt.Fprintf(&b, "\n%s\n", v.Note)
+	}
+	if v.Back != "" {
+		fmt.Fprintf(&b, "\n**To bring it back:** %s\n", v.Back)
 	}
 	if v.Error != "" {
 		fmt.Fprintf(&b, "\n**Why it failed**\n\n```\n%s\n```\n", strings.TrimSpace(truncate(v.Error, 3000)))
@@ -137,7 +149,11 @@ func (r *Reporter) TornDown(ctx context.Context, repo string, pr int, v View) er
 		return err
 	}
 	for _, d := range deps {
-		if err := r.Client.SetDeploymentStatus(ctx, repo, d.ID, DeploymentStatus{State: "inactive", Description: "torn down"}); err != nil {
+		desc := "torn down"
+		if v.Reason != "" && v.Reason != "closed" {
+			desc = "torn down: " + v.Reason
+		}
+		if err := r.Client.SetDeploymentStatus(ctx, repo, d.ID, DeploymentStatus{State: "inactive", Description: desc}); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,8 @@ import (
 type DownOptions struct {
 	Key    env.Key
 	OnStep StepFunc
+	// Why is told to the Reporter; zero: closed.
+	Why Why
 }
 
 // Down destroys the environment: its app, its home and its database. What is
@@ -37,7 +39,7 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		return e, getErr
 	}
 	r := &run{l: l, k: k, onStep: opts.OnStep,
-		rec: store.Run{Key: k, Seq: seq, Kind: "down", State: "running", StartedAt: l.now()}}
+		rec: store.Run{Key: k, Seq: seq, Kind: "down", State: store.RunRunning, StartedAt: l.now()}}
 	if recorded {
 		// Nothing is deleted unless the store knows it is being deleted.
 		e.State = env.StateDeleting
@@ -56,8 +58,18 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		}
 		return r.step(ctx, "delete-database", func(ctx context.Context) error { return l.Cloner.Delete(ctx, k) })
 	}()
+	why := opts.Why
+	if why.Reason == "" {
+		why.Reason = ReasonClosed
+	}
 	if !recorded {
-		return store.Env{Key: k, Name: k.Name(), State: env.StateDeleted}, err
+		// A CI runner's store starts empty: the teardown is reported all
+		// the same.
+		gone := store.Env{Key: k, Name: k.Name(), State: env.StateDeleted}
+		if err == nil {
+			l.reportTornDown(ctx, gone, why)
+		}
+		return gone, err
 	}
 	r.finish(ctx, err)
 	if err != nil {
@@ -71,6 +83,9 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		} else {
 			l.log().Warn("cannot record the failed down", "env", k.Name(), "err", serr)
 		}
+	}
+	if err == nil {
+		l.reportTornDown(ctx, e, why)
 	}
 	return e, err
 }

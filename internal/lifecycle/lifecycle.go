@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -31,9 +32,13 @@ type Lifecycle struct {
 	// LockDir holds the per-environment lock files.
 	LockDir string
 	Owner   string
-	TTL     time.Duration
-	Log     *slog.Logger
-	Now     func() time.Time
+	// TTL is how long an environment lives after its last up: each up
+	// renews its expiry to now + TTL, on its record and its resources.
+	TTL time.Duration
+	// Reporter, if set, is told of every run (see Reporter).
+	Reporter Reporter
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 // StepFunc is told of each step as it starts (took < 0) and ends.
@@ -105,7 +110,7 @@ func (r *run) step(ctx context.Context, name string, fn func(ctx context.Context
 		r.onStep(name, took, err)
 	}
 	r.l.log().Debug("step", "env", r.k.Name(), "step", name, "took", took, "err", err)
-	_ = r.l.Store.SaveRun(context.WithoutCancel(ctx), &r.rec)
+	r.l.saveRun(ctx, &r.rec)
 	return err
 }
 
@@ -116,36 +121,57 @@ func (r *run) finish(ctx context.Context, err error) {
 	r.rec.FinishedAt = r.l.now()
 	switch {
 	case err == nil:
-		r.rec.State = "succeeded"
+		r.rec.State = store.RunSucceeded
 	case errors.Is(err, ErrSuperseded):
-		r.rec.State = "superseded"
+		r.rec.State = store.RunSuperseded
 		r.rec.Error = err.Error()
 	case errors.Is(err, context.Canceled):
-		r.rec.State = "cancelled"
+		r.rec.State = store.RunCancelled
 		r.rec.Error = "cancelled: what was made is adopted by the next run"
 	default:
-		r.rec.State = "failed"
+		r.rec.State = store.RunFailed
 		r.rec.Error = err.Error()
 		var se *runtime.StepError
 		if errors.As(err, &se) {
 			r.rec.Output = se.Output
 		}
 	}
-	_ = r.l.Store.SaveRun(context.WithoutCancel(ctx), &r.rec)
+	r.l.saveRun(ctx, &r.rec)
+}
+
+// saveRun records r; a run's record is history, so a failure to write it
+// does not stop the run, but it is never dropped silently.
+func (l *Lifecycle) saveRun(ctx context.Context, r *store.Run) {
+	if err := l.Store.SaveRun(context.WithoutCancel(ctx), r); err != nil {
+		l.log().Warn("cannot record the run", "env", r.Key.Name(), "kind", r.Kind, "state", r.State, "err", err)
+	}
 }
 
 // markInterrupted closes a previous run left "running" by a process that
 // died (we hold the lock, so nobody else is running).
 func (l *Lifecycle) markInterrupted(ctx context.Context, k env.Key) {
 	last, err := l.Store.LastRun(ctx, k)
-	if err == nil && last.State == "running" {
-		last.State = "interrupted"
+	if err == nil && last.State == store.RunRunning {
+		last.State = store.RunInterrupted
 		last.Error = "the process running it stopped before it finished"
 		last.FinishedAt = l.now()
-		_ = l.Store.SaveRun(ctx, &last)
+		l.saveRun(ctx, &last)
 	}
 }
 
 func toStoreDB(db dbclone.Database) store.Database {
 	return store.Database{Provider: db.Provider, URL: db.URL, Host: db.Host, Port: db.Port, Name: db.DBName, User: db.User, Generation: db.Generation, SecretRef: db.SecretRef, Ready: db.Ready}
+}
+
+// Supersede records a newer request for k (up at commit, or down) so that
+// a run in progress stops at its next step boundary, before the newer
+// request's own Up or Down waits for the environment's lock.
+func (l *Lifecycle) Supersede(ctx context.Context, k env.Key, commit string, down bool) error {
+	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
+		return err
+	}
+	if _, err := l.Store.Request(ctx, k, k.Name(), commit, down); err != nil {
+		return fmt.Errorf("record a newer request for %s: %w", k.Name(), err)
+	}
+	return nil
 }

@@ -22,8 +22,8 @@ func Observed(lockDir string, e store.Env) store.Env {
 
 // ObservedRun is Observed for a run record left running.
 func ObservedRun(lockDir string, k env.Key, r store.Run) store.Run {
-	if r.State == "running" && !lock.Held(filepath.Join(lockDir, k.Name()+".lock")) {
-		r.State = "interrupted"
+	if r.State == store.RunRunning && !lock.Held(filepath.Join(lockDir, k.Name()+".lock")) {
+		r.State = store.RunInterrupted
 		r.Error = "the process running it stopped before it finished"
 	}
 	return r

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
@@ -71,8 +72,20 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	if err != nil {
 		return e, err
 	}
-	r := &run{l: l, k: k, onStep: opts.OnStep, checkFn: newest,
-		rec: store.Run{Key: k, Seq: seq, Kind: "up", Commit: opts.Commit, State: "running", StartedAt: l.now()}}
+	started := false
+	onStep := func(step string, took time.Duration, err error) {
+		// The deployment starts with the first step, once the input has
+		// passed the checks: a refused up leaves nothing behind in GitHub.
+		if !started {
+			started = true
+			l.reportStarted(ctx, e, opts.Commit)
+		}
+		if opts.OnStep != nil {
+			opts.OnStep(step, took, err)
+		}
+	}
+	r := &run{l: l, k: k, onStep: onStep, checkFn: newest,
+		rec: store.Run{Key: k, Seq: seq, Kind: "up", Commit: opts.Commit, State: store.RunRunning, StartedAt: l.now()}}
 	if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
 		return e, err
 	}
@@ -98,8 +111,15 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	default:
 		e.State, e.Error = env.StateFailed, err.Error()
 	}
-	if serr := l.Store.Save(save, e); serr != nil && err == nil {
-		err = serr
+	if serr := l.Store.Save(save, e); serr != nil {
+		if err == nil {
+			err = serr
+		} else {
+			l.log().Warn("cannot record the failed up", "env", k.Name(), "err", serr)
+		}
+	}
+	if started && !errors.Is(err, ErrSuperseded) && ctx.Err() == nil {
+		l.reportFinished(ctx, e, r.rec)
 	}
 	return e, err
 }
@@ -112,7 +132,12 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 			l.log().Warn("cannot record the state", "env", k.Name(), "state", state, "err", err)
 		}
 	}
+	// Activity renews the expiry: each up moves it to now + ttl, on the
+	// record first and then on the resources (the sweeper trusts the later
+	// of the two).
+	e.ExpiresAt = l.now().Add(l.TTL).UTC().Truncate(time.Second)
 	labels := env.Labels(l.Owner, k, e.CreatedAt, l.TTL)
+	labels[env.LabelExpiresAt] = e.ExpiresAt.Format(time.RFC3339)
 	for name, v := range providerLabels(l.Providers) {
 		labels[name] = v
 	}
@@ -130,11 +155,12 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	// interrupted by a newer request, only by cancellation.
 	if err := r.step(ctx, "clone", func(ctx context.Context) error {
 		var err error
-		db, err = l.Cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name(), Labels: labels, ExpiresAt: e.CreatedAt.Add(l.TTL)})
+		db, err = l.Cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name(), Labels: labels, ExpiresAt: e.ExpiresAt})
 		return err
 	}); err != nil {
 		return err
 	}
+	l.renew(ctx, l.Cloner, k, e.ExpiresAt)
 	e.Database = toStoreDB(db)
 	if l.Runtime == nil {
 		e.Commit = commit // a database-only environment is at the requested commit
@@ -144,6 +170,7 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	if err := r.step(ctx, "prepare", func(ctx context.Context) error { return l.Runtime.Prepare(ctx, spec) }); err != nil {
 		return err
 	}
+	l.renew(ctx, l.Runtime, k, e.ExpiresAt)
 	cur, curErr := l.Runtime.Current(ctx, k)
 	sameCommit := curErr == nil && cur.Commit == commit && e.Commit == commit
 	if b, ok := l.Runtime.(runtime.Builder); ok {
@@ -168,4 +195,18 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	}
 	e.Commit, e.URL = rel.Commit, rel.URL
 	return nil
+}
+
+// renew moves the expiry written on p's resources of k (an adopted
+// resource still carries the one of its last up). A failure is logged, not
+// fatal: the record carries the new expiry, and the sweeper trusts the
+// later of the record's and the labels'.
+func (l *Lifecycle) renew(ctx context.Context, p any, k env.Key, at time.Time) {
+	r, ok := p.(env.Renewer)
+	if !ok {
+		return
+	}
+	if err := r.Renew(ctx, k, at); err != nil {
+		l.log().Warn("cannot renew the expiry on the resources", "env", k.Name(), "expires", at, "err", err)
+	}
 }

@@ -135,6 +135,21 @@ type Step struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// RunState is where a run is.
+type RunState string
+
+// Run states.
+const (
+	RunRunning    RunState = "running"
+	RunSucceeded  RunState = "succeeded"
+	RunFailed     RunState = "failed"
+	RunSuperseded RunState = "superseded" // a newer request for the environment took over
+	RunCancelled  RunState = "cancelled"  // stopped by a signal; the next run adopts what it made
+	// RunInterrupted: its process died (kill -9, a crash) before it could
+	// say how it ended; the next run of the environment records it so.
+	RunInterrupted RunState = "interrupted"
+)
+
 // Run is one execution of a lifecycle use case for an environment.
 type Run struct {
 	ID         int64
@@ -142,7 +157,7 @@ type Run struct {
 	Seq        int64
 	Kind       string // up, down
 	Commit     string
-	State      string // running, succeeded, failed, superseded
+	State      RunState
 	Error      string
 	Output     string // migration or health output of a failed run
 	Steps      []Step

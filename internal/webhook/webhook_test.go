@@ -56,9 +56,12 @@ func (w *world) open(policy webhook.Policy) {
 	w.t.Cleanup(func() { st.Close() })
 	w.st = st
 	client := &github.Client{BaseURL: w.gh.URL, Tokens: github.StaticToken("tok")}
-	w.w = &webhook.Worker{Store: st, Policy: policy, GitHub: client, Reporter: &github.Reporter{Client: client},
+	reports := &github.Deployments{Reporter: &github.Reporter{Client: client}, Background: true,
+		Repo: func(k env.Key) string { return policy.Repo(k) }}
+	w.t.Cleanup(reports.Wait)
+	w.w = &webhook.Worker{Store: st, Policy: policy, GitHub: client,
 		Lifecycle: &lifecycle.Lifecycle{Store: st, Cloner: &dbmemory.Cloner{World: w.db, Owner: "prenv"}, Runtime: w.rt,
-			LockDir: filepath.Join(w.dir, "locks"), Owner: "prenv", TTL: time.Hour}}
+			LockDir: filepath.Join(w.dir, "locks"), Owner: "prenv", TTL: time.Hour, Reporter: reports}}
 	w.srv = httptest.NewServer(&webhook.Receiver{Secret: []byte(secret), Queue: st, Notify: w.w.Notify})
 	w.t.Cleanup(w.srv.Close)
 }

@@ -60,6 +60,14 @@ func (p Policy) Accepts(repo string) bool {
 	return false
 }
 
+// Repo is the repository of k's pull request: its own, or DefaultRepo.
+func (p Policy) Repo(k env.Key) string {
+	if k.Repo != "" {
+		return k.Repo
+	}
+	return p.DefaultRepo
+}
+
 // Key is the environment of repo's pull request n.
 func (p Policy) Key(repo string, n int) (env.Key, error) {
 	if strings.EqualFold(repo, p.DefaultRepo) {
@@ -79,15 +87,12 @@ type Worker struct {
 	Store     Store
 	Lifecycle *lifecycle.Lifecycle
 	Policy    Policy
-	// GitHub, if set, answers when a delivery leaves doubt; Reporter, if
-	// set, gets deployments and the sticky comment.
-	GitHub   *github.Client
-	Reporter *github.Reporter
+	// GitHub, if set, answers when a delivery leaves doubt. Reports go
+	// through the Lifecycle's Reporter.
+	GitHub *github.Client
 	// Concurrency bounds the environments worked on at once (default 4).
 	Concurrency int
 	Log         *slog.Logger
-	// LogURL, if set, gives the address of an environment's log.
-	LogURL func(k env.Key) string
 
 	once    sync.Once
 	wake    chan struct{}
@@ -259,7 +264,7 @@ func (w *Worker) dispatch(ctx context.Context, a *action) {
 			w.finish(old.delivery, "done", "superseded by delivery "+a.delivery)
 		}
 		// Record the newer request now so the running one stops early.
-		if _, err := w.Store.Request(ctx, a.key, a.key.Name(), a.sha, a.kind == "down"); err != nil {
+		if err := w.Lifecycle.Supersede(ctx, a.key, a.sha, a.kind == "down"); err != nil {
 			w.Log.Warn("record a newer request", "env", a.key.Name(), "error", err)
 		}
 		return
@@ -290,40 +295,14 @@ func (w *Worker) carryOut(ctx context.Context, a *action) {
 	}
 	defer func() { <-w.slots }()
 	log := w.Log.With("env", a.key.Name(), "delivery", a.delivery)
-	logURL := ""
-	if w.LogURL != nil {
-		logURL = w.LogURL(a.key)
-	}
 	var err error
 	switch a.kind {
 	case "up":
 		log.Info("up from a webhook", "commit", a.sha)
-		var deployment int64
-		started := false
-		onStep := func(string, time.Duration, error) {
-			// The deployment starts with the first step, once the input
-			// has passed the checks.
-			if !started && w.Reporter != nil {
-				started = true
-				var rerr error
-				if deployment, rerr = w.Reporter.Started(ctx, a.repo, github.View{Name: a.key.Name(), Commit: a.sha, LogURL: logURL}); rerr != nil {
-					log.Warn("report to GitHub failed", "error", rerr)
-				}
-			}
-		}
-		var e store.Env
-		e, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha, OnStep: onStep})
-		if started && !errors.Is(err, lifecycle.ErrSuperseded) && ctx.Err() == nil {
-			v := w.view(ctx, e, logURL)
-			w.retry(ctx, log, func(ctx context.Context) error { return w.Reporter.Finished(ctx, a.repo, a.pr, deployment, v) })
-		}
+		_, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha})
 	case "down":
 		log.Info("down from a webhook")
 		_, err = w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: a.key})
-		if w.Reporter != nil && err == nil {
-			v := github.View{Name: a.key.Name(), State: "deleted"}
-			w.retry(ctx, log, func(ctx context.Context) error { return w.Reporter.TornDown(ctx, a.repo, a.pr, v) })
-		}
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -339,51 +318,4 @@ func (w *Worker) carryOut(ctx context.Context, a *action) {
 	default:
 		w.finish(a.delivery, "done", "")
 	}
-}
-
-func (w *Worker) view(ctx context.Context, e store.Env, logURL string) github.View {
-	v := github.View{Name: e.Name, State: string(e.State), URL: e.URL, Commit: e.Commit, Attempted: e.DesiredCommit,
-		Generation: e.Database.Generation, Error: e.Error, LogURL: logURL}
-	if r, err := w.Store.LastRun(ctx, e.Key); err == nil {
-		for _, s := range r.Steps {
-			v.Steps = append(v.Steps, github.Step{Name: s.Name, Seconds: s.Seconds})
-		}
-		if r.Output != "" && e.State == env.StateFailed {
-			v.Error = strings.TrimSpace(v.Error + "\n" + r.Output)
-		}
-	}
-	return v
-}
-
-// retry reports in the background, trying again after a minute, then
-// longer: a report never holds up or fails a run.
-func (w *Worker) retry(ctx context.Context, log *slog.Logger, f func(context.Context) error) {
-	w.running.Add(1)
-	go func() {
-		defer w.running.Done()
-		wait := time.Minute
-		for attempt := 1; ; attempt++ {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-			err := f(rctx)
-			cancel()
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			var rl *github.RateLimitError
-			if errors.As(err, &rl) {
-				wait = max(wait, time.Until(rl.Until))
-			}
-			if attempt == 5 {
-				log.Error("report to GitHub failed; giving up", "attempts", attempt, "error", err)
-				return
-			}
-			log.Warn("report to GitHub failed; trying again", "in", wait, "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait *= 2
-		}
-	}()
 }

@@ -1,0 +1,171 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/store"
+)
+
+var _ lifecycle.Reporter = (*Deployments)(nil)
+
+// Deployments is the lifecycle's Reporter for GitHub: a deployment per run
+// of up, its outcome, inactive deployments and the sticky comment once an
+// environment is brought down (and why: closed, expired, orphaned).
+type Deployments struct {
+	Reporter *Reporter
+	// Repo is the repository of k's pull request; "" reports nothing.
+	Repo func(k env.Key) string
+	// LogURL, if set, gives the address of k's log for the deployment.
+	LogURL func(k env.Key) string
+	// Background retries a failed report in the background, after a
+	// minute, then longer (prenv serve); otherwise each report is tried
+	// once, waited for, and a failure handed to Warn (the CLI).
+	Background bool
+	Warn       func(what string, err error)
+	Log        *slog.Logger
+
+	mu  sync.Mutex
+	ids map[string]int64 // the deployment of each environment's run in progress
+	wg  sync.WaitGroup
+}
+
+// Wait waits for the reports retried in the background.
+func (d *Deployments) Wait() { d.wg.Wait() }
+
+func (d *Deployments) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (d *Deployments) logURL(k env.Key) string {
+	if d.LogURL != nil {
+		return d.LogURL(k)
+	}
+	return ""
+}
+
+// Started implements lifecycle.Reporter.
+func (d *Deployments) Started(ctx context.Context, e store.Env, commit string) {
+	repo := d.Repo(e.Key)
+	if repo == "" {
+		return
+	}
+	// The outcome needs the deployment's id: this one is waited for
+	// (bounded), never retried later.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	id, err := d.Reporter.Started(ctx, repo, View{Name: e.Key.Name(), Commit: commit, LogURL: d.logURL(e.Key)})
+	if err != nil {
+		d.warn("report the deployment to GitHub", e.Key, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ids == nil {
+		d.ids = map[string]int64{}
+	}
+	d.ids[e.Key.String()] = id
+}
+
+// Finished implements lifecycle.Reporter.
+func (d *Deployments) Finished(ctx context.Context, e store.Env, r store.Run) {
+	repo := d.Repo(e.Key)
+	if repo == "" {
+		return
+	}
+	d.mu.Lock()
+	id := d.ids[e.Key.String()]
+	delete(d.ids, e.Key.String())
+	d.mu.Unlock()
+	v := RunView(e, r, d.logURL(e.Key))
+	d.send(ctx, "report the result to GitHub", e.Key, func(ctx context.Context) error {
+		return d.Reporter.Finished(ctx, repo, e.Key.PR, id, v)
+	})
+}
+
+// TornDown implements lifecycle.Reporter.
+func (d *Deployments) TornDown(ctx context.Context, e store.Env, why lifecycle.Why) {
+	repo := d.Repo(e.Key)
+	if repo == "" {
+		return
+	}
+	v := View{Name: e.Key.Name(), State: "deleted", Reason: why.Reason, Note: why.Detail, Back: why.Back}
+	d.send(ctx, "report the teardown to GitHub", e.Key, func(ctx context.Context) error {
+		return d.Reporter.TornDown(ctx, repo, e.Key.PR, v)
+	})
+}
+
+// RunView is what GitHub is told of e after run r.
+func RunView(e store.Env, r store.Run, logURL string) View {
+	v := View{Name: e.Key.Name(), State: string(e.State), URL: e.URL, Commit: e.Commit, Attempted: e.DesiredCommit,
+		Generation: e.Database.Generation, Error: e.Error, LogURL: logURL}
+	if e.Closed {
+		v.Attempted = ""
+	}
+	for _, s := range r.Steps {
+		v.Steps = append(v.Steps, Step{Name: s.Name, Seconds: s.Seconds})
+	}
+	if r.Output != "" && e.State == env.StateFailed {
+		v.Error = strings.TrimSpace(v.Error + "\n" + r.Output)
+	}
+	return v
+}
+
+func (d *Deployments) warn(what string, k env.Key, err error) {
+	if d.Warn != nil {
+		d.Warn(what, err)
+		return
+	}
+	d.log().Warn(what+" failed", "env", k.Name(), "error", err)
+}
+
+// send reports with f: once (the CLI), or retried in the background
+// (serve) so that a report never holds up or fails a run.
+func (d *Deployments) send(ctx context.Context, what string, k env.Key, f func(context.Context) error) {
+	if !d.Background {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			d.warn(what, k, err)
+		}
+		return
+	}
+	log := d.log().With("env", k.Name())
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		wait := time.Minute
+		for attempt := 1; ; attempt++ {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			err := f(rctx)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			var rl *RateLimitError
+			if errors.As(err, &rl) {
+				wait = max(wait, time.Until(rl.Until))
+			}
+			if attempt == 5 {
+				log.Error(fmt.Sprintf("%s failed; giving up", what), "attempts", attempt, "error", err)
+				return
+			}
+			log.Warn(fmt.Sprintf("%s failed; trying again", what), "in", wait, "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+	}()
+}
