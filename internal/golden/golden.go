@@ -458,32 +458,62 @@ func (b *Builder) discardInterrupted(root string) {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
-		fi, err := os.Lstat(dir)
-		if err != nil || !fi.IsDir() {
-			continue
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && int(st.Uid) != b.User.UID {
-			b.warn("left alone: a build directory that is neither prenv's user's nor PostgreSQL's", "dir", dir, "uid", st.Uid)
-			continue
-		}
-		// A cancelled context makes lock.File a single try: a live
-		// builder holds the lock, so it is left alone.
-		tryCtx, cancel := context.WithCancel(context.Background())
-		cancel()
-		unlock, err := lock.File(tryCtx, filepath.Join(dir, buildLock))
-		if err != nil {
-			continue
-		}
-		err = discard(dir)
-		unlock()
-		if err != nil {
+		err := removeDead(dir, b.User.UID)
+		switch {
+		case errors.Is(err, errBuilding), errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, errNotBuild):
+			b.warn("left alone: "+err.Error(), "dir", dir)
+		case err != nil:
 			b.warn("an interrupted build was not cleaned up: "+err.Error(), "dir", dir)
-			continue
-		}
-		if b.Log != nil {
+		case b.Log != nil:
 			b.Log.Info("stopped and removed an interrupted build", "dir", dir)
 		}
 	}
+}
+
+var (
+	// errBuilding: a live builder holds the build directory.
+	errBuilding = errors.New("a golden build is in progress in it")
+	// errNotBuild: the directory is not one a builder of prenv's made.
+	errNotBuild = errors.New("not a build directory of prenv's")
+)
+
+// removeDead stops the postgres of the build directory dir and removes it,
+// if it is prenv's (a directory, not a link, of prenv's user or of the
+// server's, serverUID) and no live builder holds its lock. It returns
+// fs.ErrNotExist if dir is gone, errBuilding if a builder holds it and an
+// error wrapping errNotBuild if it is not prenv's; those touch nothing.
+func removeDead(dir string, serverUID int) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if err := buildDir(fi, serverUID); err != nil {
+		return err
+	}
+	// A cancelled context makes lock.File a single try: a live builder
+	// holds the lock, so it is left alone.
+	tryCtx, cancel := context.WithCancel(context.Background())
+	cancel()
+	unlock, err := lock.File(tryCtx, filepath.Join(dir, buildLock))
+	if err != nil {
+		return errBuilding
+	}
+	defer unlock()
+	return discard(dir)
+}
+
+// buildDir returns an error wrapping errNotBuild unless fi is a directory
+// (not a link) of prenv's user or of the server's, serverUID: what a
+// builder of prenv's makes.
+func buildDir(fi fs.FileInfo, serverUID int) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: a %v", errNotBuild, fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && int(st.Uid) != serverUID {
+		return fmt.Errorf("%w: owned by uid %d, neither prenv's user nor PostgreSQL's", errNotBuild, st.Uid)
+	}
+	return nil
 }
 
 func (b *Builder) warn(msg string, args ...any) {
