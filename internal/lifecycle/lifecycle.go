@@ -175,3 +175,43 @@ func (l *Lifecycle) Supersede(ctx context.Context, k env.Key, commit string, dow
 	}
 	return nil
 }
+
+// Extend moves k's expiry to now + ttl, on its record and on its
+// resources, under its lock (an up in progress renews it at its start and
+// would write over it). It returns the environment as recorded.
+func (l *Lifecycle) Extend(ctx context.Context, k env.Key, ttl time.Duration) (store.Env, error) {
+	if ttl <= 0 {
+		return store.Env{}, fmt.Errorf("--ttl %s: want a positive duration, for example 72h", ttl)
+	}
+	e, err := l.Store.Get(ctx, k)
+	if err != nil {
+		return e, err
+	}
+	if e.Closed || e.State == env.StateDeleted {
+		return e, fmt.Errorf("%s is not open (it is %s): there is nothing to extend; 'prenv up' brings it back", k.Name(), e.State)
+	}
+	unlock, err := lock.File(ctx, filepath.Join(l.LockDir, k.Name()+".lock"))
+	if err != nil {
+		return e, err
+	}
+	defer unlock()
+	if e, err = l.Store.Get(ctx, k); err != nil {
+		return e, err
+	}
+	e.ExpiresAt = l.now().Add(ttl).UTC().Truncate(time.Second)
+	if err := l.Store.Save(ctx, e); err != nil {
+		return e, fmt.Errorf("record the new expiry of %s: %w", k.Name(), err)
+	}
+	var errs []error
+	for _, p := range []any{l.Cloner, l.Runtime} {
+		if r, ok := p.(env.Renewer); ok {
+			if err := r.Renew(ctx, k, e.ExpiresAt); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return e, fmt.Errorf("the record of %s expires at %s, but its resources could not all be told (a sweep from another machine reads them): %w", k.Name(), e.ExpiresAt.Format(time.RFC3339), err)
+	}
+	return e, nil
+}

@@ -63,14 +63,18 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	for k, v := range req.Labels {
 		labels[k] = v
 	}
-	db := dbclone.Database{
-		Key: req.Key, Name: req.Name, Provider: "memory",
-		URL:  dbclone.URL("app", "memory", "memory.invalid", port, "app"),
-		Host: "memory.invalid", Port: port, DBName: "app", User: "app", Password: "memory",
-		Generation: c.World.generation, Labels: labels, CreatedAt: time.Now().UTC(), Ready: "in memory",
-	}
+	db := dbcloneDatabase(req.Key, labels, time.Now().UTC(), port, c.World.generation)
 	c.World.dbs[req.Name] = record{owner: c.Owner, db: db}
 	return db, nil
+}
+
+func dbcloneDatabase(k env.Key, labels map[string]string, created time.Time, port, generation int) dbclone.Database {
+	return dbclone.Database{
+		Key: k, Name: k.Name(), Provider: "memory",
+		URL:  dbclone.URL("app", "memory", "memory.invalid", port, "app"),
+		Host: "memory.invalid", Port: port, DBName: "app", User: "app", Password: "memory",
+		Generation: generation, Labels: labels, CreatedAt: created, Ready: "in memory",
+	}
 }
 
 // Check implements dbclone.Checker.

@@ -1,0 +1,389 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lock"
+	"github.com/prenv/prenv/internal/store"
+)
+
+// clock is a test's time, starting now (the store and the memory
+// providers stamp real times).
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func sweepFixture(t *testing.T) (*fixture, *clock, *reports) {
+	f := newFixture(t)
+	c := &clock{t: time.Now()}
+	f.l.Now = c.now
+	rep := &reports{}
+	f.l.Reporter = rep
+	return f, c, rep
+}
+
+// reports is a Reporter that remembers what it was told.
+type reports struct {
+	mu   sync.Mutex
+	down []string // "pr-1 expired"
+}
+
+func (r *reports) Started(context.Context, store.Env, string)   {}
+func (r *reports) Finished(context.Context, store.Env, store.Run) {}
+func (r *reports) TornDown(_ context.Context, e store.Env, why Why) {
+	r.mu.Lock()
+	r.down = append(r.down, e.Key.Name()+" "+why.Reason)
+	r.mu.Unlock()
+}
+
+// pulls lists open pull requests, or fails.
+type pulls struct {
+	open []OpenPull
+	err  error
+}
+
+func (p pulls) OpenPulls(context.Context, string) ([]OpenPull, error) { return p.open, p.err }
+
+// inventory is every resource both memory providers see, as they see it.
+func inventory(t *testing.T, f *fixture) []env.Resource {
+	t.Helper()
+	q := env.Query{Owner: "prenv"}
+	a, err := f.l.Cloner.(env.Inventory).Resources(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.l.Runtime.(env.Inventory).Resources(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(a, b...)
+}
+
+func verdicts(p Plan) map[string]string {
+	m := map[string]string{}
+	for _, it := range p.Items {
+		m[it.Provider+"/"+it.Kind+"/"+it.ID] = string(it.Verdict)
+	}
+	return m
+}
+
+func item(t *testing.T, p Plan, kind, id string) Item {
+	t.Helper()
+	for _, it := range p.Items {
+		if it.Kind == kind && it.ID == id {
+			return it
+		}
+	}
+	t.Fatalf("no %s %s in the plan: %v", kind, id, verdicts(p))
+	return Item{}
+}
+
+func TestSweep_DryRunChangesNothing(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 1}, Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.world.Leak("prenv", env.Key{PR: 2}, env.Labels("prenv", env.Key{PR: 2}, c.now(), time.Hour), c.now())
+	c.add(3 * time.Hour)
+	before := inventory(t, f)
+	p, err := f.l.Sweep(ctx, SweepOptions{Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := verdicts(p); got["memory/database/pr-1"] != "expired" || got["memory/database/pr-2"] != "expired" {
+		t.Fatalf("verdicts = %v, want both databases expired", got)
+	}
+	if after := inventory(t, f); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a dry run changed the inventory:\nbefore %v\nafter  %v", before, after)
+	}
+	if e, _ := f.l.Store.Get(ctx, env.Key{PR: 1}); e.State != env.StateReady {
+		t.Fatalf("a dry run changed the record: %s", e.State)
+	}
+}
+
+func TestSweep_ExpiredEnvironmentGoesThroughDownAndIsReportedExpired(t *testing.T) {
+	f, c, rep := sweepFixture(t)
+	ctx := context.Background()
+	k := env.Key{PR: 1}
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(50 * time.Minute)
+	// A push renews it: expires one ttl after the last up.
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(50 * time.Minute)
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Pulls: pulls{open: []OpenPull{{Number: 1}}}, DefaultRepo: "acme/shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "database", "pr-1"); it.Verdict != VerdictKeep {
+		t.Fatalf("100 minutes after the first up, 50 after the last, pr-1 is %s (%s); want keep: each up renews the expiry", it.Verdict, it.Reason)
+	}
+	c.add(20 * time.Minute)
+	p, err = f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Pulls: pulls{open: []OpenPull{{Number: 1}}}, DefaultRepo: "acme/shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := item(t, p, "database", "pr-1")
+	if it.Verdict != VerdictExpired || it.Outcome != "deleted" {
+		t.Fatalf("pr-1 = %s (%s), outcome %q; want expired and deleted", it.Verdict, it.Reason, it.Outcome)
+	}
+	if got := inventory(t, f); len(got) != 0 {
+		t.Fatalf("left after the sweep: %v", got)
+	}
+	e, err := f.l.Store.Get(ctx, k)
+	if err != nil || e.State != env.StateDeleted {
+		t.Fatalf("record = %s, %v; want deleted (it went through Down)", e.State, err)
+	}
+	if last, _ := f.l.Store.LastRun(ctx, k); last.Kind != "down" || last.State != store.RunSucceeded {
+		t.Fatalf("last run = %s %s; want a succeeded down", last.Kind, last.State)
+	}
+	if strings.Join(rep.down, ",") != "pr-1 expired" {
+		t.Fatalf("reported %v; want pr-1 torn down as expired", rep.down)
+	}
+}
+
+func TestSweep_ResourcesWithoutARecordAreOrphanedAfterGraceAndForeignOnesAreNeverTouched(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	far := c.now().Add(1000 * time.Hour) // not expired: orphaned is the reason
+	leak := func(owner string, pr int) {
+		k := env.Key{PR: pr}
+		labels := env.Labels(owner, k, c.now(), 0)
+		labels[env.LabelExpiresAt] = far.Format(time.RFC3339)
+		f.world.Leak(owner, k, labels, c.now())
+	}
+	leak("prenv", 7)
+	leak("someone-else", 8)
+	f.rt.Foreign(env.Key{PR: 9})
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "database", "pr-7"); it.Verdict != VerdictKeep || !strings.Contains(it.Reason, "sweep.grace") {
+		t.Fatalf("a fresh leak = %s (%s); want kept by the grace", it.Verdict, it.Reason)
+	}
+	c.add(2 * time.Hour)
+	p, err = f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "database", "pr-7"); it.Verdict != VerdictOrphaned || it.Outcome != "deleted" {
+		t.Fatalf("pr-7 = %s (%s) %q; want orphaned and deleted", it.Verdict, it.Reason, it.Outcome)
+	}
+	for _, id := range []string{"database/pr-8", "home/pr-9"} {
+		kind, name, _ := strings.Cut(id, "/")
+		if it := item(t, p, kind, name); it.Verdict != VerdictForeign || it.Outcome != "" {
+			t.Fatalf("%s = %s (%s) %q; want foreign and untouched", id, it.Verdict, it.Reason, it.Outcome)
+		}
+	}
+	got := inventory(t, f)
+	if len(got) != 2 {
+		t.Fatalf("left = %v; want the two foreign resources", got)
+	}
+}
+
+func TestSweep_NoOrphanIsDeletedWhenTheOpenPullRequestsAreUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pulls pulls
+		why   string
+	}{
+		{"the list fails", pulls{err: errors.New("502 bad gateway")}, "could not be listed"},
+		{"the list is empty while environments are open", pulls{}, "lists no open pull request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c, _ := sweepFixture(t)
+			ctx := context.Background()
+			if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 1}, Commit: "c1"}); err != nil {
+				t.Fatal(err)
+			}
+			f.l.TTL = 1000 * time.Hour
+			if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 3}, Commit: "c1"}); err != nil {
+				t.Fatal(err)
+			}
+			far := env.Labels("prenv", env.Key{PR: 2}, c.now(), 1000*time.Hour)
+			f.world.Leak("prenv", env.Key{PR: 2}, far, c.now())
+			c.add(2 * time.Hour) // pr-1 expired; pr-2 orphaned but for the guard; pr-3 open
+			p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Pulls: tc.pulls, DefaultRepo: "acme/shop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if it := item(t, p, "database", "pr-2"); it.Verdict != VerdictKeep || !strings.Contains(it.Reason, tc.why) {
+				t.Fatalf("pr-2 = %s (%s); want kept, saying the list %s", it.Verdict, it.Reason, tc.why)
+			}
+			if it := item(t, p, "database", "pr-1"); it.Verdict != VerdictExpired || it.Outcome != "deleted" {
+				t.Fatalf("pr-1 = %s (%s) %q; want expired and deleted: expiry still applies", it.Verdict, it.Reason, it.Outcome)
+			}
+			if len(p.Notes) == 0 || !strings.Contains(strings.Join(p.Notes, "\n"), "nothing is deleted as orphaned") {
+				t.Fatalf("notes = %q; want the guard said", p.Notes)
+			}
+		})
+	}
+}
+
+func TestSweep_MaxDeletionsTakesTheOldestFirstAndZeroReportsOnly(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	start := c.now()
+	for pr := 1; pr <= 3; pr++ {
+		k := env.Key{PR: pr}
+		created := start.Add(time.Duration(pr) * time.Minute) // pr-1 is the oldest
+		labels := env.Labels("prenv", k, created, 1000*time.Hour)
+		f.world.Leak("prenv", k, labels, created)
+	}
+	c.add(3 * time.Hour)
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(inventory(t, f)); n != 3 {
+		t.Fatalf("max_deletions 0 deleted something: %d left", n)
+	}
+	if it := item(t, p, "database", "pr-1"); !strings.Contains(it.Outcome, "report only") {
+		t.Fatalf("outcome %q; want report only", it.Outcome)
+	}
+	p, err = f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, id := range []string{"pr-1", "pr-2", "pr-3"} {
+		got[id] = item(t, p, "database", id).Outcome
+	}
+	if got["pr-1"] != "deleted" || got["pr-2"] != "deleted" || !strings.HasPrefix(got["pr-3"], "deferred") {
+		t.Fatalf("outcomes = %v; want the two oldest deleted and pr-3 deferred", got)
+	}
+	left := inventory(t, f)
+	if len(left) != 1 || left[0].ID != "pr-3" {
+		t.Fatalf("left = %v; want pr-3", left)
+	}
+}
+
+func TestSweep_KeepLabelPinsAnExpiredEnvironment(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 4}, Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(5 * time.Hour)
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, KeepLabel: "prenv:keep",
+		Pulls: pulls{open: []OpenPull{{Number: 4, Labels: []string{"bug", "prenv:keep"}}}}, DefaultRepo: "acme/shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "database", "pr-4"); it.Verdict != VerdictKeep || !strings.Contains(it.Reason, "prenv:keep") {
+		t.Fatalf("pr-4 = %s (%s); want pinned by the label", it.Verdict, it.Reason)
+	}
+	if n := len(inventory(t, f)); n != 2 {
+		t.Fatalf("%d resources left; want the database and the home", n)
+	}
+}
+
+func TestSweep_UnreadableLabelsAreKept(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	k := env.Key{PR: 5}
+	labels := env.Labels("prenv", k, c.now(), time.Hour)
+	labels[env.LabelExpiresAt] = "next tuesday"
+	f.world.Leak("prenv", k, labels, c.now())
+	c.add(100 * time.Hour)
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "database", "pr-5"); it.Verdict != VerdictKeep || !strings.Contains(it.Reason, "next tuesday") {
+		t.Fatalf("pr-5 = %s (%s); want kept, naming the unreadable expiry", it.Verdict, it.Reason)
+	}
+	if n := len(inventory(t, f)); n != 1 {
+		t.Fatal("an unreadable resource was deleted")
+	}
+}
+
+func TestSweep_StaleLockFilesGoHeldOnesStay(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	stale := filepath.Join(f.l.LockDir, "pr-77.lock")
+	held := filepath.Join(f.l.LockDir, "pr-78.lock")
+	for _, p := range []string{stale, held} {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		old := c.now().Add(-2 * time.Hour)
+		os.Chtimes(p, old, old)
+	}
+	unlock, err := lock.File(ctx, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "lock", "pr-77.lock"); it.Verdict != VerdictOrphaned || it.Outcome != "deleted" {
+		t.Fatalf("stale lock = %s (%s) %q", it.Verdict, it.Reason, it.Outcome)
+	}
+	if it := item(t, p, "lock", "pr-78.lock"); it.Verdict != VerdictKeep {
+		t.Fatalf("held lock = %s (%s)", it.Verdict, it.Reason)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatal("the stale lock file is still there")
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Fatal("the held lock file is gone")
+	}
+}
+
+func TestExtend_MovesTheExpiryOnTheRecordAndTheResources(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	k := env.Key{PR: 6}
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.l.Extend(ctx, k, 72*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := c.now().Add(72 * time.Hour).UTC().Truncate(time.Second)
+	if !e.ExpiresAt.Equal(want) {
+		t.Fatalf("record expires %s, want %s", e.ExpiresAt, want)
+	}
+	for _, r := range inventory(t, f) {
+		if r.Labels[env.LabelExpiresAt] != want.Format(time.RFC3339) {
+			t.Fatalf("%s %s expires-at = %q, want %s", r.Kind, r.ID, r.Labels[env.LabelExpiresAt], want.Format(time.RFC3339))
+		}
+	}
+	c.add(10 * time.Hour)
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "home", "pr-6"); it.Verdict != VerdictKeep {
+		t.Fatalf("an extended environment = %s (%s)", it.Verdict, it.Reason)
+	}
+	if _, err := f.l.Extend(ctx, k, -time.Hour); err == nil {
+		t.Fatal("a negative ttl was accepted")
+	}
+}
