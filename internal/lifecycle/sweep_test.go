@@ -45,7 +45,7 @@ type reports struct {
 	down []string // "pr-1 expired"
 }
 
-func (r *reports) Started(context.Context, store.Env, string)   {}
+func (r *reports) Started(context.Context, store.Env, string)     {}
 func (r *reports) Finished(context.Context, store.Env, store.Run) {}
 func (r *reports) TornDown(_ context.Context, e store.Env, why Why) {
 	r.mu.Lock()
