@@ -11,4 +11,8 @@
 //	releases/<commit>/       checked-out source and build output
 //	release.json             what the supervisor serves: commit, command, port
 //	app.log                  build, migration and app output (prenv logs)
+//
+// For the sweeper the Runtime is an env.Inventory: the homes under envs
+// (with what a killed prepare or teardown left) and, when environments
+// have users of their own, the processes of a user id whose home is gone.
 package local

@@ -64,8 +64,10 @@ func openLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 }
 
+func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
 func writeJSON(path string, v any, mode os.FileMode) error {
-	data, _ := json.MarshalIndent(v, "", "  ")
+	data, _ := jsonIndent(v)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
 		return err

@@ -232,3 +232,57 @@ func killAllOf(id Identity, timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// process is a running process as a sweep shows it.
+type process struct {
+	PID     int
+	Started time.Time
+}
+
+// userHZ is the unit of the start times in /proc/<pid>/stat: USER_HZ,
+// 100 on every Linux architecture Go supports.
+const userHZ = 100
+
+// processesByUID returns the running processes of each user id (real,
+// effective or saved), read in one pass over /proc.
+func processesByUID() map[int][]process {
+	var boot time.Time
+	if stat, err := os.ReadFile("/proc/stat"); err == nil {
+		for _, line := range strings.Split(string(stat), "\n") {
+			if rest, ok := strings.CutPrefix(line, "btime "); ok {
+				if s, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64); err == nil {
+					boot = time.Unix(s, 0)
+				}
+			}
+		}
+	}
+	out := map[int][]process{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ids, ok := uids(pid)
+		if !ok {
+			continue
+		}
+		p := process{PID: pid}
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !boot.IsZero() {
+			s := string(stat)
+			if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) >= 20 {
+				if ticks, err := strconv.ParseInt(f[19], 10, 64); err == nil {
+					p.Started = boot.Add(time.Duration(ticks) * time.Second / userHZ).UTC()
+				}
+			}
+		}
+		seen := map[int]bool{}
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				out[id] = append(out[id], p)
+			}
+		}
+	}
+	return out
+}

@@ -27,3 +27,10 @@ func killUser(int, int, time.Duration) int { return 0 }
 func processUIDs() map[int]bool { return nil }
 
 func killAllOf(Identity, time.Duration) error { return nil }
+
+type process struct {
+	PID     int
+	Started time.Time
+}
+
+func processesByUID() map[int][]process { return nil }

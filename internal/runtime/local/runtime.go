@@ -600,9 +600,19 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 	if m.Key != k.String() {
 		return fmt.Errorf("teardown %s: it is the home of %s, not %s: %w", k.Name(), m.Key, k, runtime.ErrNotOurs)
 	}
+	return r.teardown(ctx, k.Name(), m)
+}
+
+// teardown stops the app of the environment directory name through prenv
+// serve (or by its record when serve does not answer), kills what its
+// steps left and every process of its user, and removes the directory. m
+// is its manifest, read and checked by the caller (zero for a directory
+// without one: it has no user of its own to kill or release).
+func (r *Runtime) teardown(ctx context.Context, name string, m Manifest) error {
+	dir := r.envDir(name)
 	if r.answers(ctx) {
-		if err := r.call(ctx, "/api/v1/local/stop/"+k.Name(), nil, nil); err != nil {
-			return fmt.Errorf("teardown %s: %w", k.Name(), err)
+		if err := r.call(ctx, "/api/v1/local/stop/"+name, nil, nil); err != nil {
+			return fmt.Errorf("teardown %s: %w", name, err)
 		}
 	} else {
 		var spec ReleaseSpec
@@ -620,7 +630,7 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 	if m.Identity.Isolated() {
 		if err := killAllOf(m.Identity, 15*time.Second); err != nil {
 			// Its id stays held (the manifest stays) until they are gone.
-			return fmt.Errorf("teardown %s: %w: run 'prenv down' again", k.Name(), err)
+			return fmt.Errorf("teardown %s: %w: run 'prenv down' again", name, err)
 		}
 	}
 	// Out of the way first, whole: a removal killed midway never leaves a
@@ -628,17 +638,17 @@ func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
 	// trash is prenv's alone.
 	trash := filepath.Join(EnvsDir(r.Home), ".trash")
 	if err := os.MkdirAll(trash, 0o700); err != nil {
-		return fmt.Errorf("teardown %s: %w", k.Name(), err)
+		return fmt.Errorf("teardown %s: %w", name, err)
 	}
-	gone := filepath.Join(trash, k.Name()+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	gone := filepath.Join(trash, name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Rename(dir, gone); err != nil {
-		return fmt.Errorf("teardown %s: %w", k.Name(), err)
+		return fmt.Errorf("teardown %s: %w", name, err)
 	}
 	if r.Users != nil {
-		r.Users.release(m.Identity.UID, r.Home, m.Name)
+		r.Users.release(m.Identity.UID, r.Home, name)
 	}
 	if err := os.RemoveAll(gone); err != nil {
-		return fmt.Errorf("teardown %s: %w", k.Name(), err)
+		return fmt.Errorf("teardown %s: remove %s: %w; it is listed by 'prenv sweep' and removed by 'prenv sweep --apply', or remove it by hand", name, gone, err)
 	}
 	return nil
 }
