@@ -2,6 +2,7 @@ package rdsemu
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"slices"
 	"sort"
@@ -96,7 +97,7 @@ func (s *Server) clusterXML(c *cluster, now time.Time) xmlCluster {
 		DBClusterIdentifier: c.ID, DBClusterArn: s.arn("cluster", c.ID), Status: s.clusterStatus(c, now), Engine: c.Engine,
 		EngineVersion: c.EngineVersion, Port: c.Port, MasterUsername: c.MasterUser, DeletionProtection: c.DeletionProtection,
 		ClusterCreateTime: c.Created.UTC().Format(timeFormat), CloneGroupID: c.CloneGroup,
-		DBClusterParameterGroup: c.ParameterGroup, DBSubnetGroup: c.SubnetGroup, TagList: c.Tags,
+		DBClusterParameterGroup: c.ParameterGroup, DBSubnetGroup: c.SubnetGroup, TagList: slices.Clone(c.Tags),
 	}
 	if x.Status != "creating" {
 		x.Endpoint, x.ReaderEndpoint = c.Host, c.Host
@@ -124,7 +125,7 @@ func (s *Server) instanceXML(i *instance, now time.Time) xmlInstance {
 	x := xmlInstance{
 		DBInstanceIdentifier: i.ID, DBInstanceArn: s.arn("db", i.ID), DBInstanceClass: i.Class, Engine: i.Engine,
 		DBInstanceStatus: s.instanceStatus(i, now), DBClusterIdentifier: i.Cluster, DeletionProtection: i.DeletionProtection,
-		InstanceCreateTime: i.Created.UTC().Format(timeFormat), TagList: i.Tags,
+		InstanceCreateTime: i.Created.UTC().Format(timeFormat), TagList: slices.Clone(i.Tags),
 	}
 	if c := s.clusters[i.Cluster]; c != nil && x.DBInstanceStatus != "creating" {
 		addr := c.Host // a backend's database: the instance is the cluster's one server
@@ -257,7 +258,7 @@ func validClass(class string) bool {
 // each made into an item, with the marker of the next page.
 func pageOf[T any](f form, ids []string, item func(id string) T) ([]T, string, error) {
 	sort.Strings(ids)
-	from, to, marker, err := page(f, len(ids))
+	from, to, marker, err := page(f, ids)
 	if err != nil {
 		return nil, "", err
 	}
@@ -268,8 +269,13 @@ func pageOf[T any](f form, ids []string, item func(id string) T) ([]T, string, e
 	return out, marker, nil
 }
 
-// page applies MaxRecords and Marker (an offset) to n items.
-func page(f form, n int) (from, to int, marker string, err error) {
+// page applies MaxRecords (20 to 100, default 100) and Marker to the
+// sorted ids. A marker is opaque to callers, as RDS documents it; here it
+// names the last identifier of the previous page, so that what is created
+// or deleted between two pages neither repeats nor hides another item (an
+// offset would skip one after each deletion, and a sweep lists while it
+// deletes).
+func page(f form, ids []string) (from, to int, marker string, err error) {
 	max := 100
 	if v := f.get("MaxRecords"); v != "" {
 		max, err = strconv.Atoi(v)
@@ -278,14 +284,18 @@ func page(f form, n int) (from, to int, marker string, err error) {
 		}
 	}
 	if v := f.get("Marker"); v != "" {
-		from, err = strconv.Atoi(v)
-		if err != nil || from < 0 || from > n {
-			return 0, 0, "", fault(http.StatusBadRequest, "InvalidParameterValue", "Marker %q is not valid", v)
+		last, derr := base64.RawURLEncoding.DecodeString(v)
+		if derr != nil || len(last) == 0 {
+			return 0, 0, "", fault(http.StatusBadRequest, "InvalidParameterValue", "Marker %q is not valid: pass the Marker of the previous response as it is", v)
+		}
+		from = sort.SearchStrings(ids, string(last))
+		if from < len(ids) && ids[from] == string(last) {
+			from++
 		}
 	}
-	to = min(n, from+max)
-	if to < n {
-		marker = strconv.Itoa(to)
+	to = min(len(ids), from+max)
+	if to < len(ids) {
+		marker = base64.RawURLEncoding.EncodeToString([]byte(ids[to-1]))
 	}
 	return from, to, marker, nil
 }
@@ -475,25 +485,36 @@ func (s *Server) deleteCluster(ctx context.Context, f form) (any, error) {
 	return struct{ DBCluster xmlCluster }{x}, nil
 }
 
-// resource finds the cluster or instance an ARN names.
-func (s *Server) resource(arn string) (*[]tag, *apiError) {
-	for id, c := range s.clusters {
-		if s.arn("cluster", id) == arn {
+// resource finds the cluster or instance an ARN names
+// (arn:aws:rds:REGION:ACCOUNT:cluster:ID or ...:db:ID). What is gone is
+// not found, with the fault of its kind, as RDS answers.
+func (s *Server) resource(ctx context.Context, arn string) (*[]tag, *apiError) {
+	s.gc(ctx)
+	parts := strings.SplitN(arn, ":", 7)
+	if len(parts) != 7 || parts[0] != "arn" || parts[2] != "rds" {
+		return nil, fault(http.StatusBadRequest, "InvalidParameterValue", "ResourceName %q is not an RDS ARN (arn:aws:rds:region:account:cluster:id or ...:db:id)", arn)
+	}
+	region, account, kind, id := parts[3], parts[4], parts[5], parts[6]
+	mine := region == s.opts.Region && account == s.opts.Account
+	switch kind {
+	case "cluster":
+		if c := s.clusters[id]; c != nil && mine {
 			return &c.Tags, nil
 		}
-	}
-	for id, i := range s.instances {
-		if s.arn("db", id) == arn {
+		return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", arn)
+	case "db":
+		if i := s.instances[id]; i != nil && mine {
 			return &i.Tags, nil
 		}
+		return nil, fault(http.StatusNotFound, "DBInstanceNotFound", "DBInstance %s not found.", arn)
 	}
-	return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "%s not found.", arn)
+	return nil, fault(http.StatusBadRequest, "InvalidParameterValue", "ResourceName %q: the emulator tags clusters and instances only", arn)
 }
 
 func (s *Server) addTags(ctx context.Context, f form) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tags, err := s.resource(f.get("ResourceName"))
+	tags, err := s.resource(ctx, f.get("ResourceName"))
 	if err != nil {
 		return nil, err
 	}
@@ -517,11 +538,11 @@ func (s *Server) addTags(ctx context.Context, f form) (any, error) {
 func (s *Server) listTags(ctx context.Context, f form) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tags, err := s.resource(f.get("ResourceName"))
+	tags, err := s.resource(ctx, f.get("ResourceName"))
 	if err != nil {
 		return nil, err
 	}
 	return struct {
 		TagList []tag `xml:"TagList>Tag"`
-	}{*tags}, nil
+	}{slices.Clone(*tags)}, nil
 }

@@ -9,6 +9,7 @@
 package rdsemu
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -152,6 +153,25 @@ func (s *Server) AddSource(id string, tags map[string]string) {
 	s.clusters[id] = c
 }
 
+// LoseCluster is a test hook: cluster id is gone at once and its
+// instances stay, pointing at it. Real RDS shows such an instance while
+// its cluster is being deleted (the console deletes a cluster as its last
+// instance goes); the emulator's API cannot reach that state, since
+// DeleteDBCluster refuses while instances exist, as RDS does. It reports
+// whether the cluster existed.
+func (s *Server) LoseCluster(id string) bool {
+	s.mu.Lock()
+	c := s.clusters[id]
+	delete(s.clusters, id)
+	s.mu.Unlock()
+	if c != nil && s.opts.Backend != nil && !c.Source {
+		if err := s.opts.Backend.Delete(context.Background(), id); err != nil {
+			s.opts.Log.Warn("rds backend delete", "cluster", id, "error", err)
+		}
+	}
+	return c != nil
+}
+
 // Stats returns the counts so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -244,13 +264,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Log.Info("rds", "action", action)
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<%sResponse xmlns="%s">`, action, xmlns)
-	enc := xml.NewEncoder(w)
-	if err := enc.EncodeElement(result, xml.StartElement{Name: xml.Name{Local: action + "Result"}}); err != nil {
+	// The whole response is encoded first and sent with its length, as RDS
+	// sends it; a result that cannot be encoded is an InternalFailure, not
+	// half a document.
+	var body bytes.Buffer
+	fmt.Fprintf(&body, `<%sResponse xmlns="%s">`, action, xmlns)
+	if err := xml.NewEncoder(&body).EncodeElement(result, xml.StartElement{Name: xml.Name{Local: action + "Result"}}); err != nil {
 		s.opts.Log.Error("rds: encode the result", "action", action, "error", err)
+		s.fail(w, reqID, fault(http.StatusInternalServerError, "InternalFailure", "encode the result: %v", err))
+		return
 	}
-	fmt.Fprintf(w, "<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>", reqID, action)
+	fmt.Fprintf(&body, "<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>", reqID, action)
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("Content-Length", strconv.Itoa(body.Len()))
+	w.Write(body.Bytes())
 }
 
 // throttle reports whether this request is throttled. Called with mu held.

@@ -3,6 +3,7 @@ package rdsemu_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,5 +224,117 @@ func TestCommand_ListensWhereToldWithTheSourceClusters(t *testing.T) {
 	}
 	if err != nil || len(out.DBClusters) != 2 || aws.ToString(out.DBClusters[1].DBClusterIdentifier) != "golden-eu" || aws.ToString(out.DBClusters[0].Status) != "available" {
 		t.Fatalf("describe: %+v %v", out, err)
+	}
+}
+
+func TestEmulator_PagesNeitherRepeatNorSkipWhenClustersGoBetweenThem(t *testing.T) {
+	ctx := context.Background()
+	c, _ := client(t, rdsemu.Options{Sources: []string{"golden"}, ClusterQuota: 100})
+	want := map[string]bool{"golden": true}
+	for i := range 44 {
+		id := fmt.Sprintf("c%02d", i)
+		if _, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String(id),
+			SourceDBClusterIdentifier: aws.String("golden"), UseLatestRestorableTime: aws.Bool(true)}); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = true
+	}
+	seen := map[string]int{}
+	in := &rds.DescribeDBClustersInput{MaxRecords: aws.Int32(20)}
+	for pages := 0; ; pages++ {
+		out, err := c.DescribeDBClusters(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.DBClusters) > 20 {
+			t.Fatalf("a page of %d with MaxRecords 20", len(out.DBClusters))
+		}
+		for _, cl := range out.DBClusters {
+			seen[aws.ToString(cl.DBClusterIdentifier)]++
+		}
+		if pages == 0 {
+			// A sweep deletes while it lists: one already seen goes.
+			if _, err := c.DeleteDBCluster(ctx, &rds.DeleteDBClusterInput{DBClusterIdentifier: aws.String("c00"), SkipFinalSnapshot: aws.Bool(true)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out.Marker == nil {
+			break
+		}
+		in.Marker = out.Marker
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("cluster %s listed %d times", id, seen[id])
+		}
+	}
+	if _, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{MaxRecords: aws.Int32(5)}); code(err) != "InvalidParameterValue" {
+		t.Errorf("MaxRecords 5 = %v, want InvalidParameterValue (20 to 100)", err)
+	}
+	if _, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{Marker: aws.String("not a marker!")}); code(err) != "InvalidParameterValue" {
+		t.Errorf("a made-up marker = %v", err)
+	}
+}
+
+func TestEmulator_TagsAddedAreWhatDescribeReturnsAndGoneResourcesHaveNone(t *testing.T) {
+	ctx := context.Background()
+	c, _ := client(t, rdsemu.Options{Sources: []string{"golden"}})
+	out, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String("a"),
+		SourceDBClusterIdentifier: aws.String("golden"), UseLatestRestorableTime: aws.Bool(true), Tags: []types.Tag{{Key: aws.String("expires"), Value: aws.String("1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := c.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String("a-writer"), DBClusterIdentifier: aws.String("a"),
+		DBInstanceClass: aws.String("db.t4g.medium"), Engine: aws.String("aurora-postgresql"), Tags: []types.Tag{{Key: aws.String("expires"), Value: aws.String("1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arn := range []*string{out.DBCluster.DBClusterArn, inst.DBInstance.DBInstanceArn} {
+		if _, err := c.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: arn, Tags: []types.Tag{{Key: aws.String("expires"), Value: aws.String("2")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("a")})
+	if err != nil || len(cl.DBClusters[0].TagList) != 1 || aws.ToString(cl.DBClusters[0].TagList[0].Value) != "2" {
+		t.Fatalf("cluster tags after AddTagsToResource: %+v %v", cl, err)
+	}
+	is, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("a-writer")})
+	if err != nil || len(is.DBInstances[0].TagList) != 1 || aws.ToString(is.DBInstances[0].TagList[0].Value) != "2" {
+		t.Fatalf("instance tags after AddTagsToResource: %+v %v", is, err)
+	}
+	if _, err := c.DeleteDBInstance(ctx, &rds.DeleteDBInstanceInput{DBInstanceIdentifier: aws.String("a-writer"), SkipFinalSnapshot: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: inst.DBInstance.DBInstanceArn, Tags: []types.Tag{{Key: aws.String("x"), Value: aws.String("y")}}})
+	var nf *types.DBInstanceNotFoundFault
+	if !errors.As(err, &nf) {
+		t.Fatalf("tagging a deleted instance = %v, want DBInstanceNotFound", err)
+	}
+}
+
+func TestEmulator_LoseClusterLeavesItsInstancesPointingAtNothing(t *testing.T) {
+	ctx := context.Background()
+	c, emu := client(t, rdsemu.Options{Sources: []string{"golden"}})
+	if _, err := c.RestoreDBClusterToPointInTime(ctx, &rds.RestoreDBClusterToPointInTimeInput{DBClusterIdentifier: aws.String("a"),
+		SourceDBClusterIdentifier: aws.String("golden"), UseLatestRestorableTime: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String("a-writer"), DBClusterIdentifier: aws.String("a"),
+		DBInstanceClass: aws.String("db.t4g.medium"), Engine: aws.String("aurora-postgresql")}); err != nil {
+		t.Fatal(err)
+	}
+	if !emu.LoseCluster("a") || emu.LoseCluster("a") {
+		t.Fatal("LoseCluster reports the wrong existence")
+	}
+	var cnf *types.DBClusterNotFoundFault
+	if _, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("a")}); !errors.As(err, &cnf) {
+		t.Fatalf("describe the lost cluster = %v", err)
+	}
+	is, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("a-writer")})
+	if err != nil || aws.ToString(is.DBInstances[0].DBClusterIdentifier) != "a" {
+		t.Fatalf("the instance of a lost cluster: %+v %v", is, err)
+	}
+	if _, err := c.DeleteDBInstance(ctx, &rds.DeleteDBInstanceInput{DBInstanceIdentifier: aws.String("a-writer"), SkipFinalSnapshot: aws.Bool(true)}); err != nil {
+		t.Fatalf("delete the instance of a lost cluster: %v", err)
 	}
 }
