@@ -78,12 +78,47 @@ jobs:
           command: down
 `
 
+const sweepWorkflow = `# Written by 'prenv init github': the nightly sweep, for teams that do not
+# run prenv serve (which sweeps every sweep.interval by itself). It brings
+# down expired environments (their comment says why and how to bring them
+# back) and removes what interrupted runs left; 'prenv sweep' without
+# --apply shows the plan.
+name: preview-sweep
+on:
+  schedule:
+    - cron: "23 3 * * *"  # nightly, at a quiet minute
+  workflow_dispatch: {}
+# One sweep at a time; a teardown of the same pull request waits on the
+# environment's own lock, never on this.
+concurrency:
+  group: prenv-sweep
+  cancel-in-progress: false
+permissions:
+  id-token: write       # the OIDC token that assumes the AWS role
+  contents: read
+  deployments: write    # an expired environment's deployments become inactive
+  pull-requests: write  # its comment says it expired; open pull requests are listed
+jobs:
+  sweep:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: {{ROLE}}
+          aws-region: {{REGION}}
+      - uses: prenv/prenv@{{REF}}
+        with:
+          command: sweep
+          args: --apply
+`
+
 var (
 	roleARN    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
 	awsRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	actionRef  = regexp.MustCompile(`^[\w.-]+$`)
 	errExists  = errors.New("already exists")
-	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow}
+	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow}
 )
 
 func (a *app) initCmd() *cobra.Command {
@@ -92,13 +127,14 @@ func (a *app) initCmd() *cobra.Command {
 	var force bool
 	gh := &cobra.Command{
 		Use:   "github --role-arn ARN --region REGION",
-		Short: "Write GitHub Actions workflows: preview on every push to a pull request, teardown when it closes",
-		Long: `Write two workflows into .github/workflows: preview.yml runs 'prenv up' on
+		Short: "Write GitHub Actions workflows: preview on every push to a pull request, teardown when it closes, a nightly sweep",
+		Long: `Write three workflows into .github/workflows: preview.yml runs 'prenv up' on
 opened, synchronize and reopened, one run per pull request (concurrency
 pr-<number>, a newer push cancelling the older run); preview-teardown.yml runs
-'prenv down' when the pull request closes. Both assume the AWS role with
-GitHub's OIDC token (permissions: id-token: write); no AWS keys are stored in
-GitHub. Fork pull requests get no OIDC token, so the workflows skip them:
+'prenv down' when the pull request closes; preview-sweep.yml runs
+'prenv sweep --apply' nightly, for teams that do not run prenv serve. All
+assume the AWS role with GitHub's OIDC token (permissions: id-token: write);
+no AWS keys are stored in GitHub. Fork pull requests get no OIDC token, so the workflows skip them:
 their previews and teardowns need prenv serve or the sweeper.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -126,7 +162,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			for _, name := range []string{"preview.yml", "preview-teardown.yml"} {
+			for _, name := range []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml"} {
 				text := strings.NewReplacer("{{ROLE}}", role, "{{REGION}}", region, "{{REF}}", ref).Replace(workflowOf[name])
 				if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
 					return err

@@ -70,6 +70,40 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 	}
 	check("preview.yml", []string{"opened", "synchronize", "reopened"}, "up")
 	check("preview-teardown.yml", []string{"closed"}, "down")
+	data, err := os.ReadFile(filepath.Join(repo, ".github", "workflows", "preview-sweep.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sweep struct {
+		On struct {
+			Schedule []struct {
+				Cron string `yaml:"cron"`
+			} `yaml:"schedule"`
+		} `yaml:"on"`
+		Concurrency struct {
+			Group string `yaml:"group"`
+		} `yaml:"concurrency"`
+		Permissions map[string]string `yaml:"permissions"`
+		Jobs        map[string]struct {
+			Steps []struct {
+				Uses string            `yaml:"uses"`
+				With map[string]string `yaml:"with"`
+			} `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	if err := yaml.Unmarshal(data, &sweep); err != nil {
+		t.Fatalf("preview-sweep.yml is not YAML: %v", err)
+	}
+	if len(sweep.On.Schedule) != 1 || len(strings.Fields(sweep.On.Schedule[0].Cron)) != 5 {
+		t.Errorf("preview-sweep.yml schedule %+v: want one nightly cron", sweep.On.Schedule)
+	}
+	if sweep.Permissions["id-token"] != "write" || sweep.Permissions["pull-requests"] != "write" || sweep.Concurrency.Group == "" {
+		t.Errorf("preview-sweep.yml permissions %v, concurrency %q", sweep.Permissions, sweep.Concurrency.Group)
+	}
+	steps := sweep.Jobs["sweep"].Steps
+	if len(steps) != 3 || steps[1].With["role-to-assume"] != role || steps[2].Uses != "prenv/prenv@v1" || steps[2].With["command"] != "sweep" || steps[2].With["args"] != "--apply" {
+		t.Errorf("preview-sweep.yml steps %+v", steps)
+	}
 
 	// Again: refused, nothing changed.
 	os.WriteFile(filepath.Join(repo, ".github", "workflows", "preview.yml"), []byte("# the team's own\n"), 0o644)

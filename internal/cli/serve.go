@@ -10,8 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/prenv/prenv/internal/config"
-	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/server"
@@ -54,9 +52,21 @@ finished runs older than serve.retention are removed, at start and hourly.
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w (is another prenv serve running? set PRENV_LISTEN to use another address)", cfg.Listen, err)
 			}
-			cloner, err := a.cloner(cfg)
+			// Restores and sweeps go through the lifecycle, as the CLI's
+			// up and down and the webhook worker's do.
+			lc, err := a.lifecycle(ctx, cfg)
 			if err != nil {
 				return err
+			}
+			defer lc.Store.Close()
+			reports, err := a.serveReporter(cfg)
+			if err != nil {
+				return err
+			}
+			lc.Reporter = nil
+			if reports != nil {
+				lc.Reporter = reports
+				defer reports.Wait()
 			}
 			hooks, err := a.webhooks(ctx, cfg, s)
 			if err != nil {
@@ -73,8 +83,7 @@ finished runs older than serve.retention are removed, at start and hourly.
 				if err != nil {
 					return "", err
 				}
-				db, err := cloner.Clone(ctx, dbclone.Request{Key: k, Name: k.Name()})
-				return db.URL, err
+				return lc.DatabaseURL(ctx, k) // brought back by lc.Restore first
 			}
 			srv.Supervisor = sup
 			pidFile := filepath.Join(cfg.Home, "serve.pid")
@@ -86,36 +95,21 @@ finished runs older than serve.retention are removed, at start and hourly.
 			} else {
 				a.log.Warn("this store cannot remove old deliveries and runs: it grows with every push")
 			}
-			go a.restore(ctx, cfg, cloner, sup)
+			go func() {
+				if err := lc.Restore(ctx); err != nil {
+					a.log.Error("restore", "err", err)
+				}
+				sup.Restore(ctx)
+			}()
+			if cfg.Sweep.Interval > 0 {
+				go a.sweeping(ctx, cfg, lc, cfg.Sweep.Interval.D())
+			} else {
+				a.log.Info("sweeps are off (sweep.interval is 0): run 'prenv sweep --apply' on a schedule")
+			}
 			err = srv.Run(ctx, l)
 			sup.Shutdown() // no preview keeps running unsupervised
 			return err
 		},
 	}
 	return cmd
-}
-
-// restore brings back the databases of every environment on record (they
-// stop with the machine), then the apps.
-func (a *app) restore(ctx context.Context, cfg config.Config, cloner dbclone.Cloner, sup *local.Supervisor) {
-	s, err := a.store(ctx, cfg)
-	if err != nil {
-		a.log.Error("restore", "err", err)
-		return
-	}
-	defer s.Close()
-	list, err := s.List(ctx)
-	if err != nil {
-		a.log.Error("restore", "err", err)
-		return
-	}
-	for _, e := range list {
-		if e.State == env.StateDeleted || e.Database.URL == "" {
-			continue
-		}
-		if _, err := cloner.Clone(ctx, dbclone.Request{Key: e.Key, Name: e.Name}); err != nil {
-			a.log.Error("restore database", "env", e.Name, "err", err)
-		}
-	}
-	sup.Restore(ctx)
 }

@@ -44,6 +44,22 @@ func (a *app) githubClient(cfg config.Config) (*github.Client, error) {
 	return &github.Client{BaseURL: api, Tokens: github.StaticToken(token)}, nil
 }
 
+// serveReporter is how prenv serve reports to GitHub: retried in the
+// background; nil without credentials or with github.report off.
+func (a *app) serveReporter(cfg config.Config) (*github.Deployments, error) {
+	client, err := a.githubClient(cfg)
+	if err != nil || client == nil || !cfg.GitHub.Report {
+		return nil, err
+	}
+	policy := webhook.Policy{DefaultRepo: cfg.Repository}
+	d := &github.Deployments{Reporter: &github.Reporter{Client: client}, Repo: policy.Repo, Background: true, Log: a.log}
+	if cfg.PublicURL != "" {
+		base := strings.TrimSuffix(cfg.PublicURL, "/")
+		d.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }
+	}
+	return d, nil
+}
+
 // webhooks returns the handler of /webhooks/github and starts the worker
 // and the reconciler; without a webhook secret the handler refuses every
 // delivery and says how to turn webhooks on.
@@ -70,14 +86,12 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log,
 		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel},
 	}
+	reports, err := a.serveReporter(cfg)
+	if err != nil {
+		return nil, err
+	}
 	lc.Reporter = nil // the CLI's, from a token in the environment
-	var reports *github.Deployments
-	if client != nil && g.Report {
-		reports = &github.Deployments{Reporter: &github.Reporter{Client: client}, Repo: w.Policy.Repo, Background: true, Log: a.log}
-		if cfg.PublicURL != "" {
-			base := strings.TrimSuffix(cfg.PublicURL, "/")
-			reports.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }
-		}
+	if reports != nil {
 		lc.Reporter = reports
 	}
 	go func() {

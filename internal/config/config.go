@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -40,6 +41,7 @@ type Config struct {
 	App        App      `yaml:"app"`
 	GitHub     GitHub   `yaml:"github"`
 	Serve      Serve    `yaml:"serve"`
+	Sweep      Sweep    `yaml:"sweep"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
@@ -125,6 +127,44 @@ type Serve struct {
 	// Retention bounds how long delivered webhooks and finished runs are
 	// kept.
 	Retention Duration `yaml:"retention"`
+}
+
+// Sweep configures the sweeper: 'prenv sweep', prenv serve's sweeps and
+// the nightly workflow 'prenv init github' writes.
+type Sweep struct {
+	// Interval is how often prenv serve sweeps (with apply); 0 turns its
+	// sweeps off (run 'prenv sweep --apply' on a schedule instead).
+	Interval Duration `yaml:"interval"`
+	// Grace: an orphaned or half-made resource younger than this is kept,
+	// since a run on another machine may be making it.
+	Grace Duration `yaml:"grace"`
+	// MaxDeletions bounds one run's deletions (an environment, or a
+	// resource of none, counts one), the oldest first; 0 reports only.
+	MaxDeletions int `yaml:"max_deletions"`
+	// KeepLabel: an open pull request carrying it keeps its environment
+	// whatever its expiry.
+	KeepLabel string `yaml:"keep_label"`
+	// Legacy selects resources prenv did not make, for teams moving from
+	// scripts; they are deleted only with 'prenv sweep --apply --legacy'.
+	Legacy SweepLegacy `yaml:"legacy"`
+}
+
+// SweepLegacy selects what a team's scripts made before prenv.
+type SweepLegacy struct {
+	// Tags: Aurora clusters and instances carrying all of them
+	// (Ephemeral: "true").
+	Tags map[string]string `yaml:"tags"`
+	// NamespacePattern: Kubernetes namespaces whose name matches this
+	// regular expression in full, and carry all NamespaceLabels.
+	NamespacePattern string            `yaml:"namespace_pattern"`
+	NamespaceLabels  map[string]string `yaml:"namespace_labels"`
+	// OlderThan: only what is older is deleted (48h).
+	OlderThan Duration `yaml:"older_than"`
+}
+
+// Enabled reports whether l selects anything.
+func (l SweepLegacy) Enabled() bool {
+	return len(l.Tags) > 0 || l.NamespacePattern != "" || len(l.NamespaceLabels) > 0
 }
 
 // Kubernetes configures the kubernetes runtime: a namespace and a Helm
@@ -215,6 +255,7 @@ func Default() Config {
 			},
 		},
 		Serve: Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
+		Sweep: Sweep{Interval: Duration(time.Hour), Grace: Duration(time.Hour), MaxDeletions: 10, KeepLabel: "prenv:keep"},
 		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{
 			Namespace:        "pr-{{ .PR }}",
 			Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
@@ -677,6 +718,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Serve.Retention <= 0 {
 		bad("serve.retention", "must be positive, for example 336h")
+	}
+	if c.Sweep.Interval < 0 {
+		bad("sweep.interval", "%s: must not be negative (0 turns prenv serve's sweeps off, for example 1h)", c.Sweep.Interval.D())
+	}
+	if c.Sweep.Grace < 0 {
+		bad("sweep.grace", "%s: must not be negative, for example 1h", c.Sweep.Grace.D())
+	}
+	if c.Sweep.MaxDeletions < 0 {
+		bad("sweep.max_deletions", "%d: must not be negative (0 reports only, for example 10)", c.Sweep.MaxDeletions)
+	}
+	if strings.ContainsAny(c.Sweep.KeepLabel, "\n,") {
+		bad("sweep.keep_label", "%q: want one GitHub label name", c.Sweep.KeepLabel)
+	}
+	if l := c.Sweep.Legacy; l.Enabled() || l.OlderThan != 0 {
+		if l.OlderThan <= 0 {
+			bad("sweep.legacy.older_than", "is required with sweep.legacy and must be positive, for example 48h: only what is older is deleted")
+		}
+		if !l.Enabled() {
+			bad("sweep.legacy", "selects nothing: set tags (Aurora) or namespace_pattern / namespace_labels (Kubernetes)")
+		}
+		if l.NamespacePattern != "" {
+			if _, err := regexp.Compile("^(?:" + l.NamespacePattern + ")$"); err != nil {
+				bad("sweep.legacy.namespace_pattern", "%q is not a regular expression: %v", l.NamespacePattern, err)
+			}
+		}
 	}
 	switch c.Runtime.Provider {
 	case "local", "memory":

@@ -136,11 +136,7 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	// record first and then on the resources (the sweeper trusts the later
 	// of the two).
 	e.ExpiresAt = l.now().Add(l.TTL).UTC().Truncate(time.Second)
-	labels := env.Labels(l.Owner, k, e.CreatedAt, l.TTL)
-	labels[env.LabelExpiresAt] = e.ExpiresAt.Format(time.RFC3339)
-	for name, v := range providerLabels(l.Providers) {
-		labels[name] = v
-	}
+	labels := l.labels(*e)
 	// The providers are recorded before anything is made with them: a
 	// down that cannot know them would leave part of the environment.
 	if l.Providers.Known() {
@@ -209,4 +205,17 @@ func (l *Lifecycle) renew(ctx context.Context, p any, k env.Key, at time.Time) {
 	if err := r.Renew(ctx, k, at); err != nil {
 		l.log().Warn("cannot renew the expiry on the resources", "env", k.Name(), "expires", at, "err", err)
 	}
+}
+
+// labels are the labels of e's resources: owner, key, created-at, its
+// expiry and the providers it is made with.
+func (l *Lifecycle) labels(e store.Env) map[string]string {
+	labels := env.Labels(l.Owner, e.Key, e.CreatedAt, l.TTL)
+	if !e.ExpiresAt.IsZero() {
+		labels[env.LabelExpiresAt] = e.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	for name, v := range providerLabels(l.Providers) {
+		labels[name] = v
+	}
+	return labels
 }
