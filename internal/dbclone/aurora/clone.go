@@ -169,7 +169,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	} else if err := c.createWriter(ctx, req, id, wid); err != nil {
 		if created && errors.Is(err, dbclone.ErrCapacity) {
 			// Nothing half-made stays behind when the account is full.
-			if derr := c.deleteCluster(context.WithoutCancel(ctx), id, req.Key); derr != nil {
+			if derr := c.deleteCluster(context.WithoutCancel(ctx), id, c.keyProof(req.Key), "up again"); derr != nil {
 				err = fmt.Errorf("%w (and removing cluster %s failed: %v)", err, id, derr)
 			}
 		}
@@ -454,25 +454,26 @@ func (c *Cloner) Get(ctx context.Context, k env.Key) (dbclone.Database, error) {
 // anything not ours or with deletion protection on is refused, untouched.
 func (c *Cloner) Delete(ctx context.Context, k env.Key) error {
 	id := c.ClusterID(k)
+	may := c.keyProof(k)
 	cl, err := c.cluster(ctx, id)
 	if err != nil {
 		return err
 	}
 	if cl != nil {
-		if err := c.ours("cluster", id, cl.TagList, k); err != nil {
+		if err := may("cluster", id, cl.TagList); err != nil {
 			return err
 		}
 		if aws.ToBool(cl.DeletionProtection) {
 			return fmt.Errorf("cluster %s has deletion protection on: prenv never turns it off; if the environment should go, run aws rds modify-db-cluster --db-cluster-identifier %s --no-deletion-protection, then down again: %w", id, id, dbclone.ErrNotOurs)
 		}
 	}
-	if err := c.deleteWriter(ctx, id, k); err != nil {
+	if err := c.deleteInstance(ctx, writerID(id), "the writer", may, "down again"); err != nil {
 		return err
 	}
 	if cl == nil {
 		return nil
 	}
-	if err := c.deleteCluster(ctx, id, k); err != nil {
+	if err := c.deleteCluster(ctx, id, may, "down again"); err != nil {
 		return err
 	}
 	if c.Home != "" {
@@ -481,9 +482,22 @@ func (c *Cloner) Delete(ctx context.Context, k env.Key) error {
 	return nil
 }
 
-func (c *Cloner) deleteWriter(ctx context.Context, id string, k env.Key) error {
+// proof tells whether a cluster or instance, as just read, may be deleted:
+// nil, or an error saying why not. Delete proves the environment's key
+// (keyProof); a sweep proves its owner id or its legacy selection
+// (sweepProof). The deletions check it again on what they read, so that
+// what changed hands since the plan is left.
+type proof func(kind, id string, ts []types.Tag) error
+
+func (c *Cloner) keyProof(k env.Key) proof {
+	return func(kind, id string, ts []types.Tag) error { return c.ours(kind, id, ts, k) }
+}
+
+// deleteInstance deletes instance wid (called what in messages: "the
+// writer", "instance") if may allows it, and waits until it is gone, within
+// WaitTimeout; again is what to run to keep waiting after that.
+func (c *Cloner) deleteInstance(ctx context.Context, wid, what string, may proof, again string) error {
 	o := c.opts()
-	wid := writerID(id)
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.WaitTimeout)
 	defer cancel()
@@ -492,12 +506,14 @@ func (c *Cloner) deleteWriter(ctx context.Context, id string, k env.Key) error {
 	for {
 		inst, err := c.instance(ctx, wid)
 		switch {
-		case err != nil && !isThrottle(err):
+		case err != nil && !isThrottle(err) && ctx.Err() == nil:
+			// A request cut by the wait's own deadline ends in the timeout
+			// message below, not in a bare "context deadline exceeded".
 			return err
 		case err == nil && inst == nil:
 			return nil
 		case err == nil && !asked:
-			if err := c.ours("instance", wid, inst.TagList, k); err != nil {
+			if err := may("instance", wid, inst.TagList); err != nil {
 				return err
 			}
 			if aws.ToBool(inst.DeletionProtection) {
@@ -514,13 +530,15 @@ func (c *Cloner) deleteWriter(ctx context.Context, id string, k env.Key) error {
 			switch {
 			case derr == nil:
 				asked = true
-				c.log().Info("deleting the writer", "instance", wid)
+				c.log().Info("deleting "+what, "instance", wid)
 			case errors.As(derr, &nf):
 				return nil
 			case errors.As(derr, &state), isThrottle(derr):
 				// Still being created or modified: ask again later.
+			case ctx.Err() != nil:
+				// The wait's deadline: said below.
 			default:
-				return c.explain(derr, "delete the writer "+wid)
+				return c.explain(derr, "delete "+what+" "+wid)
 			}
 		}
 		if err := b.wait(ctx); err != nil {
@@ -528,14 +546,17 @@ func (c *Cloner) deleteWriter(ctx context.Context, id string, k env.Key) error {
 				return parent.Err()
 			}
 			if ctx.Err() == context.DeadlineExceeded {
-				return fmt.Errorf("the writer %s is not gone after %v (database.aurora.wait_timeout): down again to keep waiting", wid, o.WaitTimeout)
+				return fmt.Errorf("%s %s is not gone after %v (database.aurora.wait_timeout): %s to keep waiting", what, wid, o.WaitTimeout, again)
 			}
 			return err
 		}
 	}
 }
 
-func (c *Cloner) deleteCluster(ctx context.Context, id string, k env.Key) error {
+// deleteCluster deletes cluster id without a final snapshot if may allows
+// it, and waits until it is gone, within WaitTimeout. RDS rejects
+// DeleteDBCluster while instances exist: the caller deletes them first.
+func (c *Cloner) deleteCluster(ctx context.Context, id string, may proof, again string) error {
 	o := c.opts()
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.WaitTimeout)
@@ -546,12 +567,14 @@ func (c *Cloner) deleteCluster(ctx context.Context, id string, k env.Key) error 
 	for {
 		cl, err := c.cluster(ctx, id)
 		switch {
-		case err != nil && !isThrottle(err):
+		case err != nil && !isThrottle(err) && ctx.Err() == nil:
+			// A request cut by the wait's own deadline ends in the timeout
+			// message below, not in a bare "context deadline exceeded".
 			return err
 		case err == nil && cl == nil:
 			return nil
 		case err == nil && !asked:
-			if err := c.ours("cluster", id, cl.TagList, k); err != nil {
+			if err := may("cluster", id, cl.TagList); err != nil {
 				return err
 			}
 			if aws.ToString(cl.Status) == "deleting" {
@@ -569,6 +592,8 @@ func (c *Cloner) deleteCluster(ctx context.Context, id string, k env.Key) error 
 				return nil
 			case errors.As(derr, &state), isThrottle(derr):
 				last = derr
+			case ctx.Err() != nil:
+				// The wait's deadline: said below.
 			default:
 				return c.explain(derr, "delete cluster "+id)
 			}
@@ -585,9 +610,9 @@ func (c *Cloner) deleteCluster(ctx context.Context, id string, k env.Key) error 
 					}
 				}
 				if members != "" {
-					return fmt.Errorf("cluster %s still has instances (%s) after %v: prenv deletes only its writer; remove the others, then down again (%v)", id, strings.TrimSpace(members), o.WaitTimeout, last)
+					return fmt.Errorf("cluster %s still has instances (%s) after %v: prenv deletes only its writer; remove the others, then %s (%v)", id, strings.TrimSpace(members), o.WaitTimeout, again, last)
 				}
-				return fmt.Errorf("cluster %s is not gone after %v (database.aurora.wait_timeout): down again to keep waiting", id, o.WaitTimeout)
+				return fmt.Errorf("cluster %s is not gone after %v (database.aurora.wait_timeout): %s to keep waiting", id, o.WaitTimeout, again)
 			}
 			return err
 		}
