@@ -141,6 +141,8 @@ func (o Options) namespace(k env.Key) (string, error) {
 type Namespaces struct {
 	Client  kubernetes.Interface
 	Options Options
+
+	page int64 // objects per list request; 0 is listPage (tests page small)
 }
 
 func (n *Namespaces) meta(name string, k env.Key, labels map[string]string) metav1.ObjectMeta {
@@ -327,14 +329,27 @@ func (n *Namespaces) policy() networkingv1.NetworkPolicySpec {
 // terminating, the error names the finalizers or the unavailable APIs that
 // hold it; finalizers are never stripped.
 func (n *Namespaces) Teardown(ctx context.Context, k env.Key) error {
-	name, ns, err := n.existing(ctx, k)
+	_, ns, err := n.existing(ctx, k)
 	if err != nil || ns == nil {
 		return err
 	}
+	return n.remove(ctx, ns, metav1.Preconditions{UID: &ns.UID})
+}
+
+// remove deletes ns, the namespace as its caller read and checked it, and
+// waits within DeleteTimeout until it is gone. pre makes the API server
+// refuse the deletion if the namespace is no longer the one checked (a
+// namespace made again under the same name, or one relabelled since); it
+// is not sent when ns is already terminating. Gone already is success.
+func (n *Namespaces) remove(ctx context.Context, ns *corev1.Namespace, pre metav1.Preconditions) error {
+	name := ns.Name
 	if ns.DeletionTimestamp == nil {
-		err := n.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+		err := n.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{Preconditions: &pre})
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if apierrors.IsConflict(err) {
+			return fmt.Errorf("namespace %s changed after prenv checked it (%v): it is left; run again to check it anew", name, err)
 		}
 		if err != nil {
 			return describe(err, "delete", "namespaces")
@@ -402,17 +417,21 @@ func (n *Namespaces) List(ctx context.Context) ([]runtime.Instance, error) {
 		if err != nil {
 			continue // ours by label but unreadable: skipped, never guessed
 		}
-		// In prenv's own vocabulary (env.Labels), whatever Kubernetes allows
-		// in labels.
-		labels := map[string]string{
-			env.LabelOwner: ns.Labels[LabelOwner], env.LabelKey: k.String(), env.LabelPR: ns.Labels[LabelPR],
-			env.LabelRepo: ns.Annotations[AnnotationRepo], env.LabelCreatedAt: ns.Annotations[AnnotationCreatedAt],
-			env.LabelExpiresAt: ns.Annotations[AnnotationExpiresAt], env.LabelEphemeral: ns.Labels[LabelEphemeral],
-		}
-		out = append(out, runtime.Instance{Key: k, Name: ns.Name, Labels: labels})
+		out = append(out, runtime.Instance{Key: k, Name: ns.Name, Labels: record(&ns, k)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// record is what prenv wrote on ns, in prenv's own vocabulary
+// (env.Labels): Kubernetes labels cannot hold the key, the repository or
+// the times, so those are read from the annotations.
+func record(ns *corev1.Namespace, k env.Key) map[string]string {
+	return map[string]string{
+		env.LabelOwner: ns.Labels[LabelOwner], env.LabelKey: k.String(), env.LabelPR: ns.Labels[LabelPR],
+		env.LabelRepo: ns.Annotations[AnnotationRepo], env.LabelCreatedAt: ns.Annotations[AnnotationCreatedAt],
+		env.LabelExpiresAt: ns.Annotations[AnnotationExpiresAt], env.LabelEphemeral: ns.Labels[LabelEphemeral],
+	}
 }
 
 // describe turns API errors into what to do about them; a refused request

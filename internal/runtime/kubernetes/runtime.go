@@ -9,6 +9,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
@@ -207,17 +210,24 @@ func (r *Runtime) Current(ctx context.Context, k env.Key) (runtime.Release, erro
 // Teardown implements runtime.Runtime: uninstall the release, then delete
 // the namespace (bounded, reporting what holds it).
 func (r *Runtime) Teardown(ctx context.Context, k env.Key) error {
-	ns, err := r.Namespaces.Name(k)
-	if err != nil {
+	_, ns, err := r.Namespaces.existing(ctx, k)
+	if err != nil || ns == nil {
+		// Not ours is refused; gone means the release went with it (Helm
+		// keeps a release's record in its namespace).
 		return err
 	}
-	if err := r.Namespaces.Check(ctx, k); errors.Is(err, runtime.ErrNotOurs) {
-		return err
+	return r.teardown(ctx, k, ns, metav1.Preconditions{UID: &ns.UID})
+}
+
+// teardown removes k's environment from ns, a namespace its caller read
+// and found ours: the Helm release first (its hooks and the objects it
+// made outside the namespace), then the namespace (see Namespaces.remove
+// for pre). Down and the sweeper both remove an environment this way.
+func (r *Runtime) teardown(ctx context.Context, k env.Key, ns *corev1.Namespace, pre metav1.Preconditions) error {
+	if err := r.Releases.Uninstall(ns.Name, releaseName(k)); err != nil {
+		return fmt.Errorf("teardown %s: %w", ns.Name, err)
 	}
-	if err := r.Releases.Uninstall(ns, releaseName(k)); err != nil {
-		return fmt.Errorf("teardown %s: %w", ns, err)
-	}
-	return r.Namespaces.Teardown(ctx, k)
+	return r.Namespaces.remove(ctx, ns, pre)
 }
 
 // Login implements runtime.Authenticator: the basic-auth login prenv made
