@@ -36,6 +36,9 @@ type envView struct {
 	LastRun       *runView       `json:"last_run,omitempty"`
 	CreatedAt     time.Time      `json:"created_at"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+	// ExpiresAt is when the sweeper brings it down unless an up or
+	// 'prenv extend' moves it.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// Providers are those the environment was made with.
 	Providers *store.Providers `json:"providers,omitempty"`
 }
@@ -110,6 +113,10 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 		p := e.Providers
 		v.Providers = &p
 	}
+	if !e.ExpiresAt.IsZero() && e.State != env.StateDeleted {
+		at := e.ExpiresAt
+		v.ExpiresAt = &at
+	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
 		r = lifecycle.ObservedRun(lockDir, e.Key, r)
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: string(r.State), Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
@@ -157,6 +164,9 @@ func printStatus(w io.Writer, v envView) {
 	if v.Database.URL != "" {
 		fmt.Fprintf(tw, "database:\t%s\n", v.Database.URL)
 		fmt.Fprintf(tw, "golden:\tgeneration %d\n", v.Database.Generation)
+		if v.ExpiresAt != nil {
+			fmt.Fprintf(tw, "expires:\t%s (each up renews it; prenv extend)\n", expires(time.Now(), *v.ExpiresAt))
+		}
 		if v.Database.SecretRef != "" {
 			fmt.Fprintf(tw, "password:\tin %s\n", v.Database.SecretRef)
 		}

@@ -169,3 +169,25 @@ func (d *Deployments) send(ctx context.Context, what string, k env.Key, f func(c
 		}
 	}()
 }
+
+var _ lifecycle.PullRequests = PullLister{}
+
+// PullLister is the sweeper's list of open pull requests, from GitHub.
+type PullLister struct{ Client *Client }
+
+// OpenPulls implements lifecycle.PullRequests.
+func (p PullLister) OpenPulls(ctx context.Context, repo string) ([]lifecycle.OpenPull, error) {
+	prs, err := p.Client.OpenPullRequests(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.OpenPull, 0, len(prs))
+	for _, pr := range prs {
+		o := lifecycle.OpenPull{Number: pr.Number}
+		for _, l := range pr.Labels {
+			o.Labels = append(o.Labels, l.Name)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
