@@ -16,8 +16,8 @@ import (
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/golden"
-	"github.com/prenv/prenv/internal/pgserver"
 	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/pgserver"
 )
 
 func (a *app) sweepCmd() *cobra.Command {
