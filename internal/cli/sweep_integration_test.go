@@ -59,10 +59,15 @@ func (p sweepPlan) verdicts() map[string]string {
 func localInventory(t *testing.T, home string) []string {
 	t.Helper()
 	var out []string
-	for _, dir := range []string{"clones", "envs", "envs/.trash", "locks"} {
+	// prenv's bookkeeping, not anything an environment made (a trash
+	// directory's contents are listed).
+	bookkeeping := map[string]bool{".ports.lock": true, ".no-reflink-noted": true, ".trash": true}
+	for _, dir := range []string{"clones", "clones/.trash", "envs", "envs/.trash", "locks"} {
 		entries, _ := os.ReadDir(filepath.Join(home, dir))
 		for _, e := range entries {
-			out = append(out, dir+"/"+e.Name())
+			if !bookkeeping[e.Name()] {
+				out = append(out, dir+"/"+e.Name())
+			}
 		}
 	}
 	for _, pid := range pidsMatching(home) {

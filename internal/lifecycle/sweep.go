@@ -643,6 +643,8 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 		switch {
 		case it.Provider == "lock":
 			_, err = lock.Remove(filepath.Join(s.l.LockDir, it.ID))
+		case it.inv != nil && it.Key.PR > 0 && !it.Legacy:
+			err = s.underLock(ctx, it.Key, func() error { return it.inv.Remove(ctx, q, it.Resource) })
 		case it.inv != nil:
 			err = it.inv.Remove(ctx, q, it.Resource)
 		}
@@ -655,6 +657,35 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 		s.l.log().Info("swept", "provider", it.Provider, "kind", it.Kind, "id", it.ID, "env", it.Environment, "verdict", it.Verdict, "reason", it.Reason)
 	}
 	return errors.Join(errs...)
+}
+
+// underLock runs fn holding k's lock, so that no run of k is at work
+// while its resources are removed; a run that holds it now wins, and the
+// resource is left for the next sweep. The lock file goes with the
+// environment's last resource unless a live record still uses it.
+func (s *sweep) underLock(ctx context.Context, k env.Key, fn func() error) error {
+	path := filepath.Join(s.l.LockDir, k.Name()+".lock")
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	unlock, err := lock.File(tctx, path)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("a run of %s holds its lock: left for the next sweep", k.Name())
+	}
+	defer unlock()
+	if err := fn(); err != nil {
+		return err
+	}
+	if e, err := s.l.Store.Get(ctx, k); err == nil && s.live(e) {
+		return nil
+	}
+	// Removed while held: a run waiting on it opens the path again.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.l.log().Warn("cannot remove a lock file", "path", path, "err", err)
+	}
+	return nil
 }
 
 // why is what the Reporter is told of a swept environment.
