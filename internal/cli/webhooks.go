@@ -84,7 +84,7 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	g := cfg.GitHub
 	w := &webhook.Worker{
 		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log,
-		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel},
+		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel, KeepLabel: cfg.Sweep.KeepLabel},
 	}
 	reports, err := a.serveReporter(cfg)
 	if err != nil {

@@ -75,6 +75,7 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	if err != nil {
 		e.State, e.Error = env.StateFailed, err.Error()
 	} else {
+		e.DownReason, e.DownCommit = why.Reason, e.Commit
 		e.State, e.Error, e.URL, e.Commit, e.Database = env.StateDeleted, "", "", "", store.Database{}
 	}
 	if serr := l.Store.Save(context.WithoutCancel(ctx), e); serr != nil {

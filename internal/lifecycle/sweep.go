@@ -550,6 +550,14 @@ func (s *sweep) apply(ctx context.Context) []error {
 		}
 		wanted = only
 	}
+	// Down takes an environment whole: one protected resource keeps all
+	// of it (a protected namespace must not go because its clone expired).
+	protectedBy := map[string]string{}
+	for _, it := range items {
+		if it.Protected != "" && it.Key.PR > 0 && !it.Legacy {
+			protectedBy[it.Key.String()] = fmt.Sprintf("%s %s %s is protected (%s): the environment is kept whole", it.Provider, it.Kind, it.ID, it.Protected)
+		}
+	}
 	var units []*unit
 	byKey := map[string]*unit{}
 	for i := range items {
@@ -562,6 +570,10 @@ func (s *sweep) apply(ctx context.Context) []error {
 		}
 		if it.Protected != "" {
 			it.Outcome = "protected: " + it.Protected
+			continue
+		}
+		if why, ok := protectedBy[it.Key.String()]; ok && it.Key.PR > 0 && !it.Legacy {
+			it.Outcome = "protected: " + why
 			continue
 		}
 		_, recorded := s.records[it.Key.String()]

@@ -387,3 +387,54 @@ func TestExtend_MovesTheExpiryOnTheRecordAndTheResources(t *testing.T) {
 		t.Fatal("a negative ttl was accepted")
 	}
 }
+
+// protectedHome wraps the memory runtime so that its home of pr-N reports
+// deletion protection, as a namespace annotated so does.
+type protectedHome struct {
+	*fixture
+	pr int
+}
+
+func (p protectedHome) Resources(ctx context.Context, q env.Query) ([]env.Resource, error) {
+	rs, err := p.rt.Resources(ctx, q)
+	for i := range rs {
+		if rs[i].Key.PR == p.pr {
+			rs[i].Protected = "prenv.dev/deletion-protection is set"
+		}
+	}
+	return rs, err
+}
+
+func (p protectedHome) Remove(ctx context.Context, q env.Query, r env.Resource) error {
+	return p.rt.Remove(ctx, q, r)
+}
+
+func TestSweep_OneProtectedResourceKeepsItsWholeEnvironment(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	k := env.Key{PR: 3}
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(5 * time.Hour)
+	// The runtime's inventory is the protected one; the database expired
+	// unprotected.
+	sweeper := *f.l
+	sweeper.Runtime = nil
+	sweeper.Cloner = f.l.Cloner
+	p, err := sweeper.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10,
+		Inventories: []env.Inventory{protectedHome{f, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := item(t, p, "database", "pr-3")
+	if db.Verdict != VerdictExpired || !strings.HasPrefix(db.Outcome, "protected") {
+		t.Fatalf("database = %s %q; want expired and kept for its protected home", db.Verdict, db.Outcome)
+	}
+	if n := len(inventory(t, f)); n != 2 {
+		t.Fatalf("%d resources left; want the database and the protected home", n)
+	}
+	if e, _ := f.l.Store.Get(ctx, k); e.State != env.StateReady {
+		t.Fatalf("the environment was brought down: %s", e.State)
+	}
+}

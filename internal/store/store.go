@@ -51,6 +51,11 @@ type Env struct {
 	// moves it; zero for a record made before prenv recorded it (the
 	// resources' expires-at labels say then).
 	ExpiresAt time.Time
+	// DownReason says why the last down happened (closed, expired,
+	// orphaned) and DownCommit what was served then: an environment that
+	// expired comes back with a push or the keep label, never by
+	// reconciliation at the same commit.
+	DownReason, DownCommit string
 }
 
 // Providers records the providers an environment was made with, the

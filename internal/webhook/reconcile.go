@@ -80,7 +80,10 @@ func (w *Worker) reconcileRepo(ctx context.Context, repo string, active []store.
 		ok, _ := w.Policy.Wants(pr)
 		e, gerr := w.Store.Get(ctx, k)
 		has := gerr == nil && e.State != env.StateDeleted && !e.Closed
-		if ok && (!has || e.DesiredCommit != pr.Head.SHA) {
+		// The sweeper brought it down for lack of activity: only a push
+		// (another head) or the keep label brings it back.
+		expired := gerr == nil && !has && w.Policy.expiredAt(e, pr)
+		if ok && !expired && (!has || e.DesiredCommit != pr.Head.SHA) {
 			w.Log.Info("reconcile: an open pull request without its environment at its head", "repo", repo, "pr", pr.Number, "head", pr.Head.SHA)
 			w.enqueue(ctx, repo, pr, "reconcile:"+repo+"#"+fmt.Sprint(pr.Number)+":"+pr.Head.SHA)
 		}

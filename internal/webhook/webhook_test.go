@@ -391,3 +391,54 @@ func TestWorker_PushesInQuickSuccessionEndAtTheNewestCommit(t *testing.T) {
 		}
 	}
 }
+
+// An environment the sweeper brought down because it expired stays down
+// while its pull request sits at the same commit (reconciliation and
+// unrelated label changes leave it), and comes back with a push or the
+// keep label.
+func TestReconcile_AnExpiredEnvironmentComesBackOnlyWithAPushOrTheKeepLabel(t *testing.T) {
+	w := newWorld(t, webhook.Policy{DefaultRepo: "acme/shop", KeepLabel: "prenv:keep"})
+	ctx := context.Background()
+	pr := func(sha string, labels ...string) githubtest.PR {
+		ls := []any{}
+		for _, l := range labels {
+			ls = append(ls, map[string]any{"name": l})
+		}
+		return githubtest.PR{"number": 30, "state": "open", "updated_at": w.time.Format(time.RFC3339), "labels": ls,
+			"head": map[string]any{"sha": sha, "repo": map[string]any{"full_name": "acme/shop"}}, "base": map[string]any{"repo": map[string]any{"full_name": "acme/shop"}}}
+	}
+	w.deliver("o", "pull_request", w.event("opened", 30, "c1", "open", w.time.Add(-3*time.Hour)))
+	w.settle()
+	// What the sweeper does to an expired environment.
+	if _, err := w.w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: env.Key{PR: 30}, Why: lifecycle.Why{Reason: lifecycle.ReasonExpired}}); err != nil {
+		t.Fatal(err)
+	}
+	w.gh.SetPulls("acme/shop", pr("c1"))
+	if err := w.w.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.deliver("l", "pull_request", w.event("labeled", 30, "c1", "open", w.time.Add(-time.Hour), "bug"))
+	w.settle()
+	if e := w.env(30); e.State != env.StateDeleted {
+		t.Fatalf("an expired environment came back at the same commit, with no keep label: %+v", e)
+	}
+	if d, _ := w.st.Delivery(ctx, "l"); d.State != "ignored" || !strings.Contains(d.Note, "expired") {
+		t.Fatalf("the label delivery: %+v", d)
+	}
+	w.deliver("k", "pull_request", w.event("labeled", 30, "c1", "open", w.time.Add(-30*time.Minute), "bug", "prenv:keep"))
+	w.settle()
+	if e := w.env(30); e.State != env.StateReady || e.Commit != "c1" {
+		t.Fatalf("the keep label did not bring it back: %+v", e)
+	}
+	if _, err := w.w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: env.Key{PR: 30}, Why: lifecycle.Why{Reason: lifecycle.ReasonExpired}}); err != nil {
+		t.Fatal(err)
+	}
+	w.gh.SetPulls("acme/shop", pr("c2"))
+	if err := w.w.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	if e := w.env(30); e.State != env.StateReady || e.Commit != "c2" {
+		t.Fatalf("a push did not bring it back: %+v", e)
+	}
+}

@@ -28,6 +28,10 @@ type Policy struct {
 	// ForkLabel (which only maintainers can set): its code would run with
 	// the environment's database credentials.
 	Forks, ForkLabel string
+	// KeepLabel pins an environment against expiry (sweep.keep_label):
+	// adding it to a pull request whose environment expired brings it
+	// back.
+	KeepLabel string
 }
 
 // Wants says whether pr should have an environment, and if not why.
@@ -45,6 +49,21 @@ func (p Policy) Wants(pr github.PullRequest) (bool, string) {
 		return false, "the pull request comes from a fork and lacks the label " + p.ForkLabel + " a maintainer sets to preview it"
 	}
 	return true, ""
+}
+
+// expiredAt reports whether e was brought down by the sweeper for lack of
+// activity while pr was at its head, and pr does not carry the keep
+// label: only a push or the label brings such an environment back.
+func (p Policy) expiredAt(e store.Env, pr github.PullRequest) bool {
+	return e.DownReason == lifecycle.ReasonExpired && e.DownCommit == pr.Head.SHA &&
+		(p.KeepLabel == "" || !pr.HasLabel(p.KeepLabel))
+}
+
+func orNone(label string) string {
+	if label == "" {
+		return "(none: sweep.keep_label is empty)"
+	}
+	return label
 }
 
 // Accepts reports whether deliveries for repo count.
@@ -219,7 +238,7 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 	if e.Action == "closed" {
 		pr.State = "closed"
 	}
-	if (e.Action == "labeled" || e.Action == "unlabeled") && w.Policy.Label == "" && w.Policy.OptOutLabel == "" && w.Policy.ForkLabel == "" {
+	if (e.Action == "labeled" || e.Action == "unlabeled") && w.Policy.Label == "" && w.Policy.OptOutLabel == "" && w.Policy.ForkLabel == "" && w.Policy.KeepLabel == "" {
 		return nil, "no label opt-in or opt-out is configured", nil
 	}
 	if pr.UpdatedAt.IsZero() && w.GitHub != nil {
@@ -245,6 +264,9 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 	}
 	if pr.Head.SHA == "" {
 		return nil, "", fmt.Errorf("the delivery for %s#%d names no head commit", repo, e.Number)
+	}
+	if rec, err := w.Store.Get(ctx, k); err == nil && rec.Closed && w.Policy.expiredAt(rec, pr) {
+		return nil, fmt.Sprintf("%s expired at this commit: a push, or the label %s, brings it back", k.Name(), orNone(w.Policy.KeepLabel)), nil
 	}
 	a.kind = "up"
 	return a, "", nil

@@ -97,6 +97,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 var addedColumns = []struct{ table, column, def string }{
 	{"envs", "providers", `TEXT NOT NULL DEFAULT '{}'`},
 	{"envs", "expires_at", `TEXT NOT NULL DEFAULT ''`},
+	{"envs", "down_reason", `TEXT NOT NULL DEFAULT ''`},
+	{"envs", "down_commit", `TEXT NOT NULL DEFAULT ''`},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
@@ -159,13 +161,13 @@ func (s *Store) Request(ctx context.Context, k env.Key, name, commit string, dow
 	return seq, tx.Commit()
 }
 
-const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at, providers, expires_at`
+const envCols = `key, name, state, desired_commit, desired_seq, closed, commit_sha, url, database, error, created_at, updated_at, providers, expires_at, down_reason, down_commit`
 
 func scanEnv(row interface{ Scan(...any) error }) (store.Env, error) {
 	var e store.Env
 	var key, state, db, created, updated, providers, expires string
 	var closed int
-	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated, &providers, &expires); err != nil {
+	if err := row.Scan(&key, &e.Name, &state, &e.DesiredCommit, &e.DesiredSeq, &closed, &e.Commit, &e.URL, &db, &e.Error, &created, &updated, &providers, &expires, &e.DownReason, &e.DownCommit); err != nil {
 		return e, err
 	}
 	k, err := env.ParseKey(key)
@@ -225,8 +227,8 @@ func (s *Store) Save(ctx context.Context, e store.Env) error {
 	if !e.ExpiresAt.IsZero() {
 		expires = ts(e.ExpiresAt)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, providers = ?, expires_at = ?, updated_at = ? WHERE key = ?`,
-		e.State, e.Commit, e.URL, string(db), e.Error, string(providers), expires, ts(s.now()), e.Key.String())
+	res, err := s.db.ExecContext(ctx, `UPDATE envs SET state = ?, commit_sha = ?, url = ?, database = ?, error = ?, providers = ?, expires_at = ?, down_reason = ?, down_commit = ?, updated_at = ? WHERE key = ?`,
+		e.State, e.Commit, e.URL, string(db), e.Error, string(providers), expires, e.DownReason, e.DownCommit, ts(s.now()), e.Key.String())
 	if err != nil {
 		return fmt.Errorf("save %s: %w", e.Key, err)
 	}
