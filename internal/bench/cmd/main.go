@@ -43,6 +43,7 @@ func main() {
 	skipKube := flag.Bool("skip-kube", false, "skip the kubernetes runtime measurements")
 	skipAurora := flag.Bool("skip-aurora", false, "skip the aurora cloner measurements")
 	skipWebhook := flag.Bool("skip-webhook", false, "skip the webhook acceptance measurements")
+	skipSweep := flag.Bool("skip-sweep", false, "skip the sweep measurements")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -178,6 +179,10 @@ func main() {
 	if !*skipKube {
 		root, _ := os.Getwd()
 		kubeBench(ctx, root, work)
+	}
+	if !*skipSweep {
+		root, _ := os.Getwd()
+		sweepBench(ctx, root, work)
 	}
 }
 
