@@ -36,13 +36,7 @@ func newAurora(cfg config.Config, log *slog.Logger) (dbclone.Cloner, error) {
 			o.BaseEndpoint = aws.String(a.Endpoint)
 		}
 	})
-	return &aurora.Cloner{
-		API: client, Home: cfg.Home, Credentials: awsCfg.Credentials, Log: log,
-		Options: aurora.Options{
-			Owner: cfg.Owner, Source: a.SourceCluster, InstanceClass: a.InstanceClass, ParameterGroup: a.ParameterGroup,
-			SecurityGroups: a.SecurityGroups, RequireSecurityGroups: a.RequireSecurityGroups, SubnetGroup: a.SubnetGroup,
-			Prefix: a.Prefix, DBName: cfg.Database.Name, Credentials: a.Credentials, ReadyCheck: a.ReadyCheck, SSLMode: a.SSLMode,
-			Region: awsCfg.Region, WaitTimeout: a.WaitTimeout.D(),
-		},
-	}, nil
+	co := cfg.AuroraOptions()
+	co.Region = awsCfg.Region // as the SDK resolved it
+	return &aurora.Cloner{API: client, Home: cfg.Home, Credentials: awsCfg.Credentials, Log: log, Options: co}, nil
 }

@@ -96,15 +96,8 @@ var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, erro
 		if err != nil {
 			return nil, err
 		}
-		opts := kubert.Options{
-			Owner: cfg.Owner, NamespaceTemplate: k.Namespace, Quota: k.Quota, DefaultRequests: k.DefaultRequests, DefaultLimits: k.DefaultLimits,
-			IngressNamespace: k.IngressNamespace, PodSecurity: k.PodSecurity, DeleteTimeout: k.DeleteTimeout.D(),
-		}
-		if k.BasicAuth.Enabled {
-			opts.BasicAuth = &kubert.BasicAuth{User: k.BasicAuth.User, Password: k.BasicAuth.Password}
-		}
 		return &kubert.Runtime{
-			Namespaces: &kubert.Namespaces{Client: client, Options: opts},
+			Namespaces: &kubert.Namespaces{Client: client, Options: cfg.KubernetesOptions()},
 			Releases:   &kubert.Releases{Kubeconfig: kubeconfig, Context: k.Context, Client: client, Timeout: k.Timeout.D(), Log: a.log},
 			Chart:      chartPath, Values: k.Values, URL: k.URL, Migration: k.Migration,
 			ChartSource: kubert.ChartSource{Version: k.ChartVersion, Repo: k.ChartRepo, PlainHTTP: k.ChartPlainHTTP,

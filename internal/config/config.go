@@ -233,7 +233,7 @@ type App struct {
 
 // Default returns the configuration used when no prenv.yaml exists.
 func Default() Config {
-	return Config{
+	c := Config{
 		Version: CurrentVersion,
 		Listen:  "127.0.0.1:8080",
 		Owner:   "prenv",
@@ -242,35 +242,18 @@ func Default() Config {
 			Provider: "localpg",
 			Name:     "app",
 			User:     "app",
-			LocalPG: LocalPG{
-				RunAs:          "postgres",
-				Ports:          "54400-54499",
-				SharedBuffers:  "16MB",
-				MaxConnections: 20,
-				StartTimeout:   Duration(30 * time.Second),
-			},
-			Aurora: Aurora{
-				InstanceClass: "db.t4g.medium", RequireSecurityGroups: true, Prefix: "prenv-", Credentials: "password",
-				ReadyCheck: "auto", SSLMode: "require", WaitTimeout: Duration(30 * time.Minute),
-			},
 		},
-		Serve: Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
-		Sweep: Sweep{Interval: Duration(time.Hour), Grace: Duration(time.Hour), MaxDeletions: 10, KeepLabel: "prenv:keep"},
-		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{
-			Namespace:        "pr-{{ .PR }}",
-			Quota:            map[string]string{"requests.cpu": "1", "requests.memory": "2Gi", "limits.cpu": "2", "limits.memory": "4Gi"},
-			DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
-			DefaultLimits:    map[string]string{"cpu": "500m", "memory": "512Mi"},
-			IngressNamespace: "ingress-nginx", PodSecurity: "baseline",
-			Timeout: Duration(5 * time.Minute), DeleteTimeout: Duration(2 * time.Minute),
-			BasicAuth: BasicAuth{User: "prenv"},
-		}},
-		GitHub: GitHub{Forks: "off", Report: true, Reconcile: Duration(10 * time.Minute), Concurrency: 4},
+		Serve:   Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
+		Sweep:   Sweep{Interval: Duration(time.Hour), Grace: Duration(time.Hour), MaxDeletions: 10, KeepLabel: "prenv:keep"},
+		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{BasicAuth: BasicAuth{User: "prenv"}}},
+		GitHub:  GitHub{Forks: "off", Report: true, Reconcile: Duration(10 * time.Minute), Concurrency: 4},
 		App: App{
 			Health:        "/healthz",
 			HealthTimeout: Duration(60 * time.Second),
 		},
 	}
+	providerDefaults(&c)
+	return c
 }
 
 // Load reads the configuration: path if given, else prenv.yaml in dir (the
@@ -674,11 +657,9 @@ func (c *Config) Validate() error {
 	case "localpg", "memory":
 	case "aurora":
 		a := c.Database.Aurora
-		if a.SourceCluster == "" {
-			bad("database.aurora.source_cluster", "is required: the golden cluster environments are cloned from")
-		}
-		if a.RequireSecurityGroups && len(a.SecurityGroups) == 0 {
-			bad("database.aurora.security_groups", "is empty: without it a clone lands in the VPC's default security group; list the groups that let the app reach the database, or set require_security_groups: false")
+		// The cloner's own rules, written once in its options.
+		if err := c.AuroraOptions().Validate(); err != nil {
+			errs = append(errs, strings.Split(err.Error(), "; ")...)
 		}
 		if a.Endpoint != "" {
 			if u, err := url.Parse(a.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -748,6 +729,9 @@ func (c *Config) Validate() error {
 	case "local", "memory":
 	case "kubernetes":
 		k := c.Runtime.Kubernetes
+		if err := c.KubernetesOptions().Validate(); err != nil {
+			errs = append(errs, strings.Split(err.Error(), "; ")...)
+		}
 		if k.Chart == "" {
 			bad("runtime.kubernetes.chart", "is required: the path of the chart to install per environment, a chart name with chart_repo, or an oci:// reference")
 		}

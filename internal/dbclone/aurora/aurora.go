@@ -112,31 +112,42 @@ type Cloner struct {
 	Log         *slog.Logger
 }
 
+// DefaultOptions are the aurora cloner's defaults, the one place they are
+// written: prenv.yaml's defaults are these, and a zero field of a
+// Cloner's Options means its default.
+func DefaultOptions() Options {
+	return Options{
+		InstanceClass: "db.t4g.medium", RequireSecurityGroups: true, Prefix: "prenv-", DBName: "postgres",
+		Credentials: CredentialsPassword, ReadyCheck: ReadyAuto, SSLMode: "require",
+		WaitTimeout: 30 * time.Minute, Poll: 5 * time.Second,
+	}
+}
+
 func (c *Cloner) opts() Options {
-	o := c.Options
+	o, d := c.Options, DefaultOptions()
 	if o.InstanceClass == "" {
-		o.InstanceClass = "db.t4g.medium"
+		o.InstanceClass = d.InstanceClass
 	}
 	if o.Prefix == "" {
-		o.Prefix = "prenv-"
+		o.Prefix = d.Prefix
 	}
 	if o.Credentials == "" {
-		o.Credentials = CredentialsPassword
+		o.Credentials = d.Credentials
 	}
 	if o.ReadyCheck == "" {
-		o.ReadyCheck = ReadyAuto
+		o.ReadyCheck = d.ReadyCheck
 	}
 	if o.SSLMode == "" {
-		o.SSLMode = "require"
+		o.SSLMode = d.SSLMode
 	}
 	if o.DBName == "" {
-		o.DBName = "postgres"
+		o.DBName = d.DBName
 	}
 	if o.WaitTimeout <= 0 {
-		o.WaitTimeout = 30 * time.Minute
+		o.WaitTimeout = d.WaitTimeout
 	}
 	if o.Poll <= 0 {
-		o.Poll = 5 * time.Second
+		o.Poll = d.Poll
 	}
 	return o
 }

@@ -89,6 +89,10 @@ func (r *Releases) config(ns string) (*action.Configuration, error) {
 	return cfg, nil
 }
 
+// DefaultTimeout bounds a release's rollout when Releases.Timeout is zero
+// (runtime.kubernetes.timeout).
+const DefaultTimeout = 5 * time.Minute
+
 // Deploy installs or upgrades release name in ns with ch and vals, labelled
 // with the commit, and waits (bounded by Timeout) until it is ready. A
 // release left pending by an interrupted run is recovered first. A failure
@@ -104,7 +108,7 @@ func (r *Releases) Deploy(ctx context.Context, ns, name string, ch *chart.Chart,
 	}
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = 5 * time.Minute
+		timeout = DefaultTimeout
 	}
 	labels := map[string]string{LabelCommit: commit}
 	var rel any
