@@ -17,6 +17,8 @@ import (
 	"github.com/prenv/prenv/internal/webhook"
 )
 
+var _ server.Apps = (*local.Supervisor)(nil)
+
 func (a *app) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",

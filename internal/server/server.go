@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/store"
 )
 
@@ -66,14 +65,13 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 )
 
-// Apps is what the server needs of the local runtime's supervisor: where
-// an environment's app listens, and the API the runtime calls.
+// Apps is what the server needs of whatever runs the environments' apps
+// (the local runtime's supervisor): where an environment's app listens,
+// and the API the runtime calls. The server knows no more of it.
 type Apps interface {
 	Route(name string) (port int, ok bool)
 	Handler() http.Handler
 }
-
-var _ Apps = (*local.Supervisor)(nil)
 
 // Port is the port part of Listen.
 func (s *Server) Port() string {
