@@ -187,3 +187,32 @@ func TestSweep_BadInputIsRefusedAndChangesNothing(t *testing.T) {
 	h.dir = dir
 	h.refused(2, "set owner in prenv.yaml", "sweep", "--apply")
 }
+
+// prenv serve sweeps every sweep.interval with apply, and logs the plan.
+func TestServe_SweepsEveryIntervalAndLogsThePlan(t *testing.T) {
+	h := newHarness(t)
+	h.extra = append(h.extra, "PRENV_SWEEP_INTERVAL=1s", "PRENV_SWEEP_GRACE=0s")
+	stale := filepath.Join(h.home, "locks", "pr-41.lock")
+	os.MkdirAll(filepath.Dir(stale), 0o755)
+	os.WriteFile(stale, nil, 0o644)
+	leftover := filepath.Join(h.home, "clones", ".pr-42.new") // a copy an up killed midway left
+	os.MkdirAll(leftover, 0o700)
+	var log strings.Builder
+	cmd := h.command("serve")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitFor(t, 30*time.Second, func() bool {
+		_, a := os.Stat(stale)
+		_, b := os.Stat(leftover)
+		return os.IsNotExist(a) && os.IsNotExist(b)
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	out := log.String()
+	if !strings.Contains(out, `msg="sweep plan"`) || !strings.Contains(out, "pr-41.lock") || !strings.Contains(out, "outcome=deleted") {
+		t.Fatalf("serve's log does not show the sweep's plan and outcome:\n%s", out)
+	}
+}
