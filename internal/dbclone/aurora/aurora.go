@@ -125,6 +125,10 @@ func DefaultOptions() Options {
 
 func (c *Cloner) opts() Options {
 	o, d := c.Options, DefaultOptions()
+	// RDS keeps identifiers in lower case whatever case they were given
+	// in: compared as given, a capitalised source_cluster would not be
+	// recognised as the golden source in what RDS lists.
+	o.Source = strings.ToLower(o.Source)
 	if o.InstanceClass == "" {
 		o.InstanceClass = d.InstanceClass
 	}

@@ -149,6 +149,11 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		}
 		c.log().Info("adopting the cluster an earlier run made", "cluster", id, "status", aws.ToString(cl.Status))
 	} else {
+		// A password kept under this name belongs to a cluster deleted out
+		// of band: the new clone has its source's, and gets its own below.
+		if c.Home != "" {
+			os.Remove(c.passwordFile(id))
+		}
 		cl, err = c.restore(ctx, req, id)
 		if err != nil {
 			return dbclone.Database{}, err

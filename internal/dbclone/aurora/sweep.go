@@ -207,6 +207,13 @@ func (c *Cloner) sweepProof(q env.Query, r env.Resource) (proof, error) {
 		case owner != q.Owner:
 			return fmt.Errorf("%s %s carries the owner tag %s=%s, not %s: another installation's, left untouched: %w", kind, id, env.LabelOwner, owner, q.Owner, env.ErrNotOurs)
 		}
+		// An up on another machine (a CI runner) renews what it adopts:
+		// what was renewed since the plan is in use, whatever the plan said.
+		if kind == r.Kind && id == r.ID {
+			if planned, now := r.Labels[env.LabelExpiresAt], tagMap(ts)[env.LabelExpiresAt]; planned != now {
+				return fmt.Errorf("%s %s was renewed since the plan (%s %s, planned with %q): an up is using it, left untouched: %w", kind, id, env.LabelExpiresAt, now, planned, env.ErrNotOurs)
+			}
+		}
 		return nil
 	}, nil
 }

@@ -599,3 +599,23 @@ func TestRenew_RefusesWhatIsNotOursAndLeavesItUntouched(t *testing.T) {
 		}
 	})
 }
+
+// An up on another machine renews what it adopts: a cluster renewed
+// between the plan and its removal is in use, and is left.
+func TestRemove_WhatWasRenewedSinceThePlanIsLeft(t *testing.T) {
+	w := newWorld(t, rdsemu.Options{Sources: []string{"golden"}})
+	c := w.cloner("prenv")
+	k := env.Key{Repo: "acme/shop", PR: 21}
+	id := up(t, w, "prenv", k)
+	planned := find(t, resources(t, c, env.Query{Owner: "prenv"}), aurora.KindCluster, id)
+	if err := c.Renew(context.Background(), k, time.Now().Add(72*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Remove(context.Background(), env.Query{Owner: "prenv"}, planned)
+	if !errors.Is(err, env.ErrNotOurs) || !strings.Contains(err.Error(), "renewed since the plan") {
+		t.Fatalf("Remove of a renewed cluster = %v; want it refused as renewed since the plan", err)
+	}
+	if gone(t, w, "cluster", id) || gone(t, w, "instance", id+"-writer") {
+		t.Fatal("the renewed cluster or its writer was deleted")
+	}
+}

@@ -405,6 +405,11 @@ func (r *Runtime) Remove(ctx context.Context, q env.Query, res env.Resource) err
 	if res.Key != (env.Key{}) && k != res.Key {
 		return fmt.Errorf("namespace %s now belongs to environment %s, not %s: %w; it is left untouched", ns.Name, k, res.Key, env.ErrNotOurs)
 	}
+	// An up on another machine (a CI runner) renews what it adopts: what
+	// was renewed since the plan is in use, whatever the plan said.
+	if planned, now := res.Labels[env.LabelExpiresAt], ns.Annotations[AnnotationExpiresAt]; planned != now {
+		return fmt.Errorf("namespace %s was renewed since the plan (%s %s, planned with %q): an up is using it: %w; it is left untouched", ns.Name, AnnotationExpiresAt, now, planned, env.ErrNotOurs)
+	}
 	if err := protected(ns); err != nil {
 		return err
 	}
