@@ -29,6 +29,10 @@ type Resource struct {
 	// Local says the resource is prenv's by where it is (under
 	// PRENV_HOME), not by a label: only this installation can see it.
 	Local bool `json:"local,omitempty"`
+	// Shared says other machines make and use such resources too (an AWS
+	// account, a Kubernetes cluster): a CI runner may own it with a store
+	// of its own, so no record here does not mean nobody wants it.
+	Shared bool `json:"shared,omitempty"`
 	// Key is the environment it belongs to, read by the provider from its
 	// labels (each provider writes the key its own way); zero when it
 	// belongs to none or the key cannot be read (see Problem).

@@ -28,11 +28,38 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	if err := l.checkProviders(ctx, k); err != nil {
 		return store.Env{}, err
 	}
+	head := l.head(ctx, k)
 	seq, unlock, err := l.begin(ctx, k, "", true)
 	if err != nil {
 		return store.Env{}, err
 	}
 	defer unlock()
+	return l.down(ctx, opts, seq, head)
+}
+
+// head is the commit the newest request for k asked for, before a down
+// replaces it: what an expired environment was at.
+func (l *Lifecycle) head(ctx context.Context, k env.Key) string {
+	e, err := l.Store.Get(ctx, k)
+	if err != nil {
+		return ""
+	}
+	if e.DesiredCommit != "" && !e.Closed {
+		return e.DesiredCommit
+	}
+	if e.Closed {
+		return e.DownCommit
+	}
+	return e.Commit
+}
+
+// down is Down's work, the request recorded as seq and k's lock held.
+func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head string) (store.Env, error) {
+	k := opts.Key
+	why := opts.Why
+	if why.Reason == "" {
+		why.Reason = ReasonClosed
+	}
 	e, getErr := l.Store.Get(ctx, k)
 	recorded := getErr == nil
 	if getErr != nil && !errors.Is(getErr, store.ErrNotFound) {
@@ -41,8 +68,10 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	r := &run{l: l, k: k, onStep: opts.OnStep,
 		rec: store.Run{Key: k, Seq: seq, Kind: "down", State: store.RunRunning, StartedAt: l.now()}}
 	if recorded {
-		// Nothing is deleted unless the store knows it is being deleted.
+		// Nothing is deleted unless the store knows it is being deleted,
+		// and why: a down killed halfway is still known as, say, expired.
 		e.State = env.StateDeleting
+		e.DownReason, e.DownCommit = why.Reason, head
 		if err := l.Store.Save(ctx, e); err != nil {
 			return e, fmt.Errorf("record %s as deleting: %w", k.Name(), err)
 		}
@@ -50,7 +79,7 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 			return e, fmt.Errorf("record the down of %s: %w", k.Name(), err)
 		}
 	}
-	err = func() error {
+	err := func() error {
 		if l.Runtime != nil {
 			if err := r.step(ctx, "teardown", func(ctx context.Context) error { return l.Runtime.Teardown(ctx, k) }); err != nil {
 				return err
@@ -58,10 +87,6 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		}
 		return r.step(ctx, "delete-database", func(ctx context.Context) error { return l.Cloner.Delete(ctx, k) })
 	}()
-	why := opts.Why
-	if why.Reason == "" {
-		why.Reason = ReasonClosed
-	}
 	if !recorded {
 		// A CI runner's store starts empty: the teardown is reported all
 		// the same.
@@ -75,7 +100,6 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	if err != nil {
 		e.State, e.Error = env.StateFailed, err.Error()
 	} else {
-		e.DownReason, e.DownCommit = why.Reason, e.Commit
 		e.State, e.Error, e.URL, e.Commit, e.Database = env.StateDeleted, "", "", "", store.Database{}
 	}
 	if serr := l.Store.Save(context.WithoutCancel(ctx), e); serr != nil {

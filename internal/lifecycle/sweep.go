@@ -154,7 +154,10 @@ type sweep struct {
 	// noOrphans: the open-PR list failed or was empty while environments
 	// exist: nothing is deleted as orphaned (or half-made) in this run.
 	noOrphans string
-	plan      *Plan
+	// listFailed: a provider could not be listed, so what it holds of an
+	// environment is unknown (a protected namespace, say): no down runs.
+	listFailed string
+	plan       *Plan
 }
 
 // Sweep lists everything the providers see for this installation, gives
@@ -166,6 +169,18 @@ type sweep struct {
 // read is kept and said. It returns the plan, and an error joining what
 // could not be listed or deleted.
 func (l *Lifecycle) Sweep(ctx context.Context, opts SweepOptions) (Plan, error) {
+	if opts.Apply {
+		// One sweep carries out its plan at a time on this machine (prenv
+		// serve's and a scheduled one): each would count max_deletions
+		// for itself.
+		tctx, cancel := context.WithTimeout(ctx, time.Second)
+		unlock, err := lock.File(tctx, filepath.Join(l.LockDir, ".sweep.lock"))
+		cancel()
+		if err != nil {
+			return Plan{At: l.now()}, fmt.Errorf("another sweep is carrying out its plan on this machine now (prenv serve's, or a scheduled one): run it again when that one ends; nothing was changed (%w)", err)
+		}
+		defer unlock()
+	}
 	s := &sweep{l: l, opts: opts, now: l.now(), records: map[string]store.Env{}, open: map[string]OpenPull{}, known: map[string]bool{}}
 	s.plan = &Plan{At: s.now}
 	// Without the records every environment would look orphaned: no
@@ -183,7 +198,8 @@ func (l *Lifecycle) Sweep(ctx context.Context, opts SweepOptions) (Plan, error) 
 		rs, err := inv.Resources(ctx, q)
 		if err != nil {
 			errs = append(errs, err)
-			s.note("%v: nothing of it is planned this run", err)
+			s.listFailed = fmt.Sprintf("a provider could not be listed (%v)", err)
+			s.note("%v: nothing of it is planned this run, and no environment is brought down", err)
 			continue
 		}
 		for _, r := range rs {
@@ -192,6 +208,14 @@ func (l *Lifecycle) Sweep(ctx context.Context, opts SweepOptions) (Plan, error) 
 	}
 	s.plan.Items = append(s.plan.Items, s.lockFiles()...)
 	s.pulls(ctx)
+	if opts.Pulls == nil {
+		for _, it := range s.plan.Items {
+			if it.Shared && it.Key.PR > 0 && it.Owner() == l.Owner {
+				s.note("GitHub is not configured here: what a CI runner made on the shared %s (its store is not this one) is judged by this store alone and counts as orphaned past sweep.grace; set PRENV_GITHUB_TOKEN (or the GitHub App) so that open pull requests keep theirs", it.Provider)
+				break
+			}
+		}
+	}
 	for i := range s.plan.Items {
 		s.judge(&s.plan.Items[i])
 	}
@@ -235,8 +259,8 @@ func (s *sweep) lockFiles() []Item {
 	var out []Item
 	for _, de := range entries {
 		name, ok := strings.CutSuffix(de.Name(), ".lock")
-		if !ok || de.IsDir() {
-			continue
+		if !ok || de.IsDir() || strings.HasPrefix(name, ".") {
+			continue // not an environment's (the sweep's own)
 		}
 		r := env.Resource{Provider: "lock", Kind: "lock", ID: de.Name(), Local: true}
 		if info, err := de.Info(); err == nil {
@@ -256,22 +280,41 @@ func (s *sweep) pulls(ctx context.Context) {
 	if s.opts.Pulls == nil {
 		return
 	}
-	live := map[string]int{} // live environments per repository
+	// Environments that exist per repository: open records, and, since a
+	// CI runner's store starts empty, this installation's resources whose
+	// labels say they have not expired.
+	liveKeys := map[string]map[string]bool{}
 	repos := map[string]bool{}
+	alive := func(k env.Key) {
+		repo := s.repo(k)
+		if liveKeys[repo] == nil {
+			liveKeys[repo] = map[string]bool{}
+		}
+		liveKeys[repo][k.String()] = true
+	}
 	for _, e := range s.records {
 		if repo := s.repo(e.Key); repo != "" {
 			repos[repo] = true
 			if s.live(e) {
-				live[repo]++
+				alive(e.Key)
 			}
 		}
 	}
 	for _, it := range s.plan.Items {
-		if it.Key.PR > 0 {
-			if repo := s.repo(it.Key); repo != "" {
-				repos[repo] = true
+		if it.Key.PR == 0 {
+			continue
+		}
+		if repo := s.repo(it.Key); repo != "" {
+			repos[repo] = true
+			t, err := time.Parse(time.RFC3339, it.Labels[env.LabelExpiresAt])
+			if it.Owner() == s.l.Owner && !it.Legacy && (err != nil || t.After(s.now)) {
+				alive(it.Key)
 			}
 		}
+	}
+	live := map[string]int{}
+	for repo, keys := range liveKeys {
+		live[repo] = len(keys)
 	}
 	names := make([]string, 0, len(repos))
 	for r := range repos {
@@ -390,6 +433,10 @@ func (s *sweep) judge(it *Item) {
 	if r.Protected != "" {
 		protected = "; " + r.Protected + ": reported, never forced"
 	}
+	if !it.ExpiresAt.IsZero() && s.now.After(it.ExpiresAt) && r.Key.PR > 0 && s.labelsUnknown(r.Key) {
+		keep("expired, but its pull request's labels could not be read (%s): %s may pin it", s.noOrphans, s.opts.KeepLabel)
+		return
+	}
 	if !it.ExpiresAt.IsZero() && s.now.After(it.ExpiresAt) {
 		it.Verdict = VerdictExpired
 		it.Reason = fmt.Sprintf("expired %s ago: no up renewed it (ttl)%s", roundAge(s.now.Sub(it.ExpiresAt)), protected)
@@ -427,6 +474,13 @@ func (s *sweep) judge(it *Item) {
 		it.Reason = "no open pull request and no live environment"
 	}
 	it.Reason += protected
+}
+
+// labelsUnknown reports whether k's pull request may carry the keep label
+// without this sweep knowing: GitHub is configured, but its list of the
+// repository's open pull requests failed or was in doubt.
+func (s *sweep) labelsUnknown(k env.Key) bool {
+	return s.opts.Pulls != nil && s.opts.KeepLabel != "" && !s.known[s.repo(k)] && s.noOrphans != ""
 }
 
 func (s *sweep) judgeLegacy(it *Item) {
@@ -481,6 +535,8 @@ func (s *sweep) recordsOnly() {
 			it.Verdict, it.Reason = VerdictKeep, "a run is at work on it now"
 		case open && s.opts.KeepLabel != "" && hasLabel(pr.Labels, s.opts.KeepLabel):
 			it.Verdict, it.Reason = VerdictKeep, "pinned: its pull request carries the label "+s.opts.KeepLabel
+		case s.labelsUnknown(e.Key):
+			it.Verdict, it.Reason = VerdictKeep, fmt.Sprintf("expired, but its pull request's labels could not be read (%s): %s may pin it", s.noOrphans, s.opts.KeepLabel)
 		default:
 			it.Verdict = VerdictExpired
 			it.Reason = fmt.Sprintf("expired %s ago: no up renewed it (ttl)", roundAge(s.now.Sub(e.ExpiresAt)))
@@ -530,13 +586,16 @@ func sortItems(items []Item) {
 	})
 }
 
-// unit is what one deletion removes: an environment on record (through
-// Down, then each of its resources), or one resource of none.
+// unit is what one deletion removes: an environment (through Down when
+// it is on record, then each of its resources, all under its lock), or
+// one resource of none.
 type unit struct {
-	key   env.Key // zero for a lone resource
-	items []int   // indexes into the plan
-	age   time.Duration
-	why   Verdict
+	key      env.Key // zero for a lone resource
+	recorded bool
+	seq      int64 // the record's DesiredSeq when the plan was made
+	items    []int // indexes into the plan
+	age      time.Duration
+	why      Verdict
 }
 
 // apply carries the plan out, within max_deletions, the oldest first.
@@ -550,12 +609,20 @@ func (s *sweep) apply(ctx context.Context) []error {
 		}
 		wanted = only
 	}
-	// Down takes an environment whole: one protected resource keeps all
-	// of it (a protected namespace must not go because its clone expired).
-	protectedBy := map[string]string{}
+	// An environment goes whole or not at all: a resource of it that is
+	// protected, or kept (wanted, too young, unreadable), keeps all of it
+	// (a down reaches every provider, so a protected namespace must not go
+	// because its clone expired).
+	keptBy := map[string]string{}
 	for _, it := range items {
-		if it.Protected != "" && it.Key.PR > 0 && !it.Legacy {
-			protectedBy[it.Key.String()] = fmt.Sprintf("%s %s %s is protected (%s): the environment is kept whole", it.Provider, it.Kind, it.ID, it.Protected)
+		if it.Key.PR == 0 || it.Legacy || it.Provider == "lock" || it.Verdict == VerdictForeign {
+			continue
+		}
+		switch {
+		case it.Protected != "":
+			keptBy[it.Key.String()] = fmt.Sprintf("%s %s %s is protected (%s)", it.Provider, it.Kind, it.ID, it.Protected)
+		case it.Verdict == VerdictKeep && keptBy[it.Key.String()] == "":
+			keptBy[it.Key.String()] = fmt.Sprintf("%s %s %s is kept (%s)", it.Provider, it.Kind, it.ID, it.Reason)
 		}
 	}
 	var units []*unit
@@ -572,16 +639,21 @@ func (s *sweep) apply(ctx context.Context) []error {
 			it.Outcome = "protected: " + it.Protected
 			continue
 		}
-		if why, ok := protectedBy[it.Key.String()]; ok && it.Key.PR > 0 && !it.Legacy {
-			it.Outcome = "protected: " + why
-			continue
-		}
-		_, recorded := s.records[it.Key.String()]
-		if it.Key.PR > 0 && recorded && !it.Legacy {
-			u := byKey[it.Key.String()]
+		if it.Key.PR > 0 && !it.Legacy && it.Provider != "lock" {
+			key := it.Key.String()
+			if why, ok := keptBy[key]; ok {
+				it.Outcome = "left: the environment goes whole or not at all, and " + why
+				continue
+			}
+			rec, recorded := s.records[key]
+			if recorded && s.listFailed != "" {
+				it.Outcome = "left: " + s.listFailed + ", and a down reaches every provider"
+				continue
+			}
+			u := byKey[key]
 			if u == nil {
-				u = &unit{key: it.Key, why: it.Verdict}
-				byKey[it.Key.String()] = u
+				u = &unit{key: it.Key, recorded: recorded, seq: rec.DesiredSeq, why: it.Verdict}
+				byKey[key] = u
 				units = append(units, u)
 			}
 			u.items = append(u.items, i)
@@ -624,59 +696,19 @@ func (s *sweep) apply(ctx context.Context) []error {
 
 func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 	items := s.plan.Items
-	fail := func(err error) error {
+	left := func(why string) error {
 		for _, i := range u.items {
-			if items[i].Outcome == "" {
-				items[i].Outcome = "failed: " + err.Error()
-			}
+			items[i].Outcome = "left: " + why
 		}
-		return err
+		return nil
 	}
-	if u.key.PR > 0 {
-		// A push may have renewed it since the plan was made.
-		if e, err := s.l.Store.Get(ctx, u.key); err == nil && u.why == VerdictExpired && s.live(e) && e.ExpiresAt.After(s.l.now()) {
-			for _, i := range u.items {
-				items[i].Outcome = "kept: renewed since the plan was made"
-			}
-			return nil
-		}
-		_, err := s.l.Down(ctx, DownOptions{Key: u.key, Why: s.why(u)})
-		if err != nil && !errors.Is(err, ErrOtherProviders) {
-			return fail(fmt.Errorf("down %s: %w", u.key.Name(), err))
-		}
-		// Made with other providers: what these providers list of it is
-		// still theirs to remove, one resource at a time.
+	if u.key.PR == 0 {
+		return s.remove(ctx, &items[u.items[0]])
 	}
-	q := env.Query{Owner: s.l.Owner, Legacy: s.opts.Legacy, Now: s.now}
-	var errs []error
-	for _, i := range u.items {
-		it := &items[i]
-		var err error
-		switch {
-		case it.Provider == "lock":
-			_, err = lock.Remove(filepath.Join(s.l.LockDir, it.ID))
-		case it.inv != nil && it.Key.PR > 0 && !it.Legacy:
-			err = s.underLock(ctx, it.Key, func() error { return it.inv.Remove(ctx, q, it.Resource) })
-		case it.inv != nil:
-			err = it.inv.Remove(ctx, q, it.Resource)
-		}
-		if err != nil {
-			it.Outcome = "failed: " + err.Error()
-			errs = append(errs, fmt.Errorf("remove %s %s %s: %w", it.Provider, it.Kind, it.ID, err))
-			continue
-		}
-		it.Outcome = "deleted"
-		s.l.log().Info("swept", "provider", it.Provider, "kind", it.Kind, "id", it.ID, "env", it.Environment, "verdict", it.Verdict, "reason", it.Reason)
-	}
-	return errors.Join(errs...)
-}
-
-// underLock runs fn holding k's lock, so that no run of k is at work
-// while its resources are removed; a run that holds it now wins, and the
-// resource is left for the next sweep. The lock file goes with the
-// environment's last resource unless a live record still uses it.
-func (s *sweep) underLock(ctx context.Context, k env.Key, fn func() error) error {
-	path := filepath.Join(s.l.LockDir, k.Name()+".lock")
+	// The environment's lock, for the whole unit: a run at work on it
+	// wins, and a run that starts now waits until its resources are gone
+	// (then makes it again, as it asked).
+	path := filepath.Join(s.l.LockDir, u.key.Name()+".lock")
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	unlock, err := lock.File(tctx, path)
 	cancel()
@@ -684,19 +716,81 @@ func (s *sweep) underLock(ctx context.Context, k env.Key, fn func() error) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("a run of %s holds its lock: left for the next sweep", k.Name())
+		return left(fmt.Sprintf("a run of %s holds its lock; the next sweep looks again", u.key.Name()))
 	}
 	defer unlock()
-	if err := fn(); err != nil {
-		return err
+	e, err := s.l.Store.Get(ctx, u.key)
+	recorded := err == nil
+	switch {
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return left(fmt.Sprintf("its record cannot be read (%v)", err))
+	case recorded != u.recorded || recorded && e.DesiredSeq != u.seq:
+		// A push, a close or a reopen since the plan: it decides.
+		return left("a newer request for it arrived since the plan was made")
 	}
-	if e, err := s.l.Store.Get(ctx, k); err == nil && s.live(e) {
-		return nil
+	var errs []error
+	if recorded {
+		switch err := s.l.checkProviders(ctx, u.key); {
+		case errors.Is(err, ErrOtherProviders):
+			// Made with other providers: what these list of it is still
+			// theirs to remove, one resource at a time.
+		case err != nil:
+			return left(err.Error())
+		default:
+			head := s.l.head(ctx, u.key)
+			seq, err := s.l.Store.Request(ctx, u.key, u.key.Name(), "", true)
+			if err != nil {
+				return left(fmt.Sprintf("the down could not be recorded (%v)", err))
+			}
+			s.l.markInterrupted(ctx, u.key)
+			if _, err := s.l.down(ctx, DownOptions{Key: u.key, Why: s.why(u)}, seq, head); err != nil {
+				for _, i := range u.items {
+					items[i].Outcome = "failed: " + err.Error()
+				}
+				return fmt.Errorf("down %s: %w", u.key.Name(), err)
+			}
+		}
 	}
-	// Removed while held: a run waiting on it opens the path again.
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.l.log().Warn("cannot remove a lock file", "path", path, "err", err)
+	for _, i := range u.items {
+		if err := s.remove(ctx, &items[i]); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if !recorded && u.why == VerdictExpired {
+		// A CI runner's sweep has no record of it, but its pull request
+		// is told all the same.
+		s.l.reportTornDown(ctx, store.Env{Key: u.key, Name: u.key.Name(), State: env.StateDeleted}, s.why(u))
+	}
+	// The lock file goes with the environment, removed while held (a run
+	// waiting on it opens the path again).
+	if e, err := s.l.Store.Get(ctx, u.key); err != nil || !s.live(e) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.l.log().Warn("cannot remove a lock file", "path", path, "err", err)
+		}
+	}
+	return nil
+}
+
+// remove deletes one resource through its provider (which proves it is
+// still ours on what it reads), or a stale lock file.
+func (s *sweep) remove(ctx context.Context, it *Item) error {
+	q := env.Query{Owner: s.l.Owner, Legacy: s.opts.Legacy, Now: s.now}
+	var err error
+	switch {
+	case it.Provider == "lock":
+		_, err = lock.Remove(filepath.Join(s.l.LockDir, it.ID))
+	case it.inv != nil:
+		err = it.inv.Remove(ctx, q, it.Resource)
+	}
+	if err != nil {
+		it.Outcome = "failed: " + err.Error()
+		return fmt.Errorf("remove %s %s %s: %w", it.Provider, it.Kind, it.ID, err)
+	}
+	it.Outcome = "deleted"
+	s.l.log().Info("swept", "provider", it.Provider, "kind", it.Kind, "id", it.ID, "env", it.Environment, "verdict", it.Verdict, "reason", it.Reason)
 	return nil
 }
 

@@ -428,7 +428,7 @@ func TestSweep_OneProtectedResourceKeepsItsWholeEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := item(t, p, "database", "pr-3")
-	if db.Verdict != VerdictExpired || !strings.HasPrefix(db.Outcome, "protected") {
+	if db.Verdict != VerdictExpired || !strings.Contains(db.Outcome, "is protected") {
 		t.Fatalf("database = %s %q; want expired and kept for its protected home", db.Verdict, db.Outcome)
 	}
 	if n := len(inventory(t, f)); n != 2 {
@@ -436,5 +436,170 @@ func TestSweep_OneProtectedResourceKeepsItsWholeEnvironment(t *testing.T) {
 	}
 	if e, _ := f.l.Store.Get(ctx, k); e.State != env.StateReady {
 		t.Fatalf("the environment was brought down: %s", e.State)
+	}
+}
+
+// hook is an inventory that lists nothing and runs fn as the sweep lists:
+// after the records are read, before anything is judged or applied.
+type hook struct{ fn func() }
+
+func (h hook) Resources(context.Context, env.Query) ([]env.Resource, error) { h.fn(); return nil, nil }
+func (h hook) Remove(context.Context, env.Query, env.Resource) error        { return nil }
+
+// failing is an inventory that cannot be listed.
+type failing struct{}
+
+func (failing) Resources(context.Context, env.Query) ([]env.Resource, error) {
+	return nil, errors.New("namespaces is forbidden: list")
+}
+func (failing) Remove(context.Context, env.Query, env.Resource) error { return nil }
+
+func TestSweep_WhatTheReviewFound(t *testing.T) {
+	ctx := context.Background()
+	t.Run("the keep label is not ignored when the open pull requests cannot be listed", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 4}, Commit: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.add(5 * time.Hour)
+		p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, KeepLabel: "prenv:keep",
+			Pulls: pulls{err: errors.New("403 rate limited")}, DefaultRepo: "acme/shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it := item(t, p, "database", "pr-4"); it.Verdict != VerdictKeep || !strings.Contains(it.Reason, "labels could not be read") {
+			t.Fatalf("pr-4 = %s (%s); want kept: its keep label cannot be seen", it.Verdict, it.Reason)
+		}
+	})
+	t.Run("an empty list while this installation's resources have not expired deletes nothing as orphaned", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		for pr := 1; pr <= 3; pr++ {
+			k := env.Key{PR: pr}
+			f.world.Leak("prenv", k, env.Labels("prenv", k, c.now(), 1000*time.Hour), c.now()) // made by a CI runner: no record here
+		}
+		c.add(2 * time.Hour)
+		p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Pulls: pulls{}, DefaultRepo: "acme/shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := p.Counts(); c[VerdictOrphaned] != 0 || len(inventory(t, f)) != 3 {
+			t.Fatalf("GitHub listed no open pull request with 3 live environments: %v", verdicts(p))
+		}
+	})
+	t.Run("a resource the plan keeps keeps its whole environment", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		k := env.Key{PR: 5}
+		if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.add(5 * time.Hour) // expired on the record and the database's label
+		// The home's expiry cannot be read: it is kept, and so is all of pr-5.
+		if err := f.rt.Renew(ctx, k, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		sweeper := *f.l
+		sweeper.Runtime = nil
+		unreadable := protectedHomeLabel{f}
+		p, err := sweeper.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Inventories: []env.Inventory{unreadable}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if db := item(t, p, "database", "pr-5"); db.Verdict != VerdictExpired || !strings.Contains(db.Outcome, "is kept") {
+			t.Fatalf("database = %s %q; want expired and left for its kept home", db.Verdict, db.Outcome)
+		}
+		if n := len(inventory(t, f)); n != 2 {
+			t.Fatalf("%d resources left; want both", n)
+		}
+	})
+	t.Run("no environment is brought down while a provider cannot be listed", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		if _, err := f.l.Up(ctx, UpOptions{Key: env.Key{PR: 6}, Commit: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.add(5 * time.Hour)
+		p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Inventories: []env.Inventory{failing{}}})
+		if err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Fatalf("Sweep = %v; want the listing's failure", err)
+		}
+		if it := item(t, p, "database", "pr-6"); !strings.Contains(it.Outcome, "could not be listed") {
+			t.Fatalf("pr-6 outcome %q; want left", it.Outcome)
+		}
+		if e, _ := f.l.Store.Get(ctx, env.Key{PR: 6}); e.State != env.StateReady {
+			t.Fatalf("pr-6 was brought down: %s", e.State)
+		}
+	})
+	t.Run("a push between the plan and its down wins", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		k := env.Key{PR: 7}
+		if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.add(5 * time.Hour)
+		push := hook{func() {
+			if err := f.l.Supersede(ctx, k, "c2", false); err != nil {
+				t.Error(err)
+			}
+		}}
+		p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Inventories: []env.Inventory{push}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it := item(t, p, "database", "pr-7"); it.Verdict != VerdictExpired || !strings.Contains(it.Outcome, "newer request") {
+			t.Fatalf("pr-7 = %s %q; want planned expired and left for the newer request", it.Verdict, it.Outcome)
+		}
+		if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c2"}); err != nil {
+			t.Fatalf("the push's up after the sweep: %v", err)
+		}
+	})
+	t.Run("an expired environment records the head it expired at, not the last commit served", func(t *testing.T) {
+		f, c, _ := sweepFixture(t)
+		k := env.Key{PR: 8}
+		if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		f.rt.FailMigration["c2"] = "relation already exists"
+		if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c2"}); err == nil {
+			t.Fatal("the failing migration passed")
+		}
+		c.add(5 * time.Hour)
+		if _, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10}); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := f.l.Store.Get(ctx, k)
+		if e.State != env.StateDeleted || e.DownReason != ReasonExpired || e.DownCommit != "c2" {
+			t.Fatalf("record %s, down %q at %q; want deleted, expired at c2 (the head)", e.State, e.DownReason, e.DownCommit)
+		}
+	})
+}
+
+// protectedHomeLabel lists the memory runtime's homes with an expiry that
+// cannot be read.
+type protectedHomeLabel struct{ *fixture }
+
+func (p protectedHomeLabel) Resources(ctx context.Context, q env.Query) ([]env.Resource, error) {
+	rs, err := p.rt.Resources(ctx, q)
+	for i := range rs {
+		rs[i].Labels[env.LabelExpiresAt] = "soon"
+	}
+	return rs, err
+}
+
+func (p protectedHomeLabel) Remove(ctx context.Context, q env.Query, r env.Resource) error {
+	return p.rt.Remove(ctx, q, r)
+}
+
+func TestSweep_OneAppliesAtATime(t *testing.T) {
+	f, _, _ := sweepFixture(t)
+	ctx := context.Background()
+	unlock, err := lock.File(ctx, filepath.Join(f.l.LockDir, ".sweep.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := f.l.Sweep(ctx, SweepOptions{Apply: true, MaxDeletions: 10}); err == nil || !strings.Contains(err.Error(), "another sweep") {
+		t.Fatalf("a second sweep applying at once: %v", err)
+	}
+	if _, err := f.l.Sweep(ctx, SweepOptions{MaxDeletions: 10}); err != nil {
+		t.Fatalf("a dry run while another sweep applies: %v", err)
 	}
 }

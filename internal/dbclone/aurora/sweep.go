@@ -129,7 +129,7 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 // another installation's owner id). Labels carry the key as env.Key.String
 // spells it, as every provider's do; the tag spells it repo:N.
 func (c *Cloner) resource(q env.Query, kind, id string, ts []types.Tag, created time.Time, source bool) env.Resource {
-	r := env.Resource{Provider: "aurora", Kind: kind, ID: id, Labels: tagMap(ts), CreatedAt: created}
+	r := env.Resource{Provider: "aurora", Kind: kind, ID: id, Labels: tagMap(ts), CreatedAt: created, Shared: true}
 	owner, tagged := r.Labels[env.LabelOwner]
 	switch {
 	case q.Owner != "" && tagged && owner == q.Owner:

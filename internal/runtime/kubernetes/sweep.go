@@ -120,7 +120,7 @@ func (n *Namespaces) limit() int64 {
 // a namespace that is neither ours, another installation's, named like
 // ours, nor selected as legacy is none of prenv's business.
 func (n *Namespaces) resource(ns *corev1.Namespace, owner string, ours *regexp.Regexp, legacy *legacyMatch) (env.Resource, bool) {
-	res := env.Resource{Provider: ResourceProvider, Kind: ResourceKind, ID: ns.Name, CreatedAt: ns.CreationTimestamp.Time}
+	res := env.Resource{Provider: ResourceProvider, Kind: ResourceKind, ID: ns.Name, CreatedAt: ns.CreationTimestamp.Time, Shared: true}
 	if v, ok := ns.Annotations[AnnotationDeletionProtection]; ok && !strings.EqualFold(v, "false") {
 		res.Protected = fmt.Sprintf("annotation %s=%s", AnnotationDeletionProtection, v)
 	}
