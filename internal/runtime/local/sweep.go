@@ -188,7 +188,27 @@ func (r *Runtime) orphanOf(uid int) error {
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		return fmt.Errorf("user id %d is the account %s of this machine: %w", uid, u.Username, env.ErrNotOurs)
 	}
+	// Claimed by none: after a reboot (claims live in /run) another
+	// PRENV_HOME's restored apps run unclaimed too. Only a process that
+	// works in this PRENV_HOME's environments proves the id is ours.
+	if !r.worksHere(uid) {
+		return fmt.Errorf("user id %d is claimed by no PRENV_HOME and none of its processes works in %s: perhaps another installation's, left: %w", uid, EnvsDir(r.Home), env.ErrNotOurs)
+	}
 	return nil
+}
+
+// worksHere reports whether a process of uid has its working directory
+// in this PRENV_HOME's environments (a removed one included: the kernel
+// shows it with " (deleted)").
+func (r *Runtime) worksHere(uid int) bool {
+	envs := EnvsDir(r.Home) + string(filepath.Separator)
+	for _, p := range processesByUID()[uid] {
+		cwd, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(p.PID), "cwd"))
+		if err == nil && strings.HasPrefix(strings.TrimSuffix(cwd, " (deleted)"), envs) {
+			return true
+		}
+	}
+	return false
 }
 
 func orphanResource(uid int, procs []process) env.Resource {
@@ -295,6 +315,9 @@ func (r *Runtime) removeOrphan(ctx context.Context, uid int) error {
 		return fmt.Errorf("remove the processes of user id %d: %w", uid, err)
 	}
 	defer unlock()
+	if len(processesByUID()[uid]) == 0 {
+		return nil // gone already
+	}
 	if err := r.orphanOf(uid); err != nil {
 		return fmt.Errorf("remove the processes of user id %d: %w", uid, err)
 	}

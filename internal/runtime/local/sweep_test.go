@@ -334,6 +334,11 @@ func TestRemove_NeverKillsTheProcessesOfAnotherInstallationOrAnAccount(t *testin
 	theirProc, _ := runAs(t, Identity{UID: theirs, GID: theirs})
 	group, _ := runAs(t, Identity{UID: sweepFirstUID, GID: sweepFirstUID}) // the access group's id, no environment's
 	cases := map[string]*exec.Cmd{strconv.Itoa(theirs): theirProc, strconv.Itoa(sweepFirstUID): group}
+	// Claimed by nobody (claims live in /run: after a reboot another
+	// installation's restored apps run unclaimed) and working elsewhere.
+	unclaimed := sweepFirstUID + 7
+	elsewhere, _ := runAs(t, Identity{UID: unclaimed, GID: unclaimed})
+	cases[strconv.Itoa(unclaimed)] = elsewhere
 
 	account := sweepFirstUID + 5
 	name := fmt.Sprintf("prenvsweep%d", os.Getpid()%100000)
