@@ -61,7 +61,7 @@ func localInventory(t *testing.T, home string) []string {
 	var out []string
 	// prenv's bookkeeping, not anything an environment made (a trash
 	// directory's contents are listed).
-	bookkeeping := map[string]bool{".ports.lock": true, ".no-reflink-noted": true, ".trash": true}
+	bookkeeping := map[string]bool{".ports.lock": true, ".no-reflink-noted": true, ".trash": true, ".sweep.lock": true}
 	for _, dir := range []string{"clones", "clones/.trash", "envs", "envs/.trash", "locks"} {
 		entries, _ := os.ReadDir(filepath.Join(home, dir))
 		for _, e := range entries {

@@ -620,9 +620,9 @@ func (s *sweep) apply(ctx context.Context) []error {
 		}
 		switch {
 		case it.Protected != "":
-			keptBy[it.Key.String()] = fmt.Sprintf("%s %s %s is protected (%s)", it.Provider, it.Kind, it.ID, it.Protected)
+			keptBy[it.Key.String()] = fmt.Sprintf("protected: the environment goes whole or not at all, and %s %s %s is protected (%s)", it.Provider, it.Kind, it.ID, it.Protected)
 		case it.Verdict == VerdictKeep && keptBy[it.Key.String()] == "":
-			keptBy[it.Key.String()] = fmt.Sprintf("%s %s %s is kept (%s)", it.Provider, it.Kind, it.ID, it.Reason)
+			keptBy[it.Key.String()] = fmt.Sprintf("left: the environment goes whole or not at all, and %s %s %s is kept (%s)", it.Provider, it.Kind, it.ID, it.Reason)
 		}
 	}
 	var units []*unit
@@ -642,7 +642,7 @@ func (s *sweep) apply(ctx context.Context) []error {
 		if it.Key.PR > 0 && !it.Legacy && it.Provider != "lock" {
 			key := it.Key.String()
 			if why, ok := keptBy[key]; ok {
-				it.Outcome = "left: the environment goes whole or not at all, and " + why
+				it.Outcome = why
 				continue
 			}
 			rec, recorded := s.records[key]
