@@ -105,7 +105,7 @@ func TestAurora_BadInputIsRefusedBeforeAnythingIsCreated(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no source cluster", []string{"PRENV_DATABASE_AURORA_SOURCE_CLUSTER="}, 2, "database.aurora.source_cluster: is required"},
+		{"no source cluster", []string{"PRENV_DATABASE_AURORA_SOURCE_CLUSTER="}, 2, "database.aurora.source_cluster is required"},
 		{"a source cluster that does not exist", []string{"PRENV_DATABASE_AURORA_SOURCE_CLUSTER=nightly"}, 3, "source cluster nightly does not exist"},
 		{"security groups required and empty", []string{"PRENV_DATABASE_AURORA_REQUIRE_SECURITY_GROUPS=true"}, 2, "default security group"},
 		{"an instance class that is not one", []string{"PRENV_DATABASE_AURORA_INSTANCE_CLASS=large"}, 2, "db.t4g.medium"},
