@@ -8,7 +8,9 @@ import (
 )
 
 // suggested is the masking transformer (issue 11, section 1) that fits
-// what a detector found; free text with more than one kind is redacted.
+// what a detector found. A column where the kind shows in only some values
+// (under 90%), or more than one kind shows, is free text: redact it, as an
+// email transformer would replace a whole note with an address.
 var suggested = map[string]string{
 	Email: "email", Phone: "phone", CreditCard: "credit_card", IBAN: "iban", SSN: "set_null", IP: "ip",
 	PersonName: "person_name", "hint:email": "email", "hint:phone": "phone", "hint:ssn": "set_null",
@@ -33,7 +35,11 @@ func Report(w io.Writer, findings []Finding) {
 	var lines []line
 	for _, f := range findings {
 		if len(lines) == 0 || lines[len(lines)-1].table != f.Table || lines[len(lines)-1].column != f.Column {
-			lines = append(lines, line{table: f.Table, column: f.Column, rule: suggested[f.Detector]})
+			rule := suggested[f.Detector]
+			if f.Rate < 0.9 && !strings.HasPrefix(f.Detector, "hint:") {
+				rule = "redact"
+			}
+			lines = append(lines, line{table: f.Table, column: f.Column, rule: rule})
 		} else {
 			lines[len(lines)-1].rule = "redact"
 		}
