@@ -203,6 +203,7 @@ func spool(ctx context.Context, conn *pgx.Conn, k *keyed, p *tablePlan, f *os.Fi
 			sel = append(sel, expr)
 			continue
 		}
+		sel = append(sel, quoteIdent(c.name))
 		sr := streamRule{columnRule: cr, flag: -1, fn: transformers[cr.rule.Transformer].apply}
 		if cr.rule.Where != "" {
 			n, ok := flags[cr.rule.Where]

@@ -1,0 +1,249 @@
+package mask_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prenv/prenv/internal/golden/mask"
+	"github.com/prenv/prenv/internal/pgserver"
+	"github.com/prenv/prenv/internal/testenv"
+)
+
+// server starts a throwaway PostgreSQL for one test, the way golden builds
+// run theirs (fsync off: a crashed test throws it away).
+func server(t *testing.T) pgserver.Server {
+	t.Helper()
+	bin, u := testenv.Postgres(t)
+	home := testenv.Home(t)
+	srv := pgserver.Server{Bin: bin, User: u, DataDir: filepath.Join(home, "data"),
+		SocketDir: pgserver.SocketDir(filepath.Join(home, "run")), LogFile: filepath.Join(home, "pg.log")}
+	if err := os.MkdirAll(srv.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Own(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Own(srv.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin.Path("initdb"), "-D", srv.DataDir, "-U", pgserver.Superuser, "--auth-local=peer", "-E", "UTF8", "--locale=C", "--no-sync")
+	cmd.Dir = home
+	u.Prepare(cmd)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	if err := pgserver.WriteAuth(srv.DataDir, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	lo, _ := testenv.PortRange(t, 1)
+	srv.Port = lo
+	settings := map[string]string{"listen_addresses": "", "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
+		"wal_level": "minimal", "max_wal_senders": "0", "max_wal_size": "4GB", "maintenance_work_mem": "256MB"}
+	if err := srv.Start(context.Background(), time.Minute, settings); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop(time.Minute) })
+	return srv
+}
+
+// database creates db from sql and returns a connection to it.
+func database(t *testing.T, srv pgserver.Server, db, sql string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	if err := srv.Exec(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Exec(ctx, db, sql); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, srv.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// fixture is issue 11's schema: people with the usual personal columns,
+// orders that reference them by id and by email.
+func fixture(n int) string {
+	return fmt.Sprintf(`
+CREATE TABLE people (
+  id int PRIMARY KEY,
+  email text NOT NULL UNIQUE,
+  username text NOT NULL UNIQUE,
+  full_name text NOT NULL,
+  phone text,
+  address text,
+  dob date,
+  notes text,
+  profile jsonb
+);
+CREATE TABLE orders (
+  id int PRIMARY KEY,
+  person_id int NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+  customer_email text NOT NULL REFERENCES people(email),
+  shipping_address text,
+  total numeric(10,2) NOT NULL CHECK (total >= 0),
+  status text NOT NULL
+);
+INSERT INTO people
+SELECT i, 'Customer.' || i || '@Corp.example', 'cust' || i, 'Real Name ' || i,
+       CASE WHEN i %% 10 = 0 THEN NULL ELSE '+44 20 7946 ' || lpad(i::text, 4, '0') END,
+       i || ' Real Street, Realtown',
+       date '1970-01-01' + (i %% 15000),
+       'Call me at real' || i || '@corp.example or on the phone.' || E'\tTabbed\nline',
+       jsonb_build_object('address', i || ' Real Street', 'theme', 'dark',
+         'contacts', jsonb_build_array(jsonb_build_object('email', 'friend' || i || '@corp.example', 'kind', 'friend'),
+                                       jsonb_build_object('email', 'Customer.' || i || '@Corp.example', 'kind', 'self')))
+FROM generate_series(1, %[1]d) i;
+INSERT INTO orders
+SELECT i, 1 + i %% %[1]d, 'Customer.' || (1 + i %% %[1]d) || '@Corp.example', i || ' Real Street', (i %% 500) + 0.99,
+       CASE WHEN i %% 3 = 0 THEN 'shipped' ELSE 'paid' END
+FROM generate_series(1, %[1]d * 2) i;
+`, n)
+}
+
+func fixtureRules(salt string) mask.Rules {
+	return mask.Rules{
+		Salt: salt,
+		Tables: map[string]map[string]mask.Rule{
+			"people": {
+				"email":     {Transformer: "email"},
+				"username":  {Transformer: "template", Template: "user{{.id}}"},
+				"full_name": {Transformer: "person_name"},
+				"phone":     {Transformer: "phone"},
+				"address":   {Transformer: "address", Where: "id % 2 = 0"},
+				"dob":       {Transformer: "date_shift", Days: 30},
+				"notes":     {Transformer: "redact"},
+				"profile":   {JSON: map[string]string{"$.address": "address", "$.contacts[*].email": "email"}, Transformer: "json"},
+			},
+			"orders": {
+				"customer_email":   {Transformer: "email"},
+				"shipping_address": {Transformer: "sql", SQL: "'Locker ' || (id % 100)"},
+			},
+		},
+		Keep: []string{"orders.total", "orders.status"},
+	}
+}
+
+// dump returns every masked row as text, in key order.
+func dump(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `
+SELECT p::text FROM people p ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err = conn.Query(context.Background(), `SELECT o::text FROM orders o ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, more...)
+}
+
+func count(t *testing.T, conn *pgx.Conn, q string) int64 {
+	t.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func TestApply_MasksTheFixtureDeterministicallyAndKeepsEveryKey(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	const n = 2000
+	a := database(t, srv, "a", fixture(n))
+	b := database(t, srv, "b", fixture(n))
+	c := database(t, srv, "c", fixture(n))
+	source := dump(t, a)
+
+	rep, err := mask.Apply(ctx, a, fixtureRules("salt-one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, tr := range rep.Tables {
+		got[tr.Table] = tr.Rows
+	}
+	if got["people"] != n || got["orders"] != 2*n || len(rep.Tables) != 2 {
+		t.Errorf("report = %+v, want people %d rows and orders %d", rep.Tables, n, 2*n)
+	}
+	if _, err := mask.Apply(ctx, b, fixtureRules("salt-one")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mask.Apply(ctx, c, fixtureRules("salt-two")); err != nil {
+		t.Fatal(err)
+	}
+	masked, again, other := dump(t, a), dump(t, b), dump(t, c)
+	if len(masked) != 3*n {
+		t.Fatalf("%d rows after masking, want %d", len(masked), 3*n)
+	}
+	for i := range masked {
+		if masked[i] == source[i] {
+			t.Fatalf("row unchanged by masking: %s", masked[i])
+		}
+		if masked[i] != again[i] {
+			t.Fatalf("two runs with the same salt differ:\n%s\n%s", masked[i], again[i])
+		}
+	}
+	sameOther := 0
+	for i := range masked {
+		if masked[i] == other[i] {
+			sameOther++
+		}
+	}
+	if sameOther > 0 {
+		t.Errorf("%d rows the same under another salt", sameOther)
+	}
+
+	// Nothing of the source is left where a rule applies.
+	for q, want := range map[string]int64{
+		`SELECT count(*) FROM people WHERE email ILIKE '%corp.example'`:                                                                  0,
+		`SELECT count(*) FROM people WHERE email !~ '^[a-z]+\.[0-9a-f]{16}@example\.com$'`:                                               0,
+		`SELECT count(*) FROM people WHERE full_name LIKE 'Real Name%' OR full_name !~ '^[A-Z][a-z]+ [A-Z][a-z]+$'`:                      0,
+		`SELECT count(*) FROM people WHERE phone !~ '^\+1-[2-9][0-9]{2}-555-01[0-9]{2}$'`:                                                0,
+		`SELECT count(*) FROM people WHERE phone IS NULL`:                                                                                n / 10, // NULL stays NULL
+		`SELECT count(*) FROM people WHERE notes <> '[redacted]'`:                                                                        0,
+		`SELECT count(*) FROM people WHERE username <> 'user' || id`:                                                                     0,
+		`SELECT count(*) FROM people WHERE profile::text ILIKE '%corp.example%' OR profile::text LIKE '%Real Street%'`:                   0,
+		`SELECT count(*) FROM people WHERE profile->>'theme' <> 'dark' OR profile->'contacts'->0->>'kind' <> 'friend'`:                   0,
+		`SELECT count(*) FROM people WHERE profile->'contacts'->1->>'email' <> email`:                                                    0, // the same email in JSON and column
+		`SELECT count(*) FROM people WHERE dob = date '1970-01-01' + (id % 15000) OR abs(dob - (date '1970-01-01' + (id % 15000))) > 30`: 0,
+		// where: only even ids are masked.
+		`SELECT count(*) FROM people WHERE id % 2 = 1 AND address <> id || ' Real Street, Realtown'`: 0,
+		`SELECT count(*) FROM people WHERE id % 2 = 0 AND address LIKE '%Real Street%'`:              0,
+		`SELECT count(*) FROM orders WHERE shipping_address <> 'Locker ' || (id % 100)`:              0,
+		// keep: untouched.
+		`SELECT count(*) FROM orders WHERE total <> (id % 500) + 0.99 OR status <> CASE WHEN id % 3 = 0 THEN 'shipped' ELSE 'paid' END`: 0,
+		// Joins on the natural key still work, and every foreign key holds.
+		`SELECT count(*) FROM orders o JOIN people p ON p.id = o.person_id WHERE o.customer_email <> p.email`:      0,
+		`SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM people p WHERE p.email = o.customer_email)`: 0,
+		`SELECT count(*) FROM orders o JOIN people p ON p.email = o.customer_email`:                                2 * n,
+	} {
+		if got := count(t, a, q); got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	// The salt is nowhere in the database.
+	if got := count(t, a, `SELECT count(*) FROM people p WHERE p::text LIKE '%salt-one%'`); got != 0 {
+		t.Errorf("the salt is in %d rows", got)
+	}
+}
