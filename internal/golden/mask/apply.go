@@ -389,9 +389,9 @@ SELECT k.conname, k.conrelid::regclass::text, k.confrelid::regclass::text,
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_class p ON p.oid = k.confrelid
-JOIN pg_class cc ON cc.oid = pg_partition_root(k.conrelid)
+JOIN pg_class cc ON cc.oid = coalesce(pg_partition_root(k.conrelid), k.conrelid)
 JOIN pg_namespace cn ON cn.oid = cc.relnamespace
-JOIN pg_class pc ON pc.oid = pg_partition_root(k.confrelid)
+JOIN pg_class pc ON pc.oid = coalesce(pg_partition_root(k.confrelid), k.confrelid)
 JOIN pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE k.contype = 'f' AND k.conparentid = 0
 ORDER BY 2, 1`)

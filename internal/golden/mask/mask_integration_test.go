@@ -2,10 +2,12 @@ package mask_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,5 +247,113 @@ func TestApply_MasksTheFixtureDeterministicallyAndKeepsEveryKey(t *testing.T) {
 	// The salt is nowhere in the database.
 	if got := count(t, a, `SELECT count(*) FROM people p WHERE p::text LIKE '%salt-one%'`); got != 0 {
 		t.Errorf("the salt is in %d rows", got)
+	}
+}
+
+func TestApply_ACollisionOnAUniqueIndexFailsNamingItAndChangesNothing(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	conn := database(t, srv, "app", fixture(50))
+	before := dump(t, conn)
+	r := fixtureRules("salt")
+	r.Tables["people"]["email"] = mask.Rule{Transformer: "redact"}
+	r.Tables["orders"]["customer_email"] = mask.Rule{Transformer: "redact"}
+	_, err := mask.Apply(ctx, conn, r)
+	var ce *mask.ConstraintError
+	if !errors.As(err, &ce) || !errors.Is(err, mask.ErrConstraint) {
+		t.Fatalf("err = %v, want a ConstraintError", err)
+	}
+	if ce.Constraint != "people_email_key" || ce.Kind != "unique index" || !strings.Contains(err.Error(), "email: redact") {
+		t.Errorf("err = %v, want it to name unique index people_email_key and the rule email: redact", err)
+	}
+	if after := dump(t, conn); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Error("a failed Apply changed the data")
+	}
+}
+
+func TestApply_AForeignKeyBrokenByMaskingOneSideFailsNamingIt(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	conn := database(t, srv, "app", fixture(50))
+	r := fixtureRules("salt")
+	r.Tables["orders"]["customer_email"] = mask.Rule{Transformer: "hash"}
+	_, err := mask.Apply(ctx, conn, r)
+	var ce *mask.ConstraintError
+	if !errors.As(err, &ce) || ce.Constraint != "orders_customer_email_fkey" || ce.Kind != "foreign key" {
+		t.Fatalf("err = %v, want foreign key orders_customer_email_fkey named", err)
+	}
+	if !strings.Contains(err.Error(), "100 rows of orders") {
+		t.Errorf("err = %v, want it to count the 100 orphaned orders", err)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM orders o JOIN people p ON p.email = o.customer_email`); n != 100 {
+		t.Errorf("after a refused Apply %d orders join their person by email, want all 100", n)
+	}
+}
+
+func TestApply_KeepsUniqueColumnsUniqueOnManyRows(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	// Issue 11 asks for 1,000,000 rows: on the 2 shared cores this was
+	// written on, that took 39 s (people with 8 rules, JSON and a template
+	// among them, 34 s; 2,000,000 orders with 2 rules, 5 s), over the 15 s a
+	// test may take here, so the test runs 100,000.
+	n := 100_000
+	conn := database(t, srv, "app", fixture(n))
+	t0 := time.Now()
+	rep, err := mask.Apply(ctx, conn, fixtureRules("salt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("masked %d people and %d orders in %v: %+v", n, 2*n, time.Since(t0).Round(time.Millisecond), rep.Tables)
+	if got := count(t, conn, `SELECT count(DISTINCT email) FROM people`); got != int64(n) {
+		t.Errorf("%d distinct emails for %d people", got, n)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM orders o JOIN people p ON p.email = o.customer_email`); got != int64(2*n) {
+		t.Errorf("%d orders join their person by email, want %d", got, 2*n)
+	}
+}
+
+func TestValidate_RefusesBadRulesNamingTheColumn(t *testing.T) {
+	srv := server(t)
+	ctx := context.Background()
+	conn := database(t, srv, "app", fixture(5))
+	rule := func(table, col string, r mask.Rule) mask.Rules {
+		return mask.Rules{Salt: "s", Tables: map[string]map[string]mask.Rule{table: {col: r}}}
+	}
+	cases := []struct {
+		name  string
+		rules mask.Rules
+		want  []string
+	}{
+		{"unknown table", rule("peple", "email", mask.Rule{Transformer: "email"}), []string{`table "peple" does not exist`, `did you mean "people"?`}},
+		{"unknown column", rule("people", "emial", mask.Rule{Transformer: "email"}), []string{"people.emial", `no column "emial"`, `did you mean "email"?`}},
+		{"unknown transformer", rule("people", "email", mask.Rule{Transformer: "emails"}), []string{"people.email", `unknown transformer "emails"`, `did you mean "email"?`}},
+		{"email on an integer", rule("orders", "person_id", mask.Rule{Transformer: "email"}), []string{"orders.person_id", "transformer email does not fit type integer"}},
+		{"set_null on NOT NULL", rule("people", "full_name", mask.Rule{Transformer: "set_null"}), []string{"people.full_name", "NOT NULL"}},
+		{"missing salt", mask.Rules{Tables: map[string]map[string]mask.Rule{"people": {"email": {Transformer: "email"}}}}, []string{"salt: missing"}},
+		{"where that does not parse", rule("people", "email", mask.Rule{Transformer: "email", Where: "id >> AND"}), []string{"people.email", `where "id >> AND" does not parse`}},
+		{"where over an unknown column", rule("people", "email", mask.Rule{Transformer: "email", Where: "idd > 3"}), []string{"people.email", "does not parse", "idd"}},
+		{"sql that does not parse", rule("orders", "status", mask.Rule{Transformer: "sql", SQL: "'x' ||"}), []string{"orders.status", "does not parse"}},
+		{"a bad JSON path", rule("people", "profile", mask.Rule{JSON: map[string]string{"contacts": "email"}, Transformer: "json"}), []string{"people.profile", "must start with $"}},
+		{"unknown keep", mask.Rules{Keep: []string{"orders.totl"}}, []string{"keep orders.totl", `did you mean "total"?`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := mask.Validate(ctx, conn, c.rules)
+			if !errors.Is(err, mask.ErrRules) {
+				t.Fatalf("err = %v, want ErrRules", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to say %q", err, w)
+				}
+			}
+		})
+	}
+	if err := mask.Validate(ctx, conn, fixtureRules("s")); err != nil {
+		t.Errorf("the fixture's rules: %v", err)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM people WHERE email ILIKE '%corp.example'`); n != 5 {
+		t.Errorf("Validate changed the data: %d source emails left of 5", n)
 	}
 }
