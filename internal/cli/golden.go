@@ -22,7 +22,7 @@ func (a *app) goldenCmd() *cobra.Command {
 
 func (a *app) goldenBuildCmd() *cobra.Command {
 	var src golden.Source
-	var allowEmpty bool
+	var allowEmpty, allowPII bool
 	cmd := &cobra.Command{
 		Use:   "build (--from-sql FILE | --from-dump FILE | --from-url URL)",
 		Short: "Build a new golden generation from a SQL file, a pg_dump archive or a live database",
@@ -33,7 +33,14 @@ newest generation; clones made from older ones keep working.
 A source that restores to no tables in database.name is refused (--allow-empty
 promotes it anyway), and so is one that drops, renames, locks out or makes a
 superuser of the application's role (database.user); the current generation
-then stays current. An interrupted build (Ctrl-C, SIGTERM: exit 130) leaves
+then stays current.
+
+golden.masking's rules are applied before promotion (deterministic, keyed by
+its salt; unique keys and foreign keys are checked afterwards), then every
+column no rule covers and no keep lists is scanned for personal data: with
+rules configured, a finding refuses the build (exit 1, a report per column,
+the current generation stays current) unless --allow-pii, which the
+generation records. An interrupted build (Ctrl-C, SIGTERM: exit 130) leaves
 nothing behind; one killed outright is cleaned up by the next build.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,6 +73,7 @@ nothing behind; one killed outright is cleaned up by the next build.`,
 			t0 := time.Now()
 			b := &golden.Builder{
 				Home: cfg.Home, Bin: bin, User: u, Database: cfg.Database.Name, AppUser: cfg.Database.User, AllowEmpty: allowEmpty, Log: a.log,
+				Masking: cfg.Golden.Masking.Rules(), AllowPII: allowPII,
 				OnStep: func(step string, took time.Duration) { fmt.Fprintf(w, "  %-16s %6.2fs  ok\n", step, took.Seconds()) },
 			}
 			g, err := b.Build(cmd.Context(), src)
@@ -80,6 +88,7 @@ nothing behind; one killed outright is cleaned up by the next build.`,
 	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
 	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
 	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "promote the generation even if the source has no tables")
+	cmd.Flags().BoolVar(&allowPII, "allow-pii", false, "promote the generation even if columns no masking rule covers look personal (recorded on the generation)")
 	return cmd
 }
 
@@ -109,13 +118,17 @@ func (a *app) goldenLsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.opts.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "GENERATION\tSIZE\tAGE\tPOSTGRES\tSOURCE")
+			fmt.Fprintln(tw, "GENERATION\tSIZE\tAGE\tPOSTGRES\tMASKED\tSCAN\tSOURCE")
 			for i, g := range gens {
 				mark := ""
 				if i == len(gens)-1 {
 					mark = " (current)"
 				}
-				fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%s\n", g.Number, mark, humanBytes(g.SizeBytes), age(a.opts.Now(), g.CreatedAt), g.PGMajor, g.Source)
+				masked, scanned := "-", "not scanned"
+				if m := g.Masking; m != nil {
+					masked, scanned = fmt.Sprintf("%d columns", len(m.Columns)), m.Scan
+				}
+				fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, humanBytes(g.SizeBytes), age(a.opts.Now(), g.CreatedAt), g.PGMajor, masked, scanned, g.Source)
 			}
 			return tw.Flush()
 		},

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/prenv/prenv/internal/golden/mask"
+
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // FileName is the name prenv looks for in the current directory.
@@ -42,6 +44,7 @@ type Config struct {
 	GitHub     GitHub   `yaml:"github"`
 	Serve      Serve    `yaml:"serve"`
 	Sweep      Sweep    `yaml:"sweep"`
+	Golden     Golden   `yaml:"golden"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
@@ -127,6 +130,32 @@ type Serve struct {
 	// Retention bounds how long delivered webhooks and finished runs are
 	// kept.
 	Retention Duration `yaml:"retention"`
+}
+
+// Golden configures how the golden data is made safe to clone.
+type Golden struct {
+	Masking Masking `yaml:"masking"`
+}
+
+// Masking is golden.masking: rules applied while the golden source is
+// built, before it is promoted (docs/masking.md).
+type Masking struct {
+	// Salt keys every transformer (same input, same output, in every
+	// table and every night); required once any rule exists. Give it from
+	// a secret: salt: ${PRENV_MASKING_SALT}. It is never written into the
+	// golden data.
+	Salt string `yaml:"salt"`
+	// Tables maps table -> column -> rule: a transformer's name (email),
+	// or {json: {...}}, {transformer: hash, where: ...}, {sql: ...}.
+	Tables map[string]map[string]mask.Rule `yaml:"tables"`
+	// Keep lists "table.column" reviewed as not personal: the scanner
+	// leaves them.
+	Keep []string `yaml:"keep"`
+}
+
+// Rules are m as the masking engine takes them.
+func (m Masking) Rules() mask.Rules {
+	return mask.Rules{Salt: m.Salt, Tables: m.Tables, Keep: m.Keep}
 }
 
 // Sweep configures the sweeper: 'prenv sweep', prenv serve's sweeps and
@@ -699,6 +728,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Serve.Retention <= 0 {
 		bad("serve.retention", "must be positive, for example 336h")
+	}
+	nrules := 0
+	for table, cols := range c.Golden.Masking.Tables {
+		if strings.TrimSpace(table) == "" {
+			bad("golden.masking.tables", "a table with no name")
+		}
+		nrules += len(cols)
+	}
+	if nrules > 0 && c.Golden.Masking.Salt == "" {
+		bad("golden.masking.salt", "is required once any rule exists: the rules are keyed by it (the same input gives the same output every night); give it from a secret, for example salt: ${PRENV_MASKING_SALT}")
+	}
+	if s := c.Golden.Masking.Salt; s != "" && len(s) < 16 {
+		bad("golden.masking.salt", "is %d characters: want at least 16 random ones (openssl rand -hex 32), or masked values can be guessed back", len(s))
+	}
+	for i, k := range c.Golden.Masking.Keep {
+		if t, col, ok := strings.Cut(k, "."); !ok || t == "" || col == "" {
+			bad(fmt.Sprintf("golden.masking.keep[%d]", i), "%q: want table.column", k)
+		}
 	}
 	if c.Sweep.Interval < 0 {
 		bad("sweep.interval", "%s: must not be negative (0 turns prenv serve's sweeps off, for example 1h)", c.Sweep.Interval.D())

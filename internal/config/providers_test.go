@@ -59,3 +59,34 @@ func TestValidate_TheProvidersRulesApplyWhenTheFileIsRead(t *testing.T) {
 		}
 	}
 }
+
+func TestLoad_MaskingRulesInEitherFormAndTheirSaltFromTheEnvironment(t *testing.T) {
+	p := write(t, `version: 1
+golden:
+  masking:
+    salt: ${SALT}
+    tables:
+      people:
+        email: email
+        profile: {json: {"$.address": address, "$.contacts[*].email": email}}
+        notes: {transformer: redact, where: "id > 10"}
+    keep: [orders.total]
+`)
+	c, err := Load("", p, env(map[string]string{"SALT": "0123456789abcdef0123"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Golden.Masking.Rules()
+	if r.Salt != "0123456789abcdef0123" || r.Tables["people"]["email"].Transformer != "email" ||
+		r.Tables["people"]["profile"].JSON["$.contacts[*].email"] != "email" || r.Tables["people"]["notes"].Where != "id > 10" || r.Keep[0] != "orders.total" {
+		t.Fatalf("rules %+v", r)
+	}
+	p = write(t, "version: 1\ngolden:\n  masking:\n    tables:\n      people: {email: email}\n")
+	if _, err := Load("", p, env(nil)); err == nil || !strings.Contains(err.Error(), "golden.masking.salt: is required") {
+		t.Fatalf("rules without a salt: %v", err)
+	}
+	p = write(t, "version: 1\ngolden:\n  masking:\n    salt: 0123456789abcdef0123\n    tables:\n      people: {email: {transformr: email}}\n")
+	if _, err := Load("", p, env(nil)); err == nil || !strings.Contains(err.Error(), "transformr") {
+		t.Fatalf("a misspelt field in a rule: %v", err)
+	}
+}

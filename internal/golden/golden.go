@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/prenv/prenv/internal/golden/mask"
 	"github.com/prenv/prenv/internal/lock"
 	"github.com/prenv/prenv/internal/pgserver"
 )
@@ -40,7 +41,10 @@ type Generation struct {
 	PGMajor   int       `json:"pg_major"`
 	Database  string    `json:"database"`
 	User      string    `json:"user"`
-	Dir       string    `json:"-"`
+	// Masking says what was masked and what the scan for personal data
+	// found (absent on generations built before prenv masked).
+	Masking *Masking `json:"masking,omitempty"`
+	Dir     string   `json:"-"`
 }
 
 // DataDir is the stopped PostgreSQL data directory of the generation.
@@ -171,7 +175,12 @@ type Builder struct {
 	// build is refused (a dump of the wrong database, a source user
 	// without access to the tables).
 	AllowEmpty bool
-	Log        *slog.Logger
+	// Masking are the rules applied before promotion; the scan then
+	// refuses a column that looks personal and no rule covers, unless
+	// AllowPII (which the generation records).
+	Masking  mask.Rules
+	AllowPII bool
+	Log      *slog.Logger
 	// OnStep is told each finished step and its duration.
 	OnStep func(step string, took time.Duration)
 }
@@ -282,7 +291,12 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	if err := step("restore", func() error { return b.restore(ctx, srv, src, tmp) }); err != nil {
 		return Generation{}, err
 	}
-	if err := step("mask", func() error { return b.mask(ctx, srv) }); err != nil {
+	var masking Masking
+	if err := step("mask", func() error {
+		var err error
+		masking, err = b.mask(ctx, srv)
+		return err
+	}); err != nil {
 		return Generation{}, err
 	}
 	if err := step("check", func() error { return b.check(ctx, srv, src, gens) }); err != nil {
@@ -320,7 +334,7 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	}); err != nil {
 		return Generation{}, err
 	}
-	g := Generation{Number: next, Source: src.String(), CreatedAt: time.Now().UTC(), PGMajor: b.Bin.Major, Database: b.Database, User: b.AppUser}
+	g := Generation{Number: next, Source: src.String(), CreatedAt: time.Now().UTC(), PGMajor: b.Bin.Major, Database: b.Database, User: b.AppUser, Masking: &masking}
 	g.SizeBytes, _ = DiskUsage(srv.DataDir)
 	data, _ := json.MarshalIndent(g, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "generation.json"), data, 0o644); err != nil {
@@ -383,16 +397,6 @@ func (b *Builder) restore(ctx context.Context, srv pgserver.Server, src Source, 
 		return run("psql", append(conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", src.SQLFile)...)
 	}
 	return run("pg_restore", append(conn, "--no-owner", "--no-privileges", "--exit-on-error", "--jobs=2", dump)...)
-}
-
-// mask is where personal data is masked before a generation is promoted.
-// Masking rules and the PII scan that refuses to promote unmasked columns
-// arrive with the masking issue; until then the data is promoted as restored.
-func (b *Builder) mask(ctx context.Context, srv pgserver.Server) error {
-	if b.Log != nil {
-		b.Log.Warn("no masking rules configured: the golden data is promoted as restored")
-	}
-	return nil
 }
 
 // check refuses to promote what would give every environment nothing to

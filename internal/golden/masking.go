@@ -1,0 +1,98 @@
+package golden
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prenv/prenv/internal/golden/mask"
+	"github.com/prenv/prenv/internal/golden/scan"
+	"github.com/prenv/prenv/internal/pgserver"
+)
+
+// ErrPII is wrapped by a build refused because data that looks personal
+// would be promoted: a column no masking rule covers and no keep lists.
+var ErrPII = errors.New("personal data would be promoted")
+
+// PIIError is a refused build with what the scanner found.
+type PIIError struct{ Findings []scan.Finding }
+
+func (e *PIIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: %d column(s) look personal and no masking rule covers them; nothing was promoted and the previous generation stays current:\n", ErrPII, len(e.Findings))
+	scan.Report(&b, e.Findings)
+	b.WriteString("add a rule for each under golden.masking.tables, or list it under golden.masking.keep once reviewed as not personal (prenv golden check shows this without building); --allow-pii promotes anyway and records it")
+	return b.String()
+}
+
+func (e *PIIError) Unwrap() error { return ErrPII }
+
+// Masking is what a generation records of how its data was made safe.
+type Masking struct {
+	// Columns are the "table.column" the rules masked.
+	Columns []string `json:"columns,omitempty"`
+	// Scan is the scanner's verdict: clean, or allowed (--allow-pii) with
+	// Findings.
+	Scan     string   `json:"scan"`
+	Findings []string `json:"findings,omitempty"`
+	AllowPII bool     `json:"allow_pii,omitempty"`
+}
+
+// mask applies b.Masking to the restored database, then scans what no
+// rule covers; a finding refuses the build unless AllowPII.
+func (b *Builder) mask(ctx context.Context, srv pgserver.Server) (Masking, error) {
+	conn, err := pgx.Connect(ctx, srv.ConnString(b.Database))
+	if err != nil {
+		return Masking{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var m Masking
+	if !b.Masking.Empty() {
+		if err := mask.Validate(ctx, conn, b.Masking); err != nil {
+			return m, err
+		}
+		rep, err := mask.Apply(ctx, conn, b.Masking)
+		if err != nil {
+			return m, err
+		}
+		for _, t := range rep.Tables {
+			for _, c := range t.Columns {
+				m.Columns = append(m.Columns, t.Table+"."+c)
+			}
+		}
+	}
+	findings, err := scan.Scan(ctx, conn, scan.Options{Skip: b.Masking.Covered()})
+	if err != nil {
+		return m, fmt.Errorf("scan for personal data: %w", err)
+	}
+	m.Scan, m.AllowPII = "clean", b.AllowPII
+	if len(findings) == 0 {
+		return m, nil
+	}
+	switch {
+	case b.Masking.Empty() && !b.AllowPII:
+		// Without any rule the build is not refused yet: golden data
+		// built before masking existed keeps building (the demo's, the
+		// tests' fixtures) until every such source has its rules. The
+		// verdict is recorded and shown, and said loudly.
+		m.Scan = "personal data found; no masking rules configured"
+		for _, f := range findings {
+			m.Findings = append(m.Findings, fmt.Sprintf("%s.%s: %s (%.0f%%)", f.Table, f.Column, f.Detector, 100*f.Rate))
+		}
+		var rep strings.Builder
+		scan.Report(&rep, findings)
+		b.warn("no masking rules configured (golden.masking), and the golden data looks personal: it is promoted as restored\n" + rep.String())
+		return m, nil
+	case !b.AllowPII:
+		return m, &PIIError{Findings: findings}
+	}
+	m.Scan = "allowed with --allow-pii"
+	for _, f := range findings {
+		m.Findings = append(m.Findings, fmt.Sprintf("%s.%s: %s (%.0f%%)", f.Table, f.Column, f.Detector, 100*f.Rate))
+	}
+	b.warn(fmt.Sprintf("%d column(s) look personal and are promoted unmasked (--allow-pii)", len(findings)))
+	return m, nil
+}
