@@ -22,7 +22,7 @@ setup:
 demo: setup build
 	@mkdir -p $(PRENV_HOME)
 	$(GO) run ./examples/demo/seed -people $(DEMO_PEOPLE) > $(PRENV_HOME)/demo-seed.sql
-	$(BIN) golden build --from-sql $(PRENV_HOME)/demo-seed.sql
+	$(BIN) --config examples/demo/prenv.yaml golden build --from-sql $(PRENV_HOME)/demo-seed.sql
 	cd examples/demo && PRENV_LISTEN=$(DEMO_LISTEN) ../../$(BIN) up --pr 1
 	@echo
 	@echo "Open the URL above in a browser (user prenv, the password above); 'bin/prenv status --pr 1' shows it again."

@@ -76,10 +76,10 @@ func TestGoldenBuild_FromADumpAndFromALiveDatabase(t *testing.T) {
 		t.Fatalf("pg_dump: %v %s", err, out)
 	}
 	os.Chmod(filepath.Dir(dump), 0o755)
-	if out := h.must("golden", "build", "--from-dump", dump); !strings.Contains(out, "generation 2") {
+	if out := h.must("golden", "build", "--allow-pii", "--from-dump", dump); !strings.Contains(out, "generation 2") {
 		t.Fatalf("build from dump: %s", out)
 	}
-	if out := h.must("golden", "build", "--from-url", src); !strings.Contains(out, "generation 3") {
+	if out := h.must("golden", "build", "--allow-pii", "--from-url", src); !strings.Contains(out, "generation 3") {
 		t.Fatalf("build from url: %s", out)
 	}
 	h.must("up", "--pr", "2")

@@ -55,7 +55,7 @@ func (h *harness) slowBuild() (cmd *exec.Cmd, exited chan error, stderr *syncBuf
 	if err := os.WriteFile(seed, []byte(testenv.DemoSQL(10)+"\nSELECT pg_sleep(120);\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd = h.command("golden", "build", "--from-sql", seed)
+	cmd = h.command("golden", "build", "--allow-pii", "--from-sql", seed)
 	stderr = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {

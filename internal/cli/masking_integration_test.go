@@ -36,6 +36,17 @@ func TestGoldenBuild_MasksWithTheRulesAndRefusesWhatNoRuleCovers(t *testing.T) {
 	h.extra = append(h.extra, "PRENV_MASKING_SALT=a-test-salt-of-enough-length")
 	seed := filepath.Join(t.TempDir(), "seed.sql")
 	os.WriteFile(seed, []byte(testenv.DemoSQL(300)), 0o644)
+	// No rules: refused, nothing promoted.
+	empty := t.TempDir()
+	saved := h.dir
+	h.dir = empty
+	if out, errs, code := h.run("golden", "build", "--from-sql", seed); code != 1 || !strings.Contains(errs, "people.email") || !strings.Contains(errs, "nothing was promoted") {
+		t.Fatalf("a build from personal data without rules: exit %d\n%s%s", code, out, errs)
+	}
+	if ls := h.must("golden", "ls"); !strings.Contains(ls, "no golden generations") {
+		t.Fatalf("the refused build promoted something:\n%s", ls)
+	}
+	h.dir = saved
 	h.must("golden", "build", "--from-sql", seed)
 
 	var gens []struct {

@@ -16,7 +16,7 @@ import (
 func builder(t *testing.T, home string) *golden.Builder {
 	t.Helper()
 	bin, u := testenv.Postgres(t)
-	return &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app"}
+	return &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app", AllowPII: true} // synthetic people
 }
 
 func sqlFile(t *testing.T, body string) golden.Source {

@@ -72,21 +72,7 @@ func (b *Builder) mask(ctx context.Context, srv pgserver.Server) (Masking, error
 	if len(findings) == 0 {
 		return m, nil
 	}
-	switch {
-	case b.Masking.Empty() && !b.AllowPII:
-		// Without any rule the build is not refused yet: golden data
-		// built before masking existed keeps building (the demo's, the
-		// tests' fixtures) until every such source has its rules. The
-		// verdict is recorded and shown, and said loudly.
-		m.Scan = "personal data found; no masking rules configured"
-		for _, f := range findings {
-			m.Findings = append(m.Findings, fmt.Sprintf("%s.%s: %s (%.0f%%)", f.Table, f.Column, f.Detector, 100*f.Rate))
-		}
-		var rep strings.Builder
-		scan.Report(&rep, findings)
-		b.warn("no masking rules configured (golden.masking), and the golden data looks personal: it is promoted as restored\n" + rep.String())
-		return m, nil
-	case !b.AllowPII:
+	if !b.AllowPII {
 		return m, &PIIError{Findings: findings}
 	}
 	m.Scan = "allowed with --allow-pii"

@@ -199,7 +199,7 @@ INSERT INTO orders (person_id, item, quantity, total_cents, ordered_at)
 CREATE INDEX orders_person_id ON orders(person_id);
 `, people, people, 5*people)
 	check(os.WriteFile(f, []byte(sql), 0o644))
-	b := &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app"}
+	b := &golden.Builder{Home: home, Bin: bin, User: u, Database: "app", AppUser: "app", AllowPII: true} // synthetic people
 	g, err := b.Build(ctx, golden.Source{SQLFile: f})
 	check(err)
 	return g
