@@ -76,6 +76,13 @@ func TestGoldenBuild_MasksWithTheRulesAndRefusesWhatNoRuleCovers(t *testing.T) {
 	// The source grows a column of emails no rule covers.
 	grown := filepath.Join(t.TempDir(), "grown.sql")
 	os.WriteFile(grown, []byte(testenv.DemoSQL(300)+"\nALTER TABLE people ADD COLUMN backup_email text;\nUPDATE people SET backup_email = 'backup' || id || '@mail.example.org';\n"), 0o644)
+	// golden check says so without building.
+	if out, errs, code := h.run("golden", "check", "--from-sql", grown); code != 1 || !strings.Contains(errs, "people.backup_email") {
+		t.Fatalf("golden check of the grown source: exit %d\n%s%s", code, out, errs)
+	}
+	if out := h.must("golden", "check", "--from-sql", seed); !strings.Contains(out, "masked 5 columns; scan: clean; nothing was promoted") {
+		t.Fatalf("golden check of the covered source: %s", out)
+	}
 	out, errs, code := h.run("golden", "build", "--from-sql", grown)
 	if code != 1 || !strings.Contains(errs, "people.backup_email") || !strings.Contains(errs, "nothing was promoted") || strings.Contains(errs, "backup1@mail.example.org") {
 		t.Fatalf("a build with an uncovered personal column: exit %d\n%s%s", code, out, errs)

@@ -180,6 +180,9 @@ type Builder struct {
 	// AllowPII (which the generation records).
 	Masking  mask.Rules
 	AllowPII bool
+	// DryRun restores, masks and scans, then throws the build away:
+	// nothing is promoted ('prenv golden check').
+	DryRun bool
 	Log      *slog.Logger
 	// OnStep is told each finished step and its duration.
 	OnStep func(step string, took time.Duration)
@@ -298,6 +301,9 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 		return err
 	}); err != nil {
 		return Generation{}, err
+	}
+	if b.DryRun {
+		return Generation{Source: src.String(), PGMajor: b.Bin.Major, Database: b.Database, User: b.AppUser, Masking: &masking}, nil
 	}
 	if err := step("check", func() error { return b.check(ctx, srv, src, gens) }); err != nil {
 		return Generation{}, err
