@@ -183,7 +183,7 @@ type Builder struct {
 	// DryRun restores, masks and scans, then throws the build away:
 	// nothing is promoted ('prenv golden check').
 	DryRun bool
-	Log      *slog.Logger
+	Log    *slog.Logger
 	// OnStep is told each finished step and its duration.
 	OnStep func(step string, took time.Duration)
 }
