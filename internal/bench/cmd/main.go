@@ -44,6 +44,7 @@ func main() {
 	skipAurora := flag.Bool("skip-aurora", false, "skip the aurora cloner measurements")
 	skipWebhook := flag.Bool("skip-webhook", false, "skip the webhook acceptance measurements")
 	skipSweep := flag.Bool("skip-sweep", false, "skip the sweep measurements")
+	skipMasking := flag.Bool("skip-masking", false, "skip the masking measurements (the demo seed at the largest size)")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -183,6 +184,9 @@ func main() {
 	if !*skipSweep {
 		root, _ := os.Getwd()
 		sweepBench(ctx, root, work)
+	}
+	if !*skipMasking {
+		maskingBench(ctx, work, bin, u, chosen[len(chosen)-1].label)
 	}
 }
 
