@@ -171,7 +171,7 @@ func (a *app) goldenLsCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.opts.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "GENERATION\tSIZE\tAGE\tPOSTGRES\tMASKED\tSCAN\tSOURCE")
+			fmt.Fprintln(tw, "GENERATION\tSIZE\tROWS\tAGE\tPOSTGRES\tMASKED\tSCAN\tSOURCE")
 			for i, g := range gens {
 				mark := ""
 				if i == len(gens)-1 {
@@ -181,7 +181,11 @@ func (a *app) goldenLsCmd() *cobra.Command {
 				if m := g.Masking; m != nil {
 					masked, scanned = fmt.Sprintf("%d columns", len(m.Columns)), m.Scan
 				}
-				fmt.Fprintf(tw, "%d%s\t%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, humanBytes(g.SizeBytes), age(a.opts.Now(), g.CreatedAt), g.PGMajor, masked, scanned, g.Source)
+				rows := "-"
+				if g.Rows > 0 {
+					rows = fmt.Sprint(g.Rows)
+				}
+				fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, humanBytes(g.SizeBytes), rows, age(a.opts.Now(), g.CreatedAt), g.PGMajor, masked, scanned, g.Source)
 			}
 			return tw.Flush()
 		},

@@ -24,10 +24,10 @@ func (h *harness) normalize(s string) string {
 		{`\d+\.\d+s`, "N.NNs"},
 		{`\d+\.\d [KMG]iB`, "SIZE"},
 		{`(?m)^(pr-\d+\s+\d+\s+\w+\s+\S+\s+)\d+[smhd]`, "${1}AGE"},
-		{`(?m)^(\d+ \(current\)\s+SIZE\s+)\d+[smhd]`, "${1}AGE"},
-		{`(?m)^(\d+\s+SIZE\s+)\d+[smhd]`, "${1}AGE"},
+		{`(?m)^(\d+ \(current\)\s+SIZE\s+(?:\d+|-)\s+)\d+[smhd]`, "${1}AGE"},
+		{`(?m)^(\d+\s+SIZE\s+(?:\d+|-)\s+)\d+[smhd]`, "${1}AGE"},
 		{`(?m)^(login:\s+prenv / )[0-9a-f]+`, "${1}PASSWORD"},
-		{`(?m)(AGE\s+)1[4-9](\s+sql:)`, "${1}PG${2}"},
+		{`(?m)(AGE\s+)1[4-9](\s)`, "${1}PG${2}"},
 		{` {2,}`, "  "}, // column widths follow the values replaced above
 	} {
 		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.with)

@@ -55,12 +55,20 @@ func TestGoldenBuild_MasksWithTheRulesAndRefusesWhatNoRuleCovers(t *testing.T) {
 			Columns []string `json:"columns"`
 			Scan    string   `json:"scan"`
 		} `json:"masking"`
+		Rows  int64 `json:"rows"`
+		Steps []struct {
+			Name    string  `json:"name"`
+			Seconds float64 `json:"seconds"`
+		} `json:"steps"`
 	}
 	if err := json.Unmarshal([]byte(h.must("golden", "ls", "-o", "json")), &gens); err != nil {
 		t.Fatal(err)
 	}
 	if len(gens) != 1 || len(gens[0].Masking.Columns) != 5 || gens[0].Masking.Scan != "clean" {
 		t.Fatalf("generations %+v; want one, with 5 masked columns and a clean scan", gens)
+	}
+	if gens[0].Rows < 300 || len(gens[0].Steps) < 5 || gens[0].Steps[4].Name != "mask" {
+		t.Fatalf("generation's rows %d and steps %+v; want at least the 300 people, and each step with its time (the fifth is mask)", gens[0].Rows, gens[0].Steps)
 	}
 	h.must("up", "--pr", "1", "--sha", "c1")
 	url := h.status(1).Database.URL

@@ -44,7 +44,17 @@ type Generation struct {
 	// Masking says what was masked and what the scan for personal data
 	// found (absent on generations built before prenv masked).
 	Masking *Masking `json:"masking,omitempty"`
-	Dir     string   `json:"-"`
+	// Rows is the rows of the application's database (its statistics after
+	// the build's ANALYZE); Steps each step of the build with its time.
+	Rows  int64  `json:"rows,omitempty"`
+	Steps []Step `json:"steps,omitempty"`
+	Dir   string `json:"-"`
+}
+
+// Step is one timed step of a build.
+type Step struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
 }
 
 // DataDir is the stopped PostgreSQL data directory of the generation.
@@ -250,8 +260,12 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	if err := b.User.Own(tmp); err != nil {
 		return Generation{}, err
 	}
+	var steps []Step
 	step := func(name string, fn func() error) error {
 		t0 := time.Now()
+		defer func() {
+			steps = append(steps, Step{Name: name, Seconds: float64(time.Since(t0).Milliseconds()) / 1000})
+		}()
 		if err := fn(); err != nil {
 			if ctx.Err() != nil {
 				// A killed psql says "signal: killed"; the reason is the
@@ -315,6 +329,10 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	}); err != nil {
 		return Generation{}, err
 	}
+	rows, err := countRows(ctx, srv, b.Database)
+	if err != nil {
+		return Generation{}, fmt.Errorf("golden build: count the rows: %w", err)
+	}
 	// PostgreSQL keeps recycled WAL segments in proportion to its estimate
 	// of recent checkpoint distance, which a bulk restore makes large. A
 	// restart resets the estimate, so the checkpoints below drop them and the
@@ -340,7 +358,8 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	}); err != nil {
 		return Generation{}, err
 	}
-	g := Generation{Number: next, Source: src.String(), CreatedAt: time.Now().UTC(), PGMajor: b.Bin.Major, Database: b.Database, User: b.AppUser, Masking: &masking}
+	g := Generation{Number: next, Source: src.String(), CreatedAt: time.Now().UTC(), PGMajor: b.Bin.Major, Database: b.Database, User: b.AppUser, Masking: &masking, Rows: rows}
+	g.Steps = steps // promote is the rename that follows
 	g.SizeBytes, _ = DiskUsage(srv.DataDir)
 	data, _ := json.MarshalIndent(g, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "generation.json"), data, 0o644); err != nil {
@@ -649,4 +668,18 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// countRows is the rows of db's tables, as the statistics the build's
+// ANALYZE left say (exact for what it read whole).
+func countRows(ctx context.Context, srv pgserver.Server, db string) (int64, error) {
+	conn, err := pgx.Connect(ctx, srv.ConnString(db))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int64
+	err = conn.QueryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'`).Scan(&n)
+	return n, err
 }
