@@ -69,12 +69,17 @@ nothing behind; one killed outright is cleaned up by the next build.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
-	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
-	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
+	sourceFlags(cmd, &src)
 	cmd.Flags().BoolVar(&allowEmpty, "allow-empty", false, "promote the generation even if the source has no tables")
 	cmd.Flags().BoolVar(&allowPII, "allow-pii", false, "promote the generation even if columns no masking rule covers look personal (recorded on the generation)")
 	return cmd
+}
+
+// sourceFlags binds where golden data comes from.
+func sourceFlags(cmd *cobra.Command, src *golden.Source) {
+	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
+	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
+	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
 }
 
 // goldenBuilder is a Builder of cfg's golden data with its masking rules,
@@ -139,9 +144,7 @@ exits 1. Run it in CI when the schema changes, or before the nightly build.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
-	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
-	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
+	sourceFlags(cmd, &src)
 	return cmd
 }
 
