@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/golden"
 	"github.com/prenv/prenv/internal/pgserver"
 )
@@ -26,11 +28,19 @@ func (a *app) goldenBuildCmd() *cobra.Command {
 	var src golden.Source
 	var allowEmpty, allowPII bool
 	cmd := &cobra.Command{
-		Use:   "build (--from-sql FILE | --from-dump FILE | --from-url URL)",
-		Short: "Build a new golden generation from a SQL file, a pg_dump archive or a live database",
+		Use:   "build [--from-sql FILE | --from-dump FILE | --from-url URL]",
+		Short: "Build a new golden generation from golden.source, a SQL file, a pg_dump archive or a live database",
 		Long: `Restore the source into a fresh PostgreSQL data directory owned by prenv, shut it
 down cleanly and promote it as the next numbered generation. New clones use the
-newest generation; clones made from older ones keep working.
+newest generation; clones made from older ones keep working. Without a --from
+flag the source is golden.source from prenv.yaml (what prenv serve builds on
+golden.schedule). After a promotion, generations beyond golden.keep are deleted.
+
+On Aurora (golden.source.aurora) the build restores the production cluster's
+newest automated snapshot (or a copy-on-write clone of it) into a cluster of
+its own named after the generation, masks it in place through SQL, scans it,
+and promotes it by tag (prenv.dev/golden); new environments clone the newest
+promoted generation. A failed or refused build is deleted.
 
 A source that restores to no tables in database.name is refused (--allow-empty
 promotes it anyway), and so is one that drops, renames, locks out or makes a
@@ -46,26 +56,19 @@ records. 'prenv golden check' does all of it without promoting. An interrupted b
 nothing behind; one killed outright is cleaned up by the next build.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := src.Check(); err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err
 			}
-			b, err := a.goldenBuilder(cmd.Context(), cfg)
+			g, err := a.buildGolden(cmd.Context(), cfg, src, goldenRun{AllowEmpty: allowEmpty, AllowPII: allowPII})
 			if err != nil {
 				return err
 			}
-			w := a.opts.Stderr
-			fmt.Fprintf(w, "building golden data from %s with %s\n", src, b.Bin.Version)
-			t0 := time.Now()
-			b.AllowEmpty, b.AllowPII = allowEmpty, allowPII
-			g, err := b.Build(cmd.Context(), src)
-			if err != nil {
-				return err
+			if g.Cluster != "" {
+				fmt.Fprintf(a.opts.Stdout, "golden generation %d is ready (cluster %s, %s) in %.1fs\n", g.Number, g.Cluster, humanBytes(g.SizeBytes), g.Seconds)
+			} else {
+				fmt.Fprintf(a.opts.Stdout, "golden generation %d is ready (%s) in %.1fs\n", g.Number, humanBytes(g.SizeBytes), g.Seconds)
 			}
-			fmt.Fprintf(a.opts.Stdout, "golden generation %d is ready (%s) in %.1fs\n", g.Number, humanBytes(g.SizeBytes), time.Since(t0).Seconds())
 			return nil
 		},
 	}
@@ -80,6 +83,116 @@ func sourceFlags(cmd *cobra.Command, src *golden.Source) {
 	cmd.Flags().StringVar(&src.SQLFile, "from-sql", "", "plain SQL file (run with psql)")
 	cmd.Flags().StringVar(&src.DumpFile, "from-dump", "", "pg_dump archive (custom, directory or tar format)")
 	cmd.Flags().StringVar(&src.URL, "from-url", "", "postgres:// URL of a live database to dump with pg_dump")
+}
+
+// goldenRun is how one golden build runs.
+type goldenRun struct {
+	AllowEmpty, AllowPII, DryRun bool
+}
+
+// builtGolden is what a build made, local or on Aurora.
+type builtGolden struct {
+	Number    int
+	Cluster   string // on Aurora
+	SizeBytes int64
+	Masking   *golden.Masking
+	Seconds   float64
+}
+
+// buildGolden builds (or with DryRun checks) a golden generation from src,
+// or from golden.source when src is empty: a local one, or on Aurora a
+// golden cluster. The CLI and prenv serve's schedule build through here.
+func (a *app) buildGolden(ctx context.Context, cfg config.Config, src golden.Source, run goldenRun) (builtGolden, error) {
+	given := src != golden.Source{}
+	verb := "building"
+	if run.DryRun {
+		verb = "checking"
+	}
+	t0 := time.Now()
+	if cfg.Database.Provider == "aurora" {
+		if given {
+			return builtGolden{}, usageError{fmt.Errorf("on Aurora the golden data is a cluster restored from golden.source.aurora; --from-sql, --from-dump and --from-url build local golden data (database.provider localpg)")}
+		}
+		b, err := a.auroraGolden(cfg)
+		if err != nil {
+			return builtGolden{}, err
+		}
+		b.AllowEmpty, b.AllowPII, b.DryRun = run.AllowEmpty, run.AllowPII, run.DryRun
+		how := "the newest automated snapshot"
+		if b.From == aurora.FromClone {
+			how = "a copy-on-write clone"
+		}
+		fmt.Fprintf(a.opts.Stderr, "%s golden data on Aurora from %s of cluster %s\n", verb, how, b.Production)
+		g, err := b.Build(ctx)
+		if err != nil {
+			return builtGolden{}, err
+		}
+		return builtGolden{Number: g.Number, Cluster: g.Cluster, SizeBytes: g.SizeBytes, Masking: g.Masking, Seconds: time.Since(t0).Seconds()}, nil
+	}
+	if !given {
+		if !cfg.Golden.Source.Set() {
+			return builtGolden{}, usageError{fmt.Errorf("%w: no source: give --from-sql FILE, --from-dump FILE or --from-url URL, or set golden.source in prenv.yaml", golden.ErrSource)}
+		}
+		src = goldenSource(cfg)
+	}
+	if err := src.Check(); err != nil {
+		return builtGolden{}, err
+	}
+	b, err := a.goldenBuilder(ctx, cfg)
+	if err != nil {
+		return builtGolden{}, err
+	}
+	b.AllowEmpty, b.AllowPII, b.DryRun = run.AllowEmpty, run.AllowPII, run.DryRun
+	fmt.Fprintf(a.opts.Stderr, "%s golden data from %s with %s\n", verb, src, b.Bin.Version)
+	g, err := b.Build(ctx, src)
+	if err != nil {
+		return builtGolden{}, err
+	}
+	return builtGolden{Number: g.Number, SizeBytes: g.SizeBytes, Masking: g.Masking, Seconds: time.Since(t0).Seconds()}, nil
+}
+
+// goldenScheduling builds the golden data from golden.source on
+// golden.schedule (UTC) until ctx is done, as 'prenv golden build' does; a
+// failed or refused build is logged and the current generation stays.
+func (a *app) goldenScheduling(ctx context.Context, cfg config.Config) {
+	sched, err := config.ParseSchedule(cfg.Golden.Schedule)
+	if err != nil {
+		a.log.Error("golden.schedule", "error", err) // Validate refused it already
+		return
+	}
+	for {
+		next := sched.Next(a.opts.Now().UTC())
+		a.log.Info("next golden build", "at", next.Format(time.RFC3339), "schedule", cfg.Golden.Schedule)
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		g, err := a.buildGolden(ctx, cfg, golden.Source{}, goldenRun{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Error("the scheduled golden build failed: the current generation stays current", "error", err)
+			continue
+		}
+		a.log.Info("the scheduled golden build promoted a generation", "generation", g.Number, "cluster", g.Cluster, "size", humanBytes(g.SizeBytes), "seconds", fmt.Sprintf("%.1f", g.Seconds))
+	}
+}
+
+// goldenSource is golden.source as a local build's source, its files
+// relative to prenv.yaml.
+func goldenSource(cfg config.Config) golden.Source {
+	s := cfg.Golden.Source
+	rel := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			return filepath.Join(cfg.Dir, p)
+		}
+		return p
+	}
+	return golden.Source{SQLFile: rel(s.SQL), DumpFile: rel(s.Dump), URL: s.URL}
 }
 
 // goldenBuilder is a Builder of cfg's golden data with its masking rules,
@@ -102,20 +215,48 @@ func (a *app) goldenBuilder(ctx context.Context, cfg config.Config) (*golden.Bui
 			u.Groups = []int{g} // to enter PRENV_HOME, closed to other users
 		}
 	}
-	w := a.opts.Stderr
 	return &golden.Builder{
 		Home: cfg.Home, Bin: bin, User: u, Database: cfg.Database.Name, AppUser: cfg.Database.User, Log: a.log,
-		Masking: cfg.Golden.Masking.Rules(),
-		OnStep:  func(step string, took time.Duration) { fmt.Fprintf(w, "  %-16s %6.2fs  ok\n", step, took.Seconds()) },
+		Masking: cfg.Golden.Masking.Rules(), Keep: cfg.Golden.Keep,
+		OnStep: a.goldenStep,
+	}, nil
+}
+
+func (a *app) goldenStep(step string, took time.Duration) {
+	fmt.Fprintf(a.opts.Stderr, "  %-16s %6.2fs  ok\n", step, took.Seconds())
+}
+
+// auroraGolden is the builder of golden clusters from golden.source.aurora.
+func (a *app) auroraGolden(cfg config.Config) (*aurora.GoldenBuilder, error) {
+	src := cfg.Golden.Source.Aurora
+	if src == nil {
+		return nil, usageError{fmt.Errorf("%w: database.provider is aurora but golden.source.aurora is not set: name the production cluster there (or maintain the golden cluster yourself: database.aurora.source_cluster)", golden.ErrSource)}
+	}
+	c, err := a.cloner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ac, ok := c.(*aurora.Cloner)
+	if !ok {
+		return nil, fmt.Errorf("golden.source.aurora needs the aurora cloner, not %T", c)
+	}
+	snaps, ok := ac.API.(aurora.SnapshotAPI)
+	if !ok {
+		return nil, fmt.Errorf("the RDS client %T cannot list or restore snapshots", ac.API)
+	}
+	return &aurora.GoldenBuilder{
+		Cloner: ac, Snapshots: snaps, Production: src.Cluster, From: src.From, BuildTimeout: src.BuildTimeout.D(),
+		Keep: cfg.Golden.Keep, Masking: cfg.Golden.Masking.Rules(), OnStep: a.goldenStep,
 	}, nil
 }
 
 func (a *app) goldenCheckCmd() *cobra.Command {
 	var src golden.Source
 	cmd := &cobra.Command{
-		Use:   "check (--from-sql FILE | --from-dump FILE | --from-url URL)",
+		Use:   "check [--from-sql FILE | --from-dump FILE | --from-url URL]",
 		Short: "Restore, mask and scan a source as golden build would, and promote nothing",
-		Long: `Restore the source into a throwaway PostgreSQL, check golden.masking's rules
+		Long: `Restore the source (golden.source without a --from flag) into a throwaway
+PostgreSQL (on Aurora, a throwaway cluster), check golden.masking's rules
 against it, apply them, and scan every column no rule covers and no keep lists
 for personal data, as 'prenv golden build' does; then throw it all away. It
 prints what was masked and exits 0 when the scan is clean; a finding prints a
@@ -123,20 +264,11 @@ report per column (detector, match rate, masked sample, the rule to add) and
 exits 1. Run it in CI when the schema changes, or before the nightly build.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := src.Check(); err != nil {
-				return err
-			}
 			cfg, err := a.config()
 			if err != nil {
 				return err
 			}
-			b, err := a.goldenBuilder(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			b.DryRun, b.AllowEmpty = true, true
-			fmt.Fprintf(a.opts.Stderr, "checking golden data from %s with %s\n", src, b.Bin.Version)
-			g, err := b.Build(cmd.Context(), src)
+			g, err := a.buildGolden(cmd.Context(), cfg, src, goldenRun{AllowEmpty: true, DryRun: true})
 			if err != nil {
 				return err
 			}
@@ -152,12 +284,18 @@ func (a *app) goldenLsCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List golden generations with their size and age",
-		Args:  cobra.NoArgs,
+		Short: "List golden generations: source, masking, scan verdict, rows, size, age",
+		Long: `List the golden generations, oldest first; the last promoted one is current.
+On Aurora (golden.source.aurora) they are read from the golden clusters' tags,
+the same on any machine. -o json adds each build step's time.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.config()
 			if err != nil {
 				return err
+			}
+			if cfg.Database.Provider == "aurora" && cfg.Golden.Source.Aurora != nil {
+				return a.auroraGoldenLs(cmd.Context(), cfg, out)
 			}
 			gens, err := golden.List(cfg.Home)
 			if err != nil {
@@ -195,6 +333,54 @@ func (a *app) goldenLsCmd() *cobra.Command {
 	}
 	outputFlag(cmd, &out)
 	return cmd
+}
+
+// auroraGoldenLs lists the golden clusters.
+func (a *app) auroraGoldenLs(ctx context.Context, cfg config.Config, out string) error {
+	b, err := a.auroraGolden(cfg)
+	if err != nil {
+		return err
+	}
+	gens, err := b.Cloner.GoldenGenerations(ctx)
+	if err != nil {
+		return err
+	}
+	if out == "json" {
+		if gens == nil {
+			gens = []aurora.GoldenGeneration{}
+		}
+		return printJSON(a.opts.Stdout, gens)
+	}
+	if len(gens) == 0 {
+		fmt.Fprintln(a.opts.Stdout, "no golden generations: build one with 'prenv golden build' (from golden.source.aurora)")
+		return nil
+	}
+	current := 0
+	for _, g := range gens {
+		if g.Promoted && g.Status == "available" {
+			current = g.Number
+		}
+	}
+	tw := tabwriter.NewWriter(a.opts.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GENERATION\tCLUSTER\tSTATE\tSIZE\tROWS\tAGE\tMASKED\tSCAN\tSOURCE")
+	for _, g := range gens {
+		mark, state := "", g.Status
+		if g.Number == current {
+			mark = " (current)"
+		}
+		if !g.Promoted {
+			state = "building (" + g.Status + ")"
+			if !g.ExpiresAt.IsZero() && a.opts.Now().After(g.ExpiresAt) {
+				state = "interrupted (" + g.Status + ")"
+			}
+		}
+		size, rows, masked, scan := "-", "-", "-", "-"
+		if g.Promoted {
+			size, rows, masked, scan = humanBytes(g.SizeBytes), fmt.Sprint(g.Rows), fmt.Sprintf("%d columns", g.MaskedColumns), g.Scan
+		}
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Number, mark, g.Cluster, state, size, rows, age(a.opts.Now(), g.CreatedAt), masked, scan, g.Source)
+	}
+	return tw.Flush()
 }
 
 func humanBytes(n int64) string {

@@ -101,4 +101,12 @@ func TestGoldenBuild_FromADumpAndFromALiveDatabase(t *testing.T) {
 	if !strings.Contains(ls, "3 (current)") || !strings.Contains(ls, "dump:") || !strings.Contains(ls, "url:postgres://app:***@") {
 		t.Fatalf("golden ls:\n%s", ls)
 	}
+	// golden.keep (2): generation 1 was retired when 3 was promoted, and
+	// the clone made from it above still answered.
+	if gens := h.goldenGens(); len(gens) != 2 || gens[0].Number != 2 {
+		t.Fatalf("generations %+v: want 2 and 3 (golden.keep: 2)", gens)
+	}
+	if _, err := os.Stat(filepath.Join(h.home, "golden", "1")); !os.IsNotExist(err) {
+		t.Fatalf("generation 1's directory: %v, want it removed", err)
+	}
 }

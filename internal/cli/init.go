@@ -113,12 +113,51 @@ jobs:
           args: --apply
 `
 
+const goldenWorkflow = `# Written by 'prenv init github': the nightly golden build, for teams that do
+# not run prenv serve (which builds on golden.schedule by itself). It restores
+# production from golden.source, masks it with golden.masking, scans every
+# column no rule covers, and promotes it as the next generation; new previews
+# clone it. A build the scanner refuses fails this run with its report, and
+# the current generation stays current.
+name: preview-golden
+on:
+  schedule:
+    - cron: "17 2 * * *"  # nightly, before the sweep
+  workflow_dispatch: {}
+concurrency:
+  group: prenv-golden
+  cancel-in-progress: false  # a build cut short is deleted; let it finish
+permissions:
+  id-token: write  # the OIDC token that assumes the AWS role
+  contents: read
+jobs:
+  golden:
+    # The build connects to the restored cluster to mask it: on Aurora, run
+    # it where the cluster's security groups let it in (a self-hosted runner
+    # in the VPC).
+    runs-on: ubuntu-latest
+    timeout-minutes: 360
+    steps:
+      - uses: actions/checkout@v4
+      - uses: aws-actions/configure-aws-credentials@v4
+        with:
+          role-to-assume: {{ROLE}}
+          aws-region: {{REGION}}
+      - uses: prenv/prenv@{{REF}}
+        env:
+          # golden.masking.salt: salt: ${PRENV_MASKING_SALT} in prenv.yaml
+          PRENV_MASKING_SALT: ${{ secrets.PRENV_MASKING_SALT }}
+        with:
+          command: golden
+          args: build
+`
+
 var (
 	roleARN    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
 	awsRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	actionRef  = regexp.MustCompile(`^[\w.-]+$`)
 	errExists  = errors.New("already exists")
-	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow}
+	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow, "preview-golden.yml": goldenWorkflow}
 )
 
 func (a *app) initCmd() *cobra.Command {
@@ -127,12 +166,14 @@ func (a *app) initCmd() *cobra.Command {
 	var force bool
 	gh := &cobra.Command{
 		Use:   "github --role-arn ARN --region REGION",
-		Short: "Write GitHub Actions workflows: preview on every push to a pull request, teardown when it closes, a nightly sweep",
-		Long: `Write three workflows into .github/workflows: preview.yml runs 'prenv up' on
+		Short: "Write GitHub Actions workflows: preview on every push to a pull request, teardown when it closes, a nightly sweep and golden build",
+		Long: `Write four workflows into .github/workflows: preview.yml runs 'prenv up' on
 opened, synchronize and reopened, one run per pull request (concurrency
 pr-<number>, a newer push cancelling the older run); preview-teardown.yml runs
 'prenv down' when the pull request closes; preview-sweep.yml runs
-'prenv sweep --apply' nightly, for teams that do not run prenv serve. All
+'prenv sweep --apply' nightly and preview-golden.yml 'prenv golden build'
+(golden.source, masked with the secret PRENV_MASKING_SALT), for teams that do
+not run prenv serve. All
 assume the AWS role with GitHub's OIDC token (permissions: id-token: write);
 no AWS keys are stored in GitHub. Fork pull requests get no OIDC token, so the workflows skip them:
 their previews and teardowns need prenv serve or the sweeper.`,
@@ -162,7 +203,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			for _, name := range []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml"} {
+			for _, name := range []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml", "preview-golden.yml"} {
 				text := strings.NewReplacer("{{ROLE}}", role, "{{REGION}}", region, "{{REF}}", ref).Replace(workflowOf[name])
 				if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
 					return err

@@ -105,6 +105,44 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 		t.Errorf("preview-sweep.yml steps %+v", steps)
 	}
 
+	data, err = os.ReadFile(filepath.Join(repo, ".github", "workflows", "preview-golden.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nightly struct {
+		On struct {
+			Schedule []struct {
+				Cron string `yaml:"cron"`
+			} `yaml:"schedule"`
+		} `yaml:"on"`
+		Concurrency struct {
+			Group            string `yaml:"group"`
+			CancelInProgress bool   `yaml:"cancel-in-progress"`
+		} `yaml:"concurrency"`
+		Permissions map[string]string `yaml:"permissions"`
+		Jobs        map[string]struct {
+			Steps []struct {
+				Uses string            `yaml:"uses"`
+				Env  map[string]string `yaml:"env"`
+				With map[string]string `yaml:"with"`
+			} `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	if err := yaml.Unmarshal(data, &nightly); err != nil {
+		t.Fatalf("preview-golden.yml is not YAML: %v", err)
+	}
+	if len(nightly.On.Schedule) != 1 || len(strings.Fields(nightly.On.Schedule[0].Cron)) != 5 {
+		t.Errorf("preview-golden.yml schedule %+v: want one nightly cron", nightly.On.Schedule)
+	}
+	if nightly.Permissions["id-token"] != "write" || nightly.Concurrency.Group != "prenv-golden" || nightly.Concurrency.CancelInProgress {
+		t.Errorf("preview-golden.yml permissions %v, concurrency %+v: want id-token write and one build at a time, never cancelled", nightly.Permissions, nightly.Concurrency)
+	}
+	gsteps := nightly.Jobs["golden"].Steps
+	if len(gsteps) != 3 || gsteps[1].With["role-to-assume"] != role || gsteps[2].Uses != "prenv/prenv@v1" || gsteps[2].With["command"] != "golden" || gsteps[2].With["args"] != "build" ||
+		gsteps[2].Env["PRENV_MASKING_SALT"] != "${{ secrets.PRENV_MASKING_SALT }}" {
+		t.Errorf("preview-golden.yml steps %+v: want prenv golden build with the masking salt from a secret", gsteps)
+	}
+
 	// Again: refused, nothing changed.
 	os.WriteFile(filepath.Join(repo, ".github", "workflows", "preview.yml"), []byte("# the team's own\n"), 0o644)
 	h.refused(2, "already exists", "init", "github", "--dir", repo, "--role-arn", role, "--region", "eu-west-1")

@@ -108,6 +108,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 			} else {
 				a.log.Info("sweeps are off (sweep.interval is 0): run 'prenv sweep --apply' on a schedule")
 			}
+			if cfg.Golden.Schedule != "" {
+				go a.goldenScheduling(ctx, cfg)
+			}
 			err = srv.Run(ctx, l)
 			sup.Shutdown() // no preview keeps running unsupervised
 			return err

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/prenv/prenv/internal/golden/mask"
+	"github.com/robfig/cron/v3"
 
 	"errors"
 	"fmt"
@@ -132,9 +133,47 @@ type Serve struct {
 	Retention Duration `yaml:"retention"`
 }
 
-// Golden configures how the golden data is made safe to clone.
+// Golden configures where the golden data comes from, when it is rebuilt,
+// how many generations are kept and how it is made safe to clone.
 type Golden struct {
+	// Source is what 'prenv golden build' without flags, and prenv serve
+	// on Schedule, build from.
+	Source GoldenSource `yaml:"source"`
+	// Schedule is a cron expression (five fields, UTC; or @daily, @hourly)
+	// on which prenv serve rebuilds the golden data from Source; empty
+	// builds only when asked.
+	Schedule string `yaml:"schedule"`
+	// Keep is how many generations are kept (the newest); older ones are
+	// deleted after each build. At least 2: a clone being made from the
+	// previous generation finishes.
+	Keep    int     `yaml:"keep"`
 	Masking Masking `yaml:"masking"`
+}
+
+// GoldenSource is golden.source: exactly one of its fields.
+type GoldenSource struct {
+	SQL    string        `yaml:"sql"`  // plain SQL file, relative to prenv.yaml
+	Dump   string        `yaml:"dump"` // pg_dump archive, relative to prenv.yaml
+	URL    string        `yaml:"url"`  // live database: postgres://..., usually ${PRENV_GOLDEN_SOURCE_URL}
+	Aurora *AuroraSource `yaml:"aurora"`
+}
+
+// AuroraSource is golden.source.aurora: the production cluster the nightly
+// golden cluster is restored from (database.provider aurora).
+type AuroraSource struct {
+	Cluster string `yaml:"cluster"`
+	// From is snapshot (its newest automated snapshot; the default) or
+	// clone (a copy-on-write clone of the cluster as it is now).
+	From string `yaml:"from"`
+	// BuildTimeout bounds a build; a staging cluster left by a build
+	// killed outright is deleted by the next build (or the sweeper) once
+	// it is this old.
+	BuildTimeout Duration `yaml:"build_timeout"`
+}
+
+// Set reports whether any source is given.
+func (s GoldenSource) Set() bool {
+	return s.SQL != "" || s.Dump != "" || s.URL != "" || s.Aurora != nil
 }
 
 // Masking is golden.masking: rules applied while the golden source is
@@ -273,6 +312,7 @@ func Default() Config {
 			User:     "app",
 		},
 		Serve:   Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
+		Golden:  Golden{Keep: 2},
 		Sweep:   Sweep{Interval: Duration(time.Hour), Grace: Duration(time.Hour), MaxDeletions: 10, KeepLabel: "prenv:keep"},
 		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{BasicAuth: BasicAuth{User: "prenv"}}},
 		GitHub:  GitHub{Forks: "off", Report: true, Reconcile: Duration(10 * time.Minute), Concurrency: 4},
@@ -747,6 +787,7 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("golden.masking.keep[%d]", i), "%q: want table.column", k)
 		}
 	}
+	c.validateGolden(bad)
 	if c.Sweep.Interval < 0 {
 		bad("sweep.interval", "%s: must not be negative (0 turns prenv serve's sweeps off, for example 1h)", c.Sweep.Interval.D())
 	}
@@ -911,3 +952,61 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the duration as text.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Aurora golden sources: how a nightly build gets production's data.
+const (
+	AuroraFromSnapshot = "snapshot"
+	AuroraFromClone    = "clone"
+)
+
+// validateGolden checks golden.source, golden.schedule and golden.keep.
+func (c *Config) validateGolden(bad func(path, format string, args ...any)) {
+	g := c.Golden
+	n := 0
+	for _, v := range []bool{g.Source.SQL != "", g.Source.Dump != "", g.Source.URL != "", g.Source.Aurora != nil} {
+		if v {
+			n++
+		}
+	}
+	if n > 1 {
+		bad("golden.source", "gives %d sources: want exactly one of sql, dump, url, aurora", n)
+	}
+	if u := g.Source.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		bad("golden.source.url", "is not a postgres:// URL (give it from a secret: url: ${PRENV_GOLDEN_SOURCE_URL})")
+	}
+	if a := g.Source.Aurora; a != nil {
+		if c.Database.Provider != "aurora" {
+			bad("golden.source.aurora", "builds a golden cluster on Aurora, but database.provider is %q: use sql, dump or url for a local golden source, or set database.provider: aurora", c.Database.Provider)
+		}
+		if a.Cluster == "" {
+			bad("golden.source.aurora.cluster", "is required: the production cluster the golden data is restored from")
+		}
+		switch a.From {
+		case "", AuroraFromSnapshot, AuroraFromClone:
+		default:
+			bad("golden.source.aurora.from", "%q: want snapshot (its newest automated snapshot) or clone (a copy-on-write clone of it now)", a.From)
+		}
+		if a.BuildTimeout < 0 {
+			bad("golden.source.aurora.build_timeout", "must be positive, for example 6h")
+		}
+	} else if c.Database.Provider == "aurora" && g.Source.Set() {
+		bad("golden.source", "on Aurora the golden data is a cluster: give golden.source.aurora (the production cluster), or maintain the golden cluster yourself and name it in database.aurora.source_cluster")
+	}
+	if g.Schedule != "" {
+		if _, err := ParseSchedule(g.Schedule); err != nil {
+			bad("golden.schedule", "%q: %v (five fields, minute hour day-of-month month day-of-week, in UTC, such as \"0 3 * * *\"; or @daily)", g.Schedule, err)
+		} else if !g.Source.Set() {
+			bad("golden.schedule", "is set but golden.source is empty: say what the scheduled build restores from")
+		}
+	}
+	if g.Keep < 2 {
+		bad("golden.keep", "%d: keep at least 2 generations, so that a clone being made from the previous one can finish", g.Keep)
+	}
+}
+
+// ParseSchedule parses a cron expression: five fields (minute, hour, day of
+// month, month, day of week) or a descriptor (@daily, @hourly, @weekly,
+// @every 6h); times are UTC.
+func ParseSchedule(expr string) (cron.Schedule, error) {
+	return cron.ParseStandard(expr)
+}

@@ -17,7 +17,7 @@ import (
 func (c Config) AuroraOptions() aurora.Options {
 	a := c.Database.Aurora
 	return aurora.Options{
-		Owner: c.Owner, Source: a.SourceCluster, InstanceClass: a.InstanceClass, ParameterGroup: a.ParameterGroup,
+		Owner: c.Owner, Source: a.SourceCluster, Golden: c.Golden.Source.Aurora != nil, InstanceClass: a.InstanceClass, ParameterGroup: a.ParameterGroup,
 		SecurityGroups: a.SecurityGroups, RequireSecurityGroups: a.RequireSecurityGroups, SubnetGroup: a.SubnetGroup,
 		Prefix: a.Prefix, DBName: c.Database.Name, Credentials: a.Credentials, ReadyCheck: a.ReadyCheck, SSLMode: a.SSLMode,
 		Region: a.Region, WaitTimeout: a.WaitTimeout.D(),

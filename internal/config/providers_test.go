@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/dbclone/localpg"
@@ -88,5 +89,41 @@ golden:
 	p = write(t, "version: 1\ngolden:\n  masking:\n    salt: 0123456789abcdef0123\n    tables:\n      people: {email: {transformr: email}}\n")
 	if _, err := Load("", p, env(nil)); err == nil || !strings.Contains(err.Error(), "transformr") {
 		t.Fatalf("a misspelt field in a rule: %v", err)
+	}
+}
+
+// Issue 11: golden.source, golden.schedule and golden.keep are checked
+// before anything is built, each error naming its field.
+func TestValidate_GoldenSourceScheduleAndKeep(t *testing.T) {
+	aurora := "version: 1\ndatabase:\n  provider: aurora\n  aurora:\n    security_groups: [sg-1]\n"
+	refused := map[string]string{
+		"version: 1\ngolden:\n  source: {sql: a.sql, url: postgres://x/y}\n":    "golden.source: gives 2 sources",
+		"version: 1\ngolden:\n  source: {url: mysql://x/y}\n":                   "golden.source.url: is not a postgres:// URL",
+		"version: 1\ngolden:\n  source: {aurora: {cluster: prod}}\n":            "golden.source.aurora: builds a golden cluster on Aurora, but database.provider is \"localpg\"",
+		"version: 1\ngolden:\n  source: {sql: a.sql}\n  schedule: at three\n":   "golden.schedule: \"at three\"",
+		"version: 1\ngolden:\n  schedule: \"0 3 * * *\"\n":                      "golden.schedule: is set but golden.source is empty",
+		"version: 1\ngolden:\n  keep: 1\n":                                      "golden.keep: 1: keep at least 2",
+		aurora + "golden:\n  source: {aurora: {cluster: prod, from: backup}}\n": "golden.source.aurora.from: \"backup\"",
+		aurora + "golden:\n  source: {aurora: {from: clone}}\n":                 "golden.source.aurora.cluster: is required",
+		aurora + "golden:\n  source: {sql: a.sql}\n":                            "golden.source: on Aurora the golden data is a cluster",
+		aurora: "database.aurora.source_cluster is required",
+		aurora + "    source_cluster: golden\ngolden:\n  source: {aurora: {cluster: prod}}\n": "keep one of the two",
+	}
+	for body, want := range refused {
+		if _, err := Load("", write(t, body), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", body, err, want)
+		}
+	}
+	c, err := Load("", write(t, aurora+"golden:\n  source: {aurora: {cluster: prod}}\n  schedule: \"@daily\"\n"), env(nil))
+	if err != nil {
+		t.Fatalf("an Aurora golden source without source_cluster: %v", err)
+	}
+	if o := c.AuroraOptions(); !o.Golden || o.Source != "" || c.Golden.Keep != 2 {
+		t.Errorf("options %+v keep %d: want the cloner to clone the newest golden generation, 2 kept", o, c.Golden.Keep)
+	}
+	sched, _ := ParseSchedule("0 3 * * *")
+	from := time.Date(2026, 11, 26, 19, 0, 0, 0, time.UTC)
+	if next := sched.Next(from); !next.Equal(time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)) {
+		t.Errorf("0 3 * * * after %v: %v, want 03:00 UTC the next day", from, next)
 	}
 }

@@ -193,7 +193,10 @@ type Builder struct {
 	// DryRun restores, masks and scans, then throws the build away:
 	// nothing is promoted ('prenv golden check').
 	DryRun bool
-	Log    *slog.Logger
+	// Keep is how many generations stay after a promotion (the newest);
+	// older ones are deleted. Zero keeps them all.
+	Keep int
+	Log  *slog.Logger
 	// OnStep is told each finished step and its duration.
 	OnStep func(step string, took time.Duration)
 }
@@ -379,7 +382,41 @@ func (b *Builder) Build(ctx context.Context, src Source) (Generation, error) {
 	}
 	ok = true
 	g.Dir = final
+	b.retire(root, next)
 	return g, nil
+}
+
+// retire deletes the generations older than the newest Keep. Each clone
+// is a copy of its generation (a reflink or a full copy), so environments
+// made from a retired one keep working. A generation is first renamed out
+// of the list as a build directory, so that one whose removal is
+// interrupted is what an interrupted build leaves, and is cleaned up the
+// same way (by the next build, or the sweeper).
+func (b *Builder) retire(root string, current int) {
+	if b.Keep < 1 {
+		return
+	}
+	gens, err := List(b.Home)
+	if err != nil {
+		b.warn("old golden generations were not retired: " + err.Error())
+		return
+	}
+	for len(gens) > b.Keep && gens[0].Number < current {
+		g := gens[0]
+		gens = gens[1:]
+		dead := filepath.Join(root, fmt.Sprintf(".build-%d-%s", g.Number, randHex(4)))
+		if err := os.Rename(g.Dir, dead); err != nil {
+			b.warn("an old golden generation was not retired: "+err.Error(), "generation", g.Number)
+			continue
+		}
+		if err := discard(dead); err != nil {
+			b.warn("an old golden generation was not removed: "+err.Error(), "dir", dead)
+			continue
+		}
+		if b.Log != nil {
+			b.Log.Info("retired an old golden generation (golden.keep)", "generation", g.Number)
+		}
+	}
 }
 
 func (b *Builder) initdb(ctx context.Context, srv pgserver.Server) error {

@@ -49,12 +49,25 @@ func (b *Builder) mask(ctx context.Context, srv pgserver.Server) (Masking, error
 		return Masking{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	m, err := MaskAndScan(ctx, conn, b.Masking, b.AllowPII)
+	if err == nil && len(m.Findings) > 0 {
+		b.warn(fmt.Sprintf("%d column(s) look personal and are promoted unmasked (--allow-pii)", len(m.Findings)))
+	}
+	return m, err
+}
+
+// MaskAndScan checks rules against the database conn is connected to and
+// applies them (mask.Validate, mask.Apply), then scans every column no
+// rule covers and no keep lists. A finding returns a *PIIError (wrapping
+// ErrPII) unless allowPII, when the Masking records it. Every golden
+// build, local or on Aurora, makes its data safe through here.
+func MaskAndScan(ctx context.Context, conn *pgx.Conn, rules mask.Rules, allowPII bool) (Masking, error) {
 	var m Masking
-	if !b.Masking.Empty() {
-		if err := mask.Validate(ctx, conn, b.Masking); err != nil {
+	if !rules.Empty() {
+		if err := mask.Validate(ctx, conn, rules); err != nil {
 			return m, err
 		}
-		rep, err := mask.Apply(ctx, conn, b.Masking)
+		rep, err := mask.Apply(ctx, conn, rules)
 		if err != nil {
 			return m, err
 		}
@@ -64,21 +77,20 @@ func (b *Builder) mask(ctx context.Context, srv pgserver.Server) (Masking, error
 			}
 		}
 	}
-	findings, err := scan.Scan(ctx, conn, scan.Options{Skip: b.Masking.Covered()})
+	findings, err := scan.Scan(ctx, conn, scan.Options{Skip: rules.Covered()})
 	if err != nil {
 		return m, fmt.Errorf("scan for personal data: %w", err)
 	}
-	m.Scan, m.AllowPII = "clean", b.AllowPII
+	m.Scan, m.AllowPII = "clean", allowPII
 	if len(findings) == 0 {
 		return m, nil
 	}
-	if !b.AllowPII {
+	if !allowPII {
 		return m, &PIIError{Findings: findings}
 	}
 	m.Scan = "allowed with --allow-pii"
 	for _, f := range findings {
 		m.Findings = append(m.Findings, fmt.Sprintf("%s.%s: %s (%.0f%%)", f.Table, f.Column, f.Detector, 100*f.Rate))
 	}
-	b.warn(fmt.Sprintf("%d column(s) look personal and are promoted unmasked (--allow-pii)", len(findings)))
 	return m, nil
 }

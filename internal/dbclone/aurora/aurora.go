@@ -78,8 +78,11 @@ const Engine = "aurora-postgresql"
 
 // Options configure the cloner.
 type Options struct {
-	Owner          string
-	Source         string // the golden cluster
+	Owner  string
+	Source string // the golden cluster, when the team maintains it
+	// Golden clones the newest generation prenv's nightly build promoted
+	// (golden.source.aurora; GoldenBuilder) instead of Source.
+	Golden         bool
 	InstanceClass  string // default db.t4g.medium
 	ParameterGroup string // cluster parameter group; empty keeps the default
 	SecurityGroups []string
@@ -189,9 +192,13 @@ var classRE = regexp.MustCompile(`^db\.[a-z0-9]+\.[a-z0-9]+$`)
 // configuration field.
 func (o Options) Validate() error {
 	var errs []string
-	if o.Source == "" {
-		errs = append(errs, "database.aurora.source_cluster is required: the golden cluster environments are cloned from")
-	} else if !ValidIdentifier(strings.ToLower(o.Source)) {
+	switch {
+	case o.Source == "" && !o.Golden:
+		errs = append(errs, "database.aurora.source_cluster is required: the golden cluster environments are cloned from (or let prenv build it nightly from production: golden.source.aurora)")
+	case o.Source != "" && o.Golden:
+		errs = append(errs, "database.aurora.source_cluster names a golden cluster you maintain, and golden.source.aurora makes prenv build golden clusters: keep one of the two")
+	case o.Golden:
+	case !ValidIdentifier(strings.ToLower(o.Source)):
 		errs = append(errs, fmt.Sprintf("database.aurora.source_cluster %q is not a cluster identifier (1-63 letters, digits and hyphens, a letter first, no double or trailing hyphen)", o.Source))
 	}
 	if o.Prefix != "" && !prefixRE.MatchString(o.Prefix) {

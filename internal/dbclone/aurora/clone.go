@@ -69,7 +69,6 @@ func (c *Cloner) ours(kind, id string, ts []types.Tag, k env.Key) error {
 // Check implements dbclone.Checker: the configuration, the credentials, the
 // source cluster, and nothing foreign in the way, before anything is made.
 func (c *Cloner) Check(ctx context.Context, k env.Key) error {
-	o := c.opts()
 	if err := c.Options.Validate(); err != nil {
 		return fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
@@ -78,12 +77,8 @@ func (c *Cloner) Check(ctx context.Context, k env.Key) error {
 			return fmt.Errorf("no AWS credentials found (%v): prenv tried, in order, the environment (AWS_ACCESS_KEY_ID), web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, which aws-actions/configure-aws-credentials sets from GitHub's OIDC token), the shared config and credentials files (AWS_PROFILE, SSO), container credentials (ECS, EKS pod identity) and the instance's role (IMDS): %w", shortErr(err), ErrInvalid)
 		}
 	}
-	src, err := c.cluster(ctx, o.Source)
-	if err != nil {
+	if _, err := c.source(ctx); err != nil {
 		return err
-	}
-	if src == nil {
-		return fmt.Errorf("the source cluster %s does not exist in %s (database.aurora.source_cluster): create the golden cluster, or check the name and the region: %w", o.Source, regionOr(o.Region), dbclone.ErrNoSource)
 	}
 	id := c.ClusterID(k)
 	cl, err := c.cluster(ctx, id)
@@ -223,19 +218,17 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 // copy), with the network settings and the tags from creation.
 func (c *Cloner) restore(ctx context.Context, req dbclone.Request, id string) (*types.DBCluster, error) {
 	o := c.opts()
-	src, err := c.cluster(ctx, o.Source)
+	src, err := c.source(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("clone: %w", err)
 	}
-	if src == nil {
-		return nil, fmt.Errorf("clone %s: the source cluster does not exist in %s (database.aurora.source_cluster): %w", o.Source, regionOr(o.Region), dbclone.ErrNoSource)
-	}
+	from := aws.ToString(src.DBClusterIdentifier)
 	gen := tagMap(src.TagList)[LabelGeneration]
 	if gen == "" {
 		gen = "1"
 	}
 	in := &rds.RestoreDBClusterToPointInTimeInput{
-		DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(o.Source),
+		DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(from),
 		RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
 		VpcSecurityGroupIds: o.SecurityGroups, DeletionProtection: aws.Bool(false),
 		Tags:               append(tags(o.Owner, req), types.Tag{Key: aws.String(LabelGeneration), Value: aws.String(gen)}),
@@ -255,15 +248,15 @@ func (c *Cloner) restore(ctx context.Context, req dbclone.Request, id string) (*
 		// Another run made it in between: adopt it if it is ours.
 		cl, derr := c.cluster(ctx, id)
 		if derr != nil || cl == nil {
-			return nil, c.explain(err, "clone "+o.Source+" as "+id)
+			return nil, c.explain(err, "clone "+from+" as "+id)
 		}
 		return cl, c.ours("cluster", id, cl.TagList, req.Key)
 	case errors.As(err, &nf):
-		return nil, fmt.Errorf("clone %s: the source cluster does not exist (database.aurora.source_cluster): %w", o.Source, dbclone.ErrNoSource)
+		return nil, fmt.Errorf("clone %s: the source cluster does not exist (any more): %w", from, dbclone.ErrNoSource)
 	case err != nil:
-		return nil, c.explain(err, "clone "+o.Source+" as "+id)
+		return nil, c.explain(err, "clone "+from+" as "+id)
 	}
-	c.log().Info("cloning copy-on-write", "source", o.Source, "cluster", id)
+	c.log().Info("cloning copy-on-write", "source", from, "cluster", id)
 	return out.DBCluster, nil
 }
 

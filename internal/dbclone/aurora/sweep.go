@@ -73,10 +73,36 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 		}
 	}
 	source := c.opts().Source
+	// Golden clusters (golden.source.aurora) are the golden source, not
+	// environments': promoted ones and builds within their time are not
+	// listed; one whose build timed out unpromoted was left by a build
+	// killed outright, and is half-made.
+	goldenDead := map[string]bool{}
+	goldenLive := map[string]bool{}
+	now := q.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	for i := range clusters {
+		if g, ok := c.goldenOf(&clusters[i]); ok {
+			if !g.Promoted && !g.ExpiresAt.IsZero() && now.After(g.ExpiresAt) {
+				goldenDead[g.Cluster] = true
+			} else {
+				goldenLive[g.Cluster] = true
+			}
+		}
+	}
 
 	out := make([]env.Resource, 0, len(clusters)+len(instances))
 	for _, cl := range clusters {
 		id := aws.ToString(cl.DBClusterIdentifier)
+		if goldenLive[id] {
+			continue
+		}
+		if goldenDead[id] {
+			out = append(out, c.goldenLeftover(KindCluster, id, cl.TagList, aws.ToTime(cl.ClusterCreateTime)))
+			continue
+		}
 		r := c.resource(q, KindCluster, id, cl.TagList, aws.ToTime(cl.ClusterCreateTime), id == source)
 		switch {
 		case aws.ToBool(cl.DeletionProtection):
@@ -93,6 +119,13 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 	}
 	for _, inst := range instances {
 		id, cid := aws.ToString(inst.DBInstanceIdentifier), aws.ToString(inst.DBClusterIdentifier)
+		if goldenLive[cid] {
+			continue
+		}
+		if goldenDead[cid] {
+			out = append(out, c.goldenLeftover(KindInstance, id, inst.TagList, aws.ToTime(inst.InstanceCreateTime)))
+			continue
+		}
 		r := c.resource(q, KindInstance, id, inst.TagList, aws.ToTime(inst.InstanceCreateTime), cid != "" && cid == source)
 		cl := byID[cid]
 		switch {
@@ -156,6 +189,13 @@ func (c *Cloner) resource(q env.Query, kind, id string, ts []types.Tag, created 
 		r.Legacy = true
 	}
 	return r
+}
+
+// goldenLeftover is a cluster or writer of a golden build that timed out
+// unpromoted (golden.source.aurora.build_timeout): its builder was killed.
+func (c *Cloner) goldenLeftover(kind, id string, ts []types.Tag, created time.Time) env.Resource {
+	return env.Resource{Provider: "aurora", Kind: kind, ID: id, Labels: tagMap(ts), CreatedAt: created, Shared: true,
+		HalfMade: "a golden build was interrupted: its build time passed and it was never promoted"}
 }
 
 // legacyMatch says why tags are not selected by l: nil when l has tags and
