@@ -542,6 +542,9 @@ func (b *GoldenBuilder) promote(ctx context.Context, cl *types.DBCluster, g Gold
 	}
 	add := func(k, v string) types.Tag { return types.Tag{Key: aws.String(k), Value: aws.String(v)} }
 	ts := []types.Tag{
+		// Repeated so that a policy allowing AddTagsToResource only with
+		// the owner tag in the request (docs/aurora.md) lets it through.
+		add(env.LabelOwner, b.Cloner.opts().Owner),
 		add(LabelGoldenMasked, strconv.Itoa(g.MaskedColumns)),
 		add(LabelGoldenScan, g.Scan),
 		add(LabelGoldenRows, strconv.FormatInt(g.Rows, 10)),
