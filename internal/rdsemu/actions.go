@@ -23,6 +23,10 @@ var handlers = map[string]handler{
 	"DeleteDBCluster":               (*Server).deleteCluster,
 	"AddTagsToResource":             (*Server).addTags,
 	"ListTagsForResource":           (*Server).listTags,
+	"DescribeDBClusterSnapshots":    (*Server).describeSnapshots,
+	"RestoreDBClusterFromSnapshot":  (*Server).restoreFromSnapshot,
+	"CreateDBClusterSnapshot":       (*Server).createSnapshot,
+	"DeleteDBClusterSnapshot":       (*Server).deleteSnapshot,
 }
 
 func actions() []string {
@@ -162,7 +166,7 @@ func (s *Server) restoreCluster(ctx context.Context, f form) (any, error) {
 	s.gc(ctx)
 	now := s.opts.Now()
 	source := s.clusters[src]
-	if source == nil || s.clusterStatus(source, now) == "deleting" {
+	if source == nil || s.clusterStatus(source, now) == "deleting" || s.clusterStatus(source, now) == "" {
 		s.mu.Unlock()
 		return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", src)
 	}
@@ -192,24 +196,46 @@ func (s *Server) restoreCluster(ctx context.Context, f form) (any, error) {
 		c.SecurityGroups = []string{"sg-default0"} // the VPC's default group, as RDS does
 	}
 	if restoreType == "copy-on-write" {
+		// Cloning a cluster that is in no clone group yet makes one.
+		if source.CloneGroup == "" {
+			source.CloneGroup = newCloneGroup()
+		}
 		c.CloneGroup = source.CloneGroup
 	}
-	s.clusters[id] = c
-	s.mu.Unlock()
-	if s.opts.Backend != nil {
-		host, port, user, pw, err := s.opts.Backend.Create(ctx, id)
-		s.mu.Lock()
+	if s.opts.Backend == nil {
+		s.clusters[id] = c
 		defer s.mu.Unlock()
-		if err != nil {
-			delete(s.clusters, id)
-			return nil, fault(http.StatusInternalServerError, "InternalFailure", "the emulator's database for %s: %v", id, err)
-		}
-		c.Host, c.Port, c.MasterUser, c.Password = host, port, user, pw
-		return struct{ DBCluster xmlCluster }{s.clusterXML(c, s.opts.Now())}, nil
+		return struct{ DBCluster xmlCluster }{s.clusterXML(c, now)}, nil
+	}
+	// The data: a copy of the source's as it is now, when it has a
+	// database of its own and the backend can copy it; else the backend's
+	// golden data. RestoreToTime is not honoured: the data is the latest.
+	c.making = true
+	s.clusters[id] = c
+	cloner, copies := s.opts.Backend.(Cloner)
+	copies = copies && source.HasDB
+	if copies {
+		source.copies++
+	}
+	s.mu.Unlock()
+	// RDS makes what it accepted even if the client goes away meanwhile.
+	ctx = context.WithoutCancel(ctx)
+	var ep Endpoint
+	var err error
+	if copies {
+		ep, err = cloner.Clone(ctx, id, src)
+		s.mu.Lock()
+		source.copies--
+		s.mu.Unlock()
+	} else {
+		ep.Host, ep.Port, ep.User, ep.Password, err = s.opts.Backend.Create(ctx, id)
+	}
+	if err := s.made(ctx, c, ep, err); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return struct{ DBCluster xmlCluster }{s.clusterXML(c, now)}, nil
+	return struct{ DBCluster xmlCluster }{s.clusterXML(c, s.opts.Now())}, nil
 }
 
 func (s *Server) createInstance(ctx context.Context, f form) (any, error) {
@@ -307,7 +333,7 @@ func (s *Server) describeClusters(ctx context.Context, f form) (any, error) {
 	now := s.opts.Now()
 	want := map[string]bool{}
 	if id := f.get("DBClusterIdentifier"); id != "" {
-		if s.clusters[id] == nil {
+		if c := s.clusters[id]; c == nil || s.clusterStatus(c, now) == "" {
 			return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", id)
 		}
 		want[id] = true
@@ -326,6 +352,9 @@ func (s *Server) describeClusters(ctx context.Context, f form) (any, error) {
 	}
 	ids := make([]string, 0, len(s.clusters))
 	for id, c := range s.clusters {
+		if s.clusterStatus(c, now) == "" {
+			continue // gone, kept until a copy of its data is done
+		}
 		if len(want) > 0 && !want[id] {
 			continue
 		}
@@ -414,9 +443,10 @@ func (s *Server) modifyCluster(ctx context.Context, f form) (any, error) {
 		c.ManagedSecret = true
 		pw = randID(24)
 	}
+	hasDB := c.HasDB
 	s.mu.Unlock()
 	if pw != "" {
-		if s.opts.Backend != nil {
+		if s.opts.Backend != nil && hasDB {
 			if err := s.opts.Backend.SetPassword(ctx, id, pw); err != nil {
 				return nil, fault(http.StatusInternalServerError, "InternalFailure", "the emulator's database for %s: %v", id, err)
 			}
@@ -456,38 +486,69 @@ func (s *Server) deleteInstance(ctx context.Context, f form) (any, error) {
 }
 
 func (s *Server) deleteCluster(ctx context.Context, f form) (any, error) {
-	id := f.get("DBClusterIdentifier")
+	id, final, skip := f.get("DBClusterIdentifier"), f.get("FinalDBSnapshotIdentifier"), f.bool("SkipFinalSnapshot")
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.gc(ctx)
 	now := s.opts.Now()
 	c := s.clusters[id]
-	if c == nil {
-		return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", id)
+	refuse := func(e *apiError) (any, error) {
+		s.mu.Unlock()
+		return nil, e
+	}
+	if c == nil || s.clusterStatus(c, now) == "" {
+		return refuse(fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", id))
 	}
 	if c.DeletionProtection {
-		return nil, fault(http.StatusBadRequest, "InvalidParameterCombination", "Cannot delete protected Cluster, please disable deletion protection and try again.")
+		return refuse(fault(http.StatusBadRequest, "InvalidParameterCombination", "Cannot delete protected Cluster, please disable deletion protection and try again."))
 	}
-	if !f.bool("SkipFinalSnapshot") && f.get("FinalDBSnapshotIdentifier") == "" {
-		return nil, fault(http.StatusBadRequest, "InvalidParameterCombination", "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
+	if !skip && final == "" {
+		return refuse(fault(http.StatusBadRequest, "InvalidParameterCombination", "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified."))
+	}
+	if skip && final != "" {
+		return refuse(fault(http.StatusBadRequest, "InvalidParameterCombination", "FinalDBSnapshotIdentifier can not be specified when deleting a cluster with SkipFinalSnapshot=true."))
+	}
+	if final != "" {
+		if err := validSnapshotIdentifier("FinalDBSnapshotIdentifier", final); err != nil {
+			return refuse(err)
+		}
 	}
 	for _, i := range s.instances {
 		if i.Cluster == id && s.instanceStatus(i, now) != "" {
-			return nil, fault(http.StatusBadRequest, "InvalidDBClusterStateFault", "Cluster cannot be deleted, it still contains DB instances in non-deleting state.")
+			return refuse(fault(http.StatusBadRequest, "InvalidDBClusterStateFault", "Cluster cannot be deleted, it still contains DB instances in non-deleting state."))
 		}
 	}
 	if st := s.clusterStatus(c, now); st != "available" {
-		return nil, fault(http.StatusBadRequest, "InvalidDBClusterStateFault", "DBCluster %s is not in available state (it is %s).", id, st)
+		return refuse(fault(http.StatusBadRequest, "InvalidDBClusterStateFault", "DBCluster %s is not in available state (it is %s).", id, st))
+	}
+	var sn *snapshot
+	if final != "" {
+		var err *apiError
+		if sn, err = s.newSnapshot(c, final, typeManual, nil, now); err != nil {
+			return refuse(err)
+		}
 	}
 	x := s.clusterXML(c, now)
 	c.Deleting, c.DeletedAt = true, now.Add(s.opts.ClusterDelete)
 	x.Status = "deleting"
+	s.mu.Unlock()
+	if sn != nil {
+		// The final snapshot is taken before the cluster goes (it stays
+		// while copied); if it cannot be, the cluster is not deleted.
+		has, size, err := s.backendSnapshot(context.WithoutCancel(ctx), c, sn)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.snapshotMade(c, sn, has, size, err); err != nil {
+			c.Deleting = false
+			return nil, err
+		}
+	}
 	return struct{ DBCluster xmlCluster }{x}, nil
 }
 
-// resource finds the cluster or instance an ARN names
-// (arn:aws:rds:REGION:ACCOUNT:cluster:ID or ...:db:ID). What is gone is
-// not found, with the fault of its kind, as RDS answers.
+// resource finds the cluster, instance or cluster snapshot an ARN names
+// (arn:aws:rds:REGION:ACCOUNT:cluster:ID, ...:db:ID or
+// ...:cluster-snapshot:ID, where an automated snapshot's ID has a colon).
+// What is gone is not found, with the fault of its kind, as RDS answers.
 func (s *Server) resource(ctx context.Context, arn string) (*[]tag, *apiError) {
 	s.gc(ctx)
 	parts := strings.SplitN(arn, ":", 7)
@@ -507,8 +568,13 @@ func (s *Server) resource(ctx context.Context, arn string) (*[]tag, *apiError) {
 			return &i.Tags, nil
 		}
 		return nil, fault(http.StatusNotFound, "DBInstanceNotFound", "DBInstance %s not found.", arn)
+	case "cluster-snapshot":
+		if sn := s.snapshots[id]; sn != nil && mine && !sn.Deleted {
+			return &sn.Tags, nil
+		}
+		return nil, fault(http.StatusNotFound, "DBClusterSnapshotNotFoundFault", "DBClusterSnapshot %s not found.", arn)
 	}
-	return nil, fault(http.StatusBadRequest, "InvalidParameterValue", "ResourceName %q: the emulator tags clusters and instances only", arn)
+	return nil, fault(http.StatusBadRequest, "InvalidParameterValue", "ResourceName %q: the emulator tags clusters, instances and cluster snapshots only", arn)
 }
 
 func (s *Server) addTags(ctx context.Context, f form) (any, error) {

@@ -4,8 +4,13 @@
 // ErrorResponse errors with AWS's codes), so the real AWS SDK pointed at it
 // with an endpoint URL works. Clusters and instances follow RDS's state
 // machine (creating → available, deleting → gone) with configurable delays;
-// faults (quotas, throttling) can be injected. A Backend can give each
-// cluster a real PostgreSQL so that its endpoint answers SQL.
+// faults (quotas, throttling) can be injected. Cluster snapshots (RDS's
+// automated ones, taken by a test hook, and manual ones) can be listed,
+// taken, deleted and restored. A Backend can give each cluster a real
+// PostgreSQL so that its endpoint answers SQL; one that is also a Cloner
+// and a Snapshotter makes the data follow the clusters as on Aurora: a
+// clone starts with its source's data as it is then, a snapshot keeps its
+// cluster's data, a restore starts with the snapshot's.
 package rdsemu
 
 import (
@@ -14,12 +19,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +50,9 @@ type Options struct {
 	Sources []string
 	// Delays of the state machine; zero is immediate.
 	ClusterCreate, InstanceCreate, ClusterDelete, InstanceDelete, Modify time.Duration
+	// SnapshotCreate is how long a cluster snapshot stays creating; its
+	// data is the cluster's when it was taken all the same, as on RDS.
+	SnapshotCreate time.Duration
 	// ClusterQuota and InstanceQuota limit how many exist (sources
 	// included); zero is 40, RDS's default.
 	ClusterQuota, InstanceQuota int
@@ -57,13 +69,53 @@ type Options struct {
 
 // Backend gives clusters real databases.
 type Backend interface {
-	// Create makes the database of cluster id and returns where it listens
-	// and its master user.
+	// Create makes the database of cluster id, a copy of the backend's
+	// golden data, and returns where it listens and its master user.
 	Create(ctx context.Context, id string) (host string, port int, user, password string, err error)
 	// SetPassword changes the master user's password.
 	SetPassword(ctx context.Context, id, password string) error
 	// Delete removes the database of cluster id.
 	Delete(ctx context.Context, id string) error
+}
+
+// Endpoint is where a cluster's database answers, and its master user.
+type Endpoint struct {
+	Host           string
+	Port           int
+	User, Password string
+}
+
+// URL is the connection URL of database db at e.
+func (e Endpoint) URL(db string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(e.User, e.Password), Host: net.JoinHostPort(e.Host, strconv.Itoa(e.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// Cloner is a Backend that copies a cluster's database. The emulator uses
+// it, when the Backend is one, for a cluster restored from another that
+// has a database of its own: the new cluster starts with a copy of that
+// data as it is at that moment, and the two are independent from then on
+// (Aurora documents a clone as "a separate and independent volume":
+// writes to either, or deleting either, leave the other as it was).
+type Cloner interface {
+	// Clone makes the database of cluster id a consistent copy of the
+	// database of cluster source as it is now, with source's master user
+	// and password.
+	Clone(ctx context.Context, id, source string) (Endpoint, error)
+}
+
+// Snapshotter is a Backend that keeps snapshots of databases. The
+// emulator uses it, when the Backend is one, for snapshots of clusters
+// that have a database of their own, and for restores from them.
+type Snapshotter interface {
+	// Snapshot keeps a consistent copy of the database of cluster as it is
+	// now, under the name snap; it returns the copy's size in bytes.
+	Snapshot(ctx context.Context, snap, cluster string) (int64, error)
+	// Restore makes the database of cluster id a copy of snapshot snap.
+	Restore(ctx context.Context, id, snap string) (Endpoint, error)
+	// DeleteSnapshot removes snapshot snap; the databases restored from it
+	// stay.
+	DeleteSnapshot(ctx context.Context, snap string) error
 }
 
 // Stats count what the emulator was asked.
@@ -80,6 +132,7 @@ type Server struct {
 	mu        sync.Mutex
 	clusters  map[string]*cluster
 	instances map[string]*instance
+	snapshots map[string]*snapshot
 	stats     Stats
 	tokens    float64
 	last      time.Time
@@ -90,11 +143,39 @@ type cluster struct {
 	SecurityGroups                                                     []string
 	Tags                                                               []tag
 	Created, ReadyAt, DeletedAt, ModifiedAt                            time.Time
-	Deleting, DeletionProtection, Source, ManagedSecret                bool
+	Deleting, DeletionProtection, ManagedSecret                        bool
 	CloneGroup                                                         string
 	Host                                                               string
 	Port                                                               int
 	Password                                                           string
+	// HasDB says the Backend made a database for the cluster (AddSource's
+	// clusters have none: clones of them get the backend's golden data).
+	HasDB bool
+	// making is true while the Backend makes the cluster's database: the
+	// cluster is creating until it is there, whatever ClusterCreate says.
+	making bool
+	// copies counts the copies of its database being made (clones,
+	// snapshots): a deleted cluster stays until they are done.
+	copies int
+}
+
+// Snapshot types, as SnapshotType names them.
+const (
+	typeAutomated = "automated" // taken by RDS's automated backups (TakeSnapshot)
+	typeManual    = "manual"    // CreateDBClusterSnapshot, or a final snapshot
+)
+
+type snapshot struct {
+	ID, Cluster, Type, Engine, EngineVersion, MasterUser, Password string
+	Port                                                           int
+	Tags                                                           []tag
+	Created, ReadyAt, ClusterCreated                               time.Time
+	Size                                                           int64
+	// HasData says the Snapshotter keeps the snapshot's data; restores
+	// of a snapshot without it get the backend's golden data.
+	HasData, Deleted bool
+	making           bool
+	restores         int // restores from it under way: its data stays until they are done
 }
 
 type instance struct {
@@ -130,7 +211,8 @@ func New(opts Options) *Server {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, clusters: map[string]*cluster{}, instances: map[string]*instance{}, stats: Stats{ByAction: map[string]int{}}}
+	s := &Server{opts: opts, clusters: map[string]*cluster{}, instances: map[string]*instance{}, snapshots: map[string]*snapshot{},
+		stats: Stats{ByAction: map[string]int{}}}
 	s.tokens, s.last = opts.RateLimit, opts.Now()
 	for _, id := range opts.Sources {
 		s.AddSource(id, nil)
@@ -139,18 +221,185 @@ func New(opts Options) *Server {
 }
 
 // AddSource makes cluster id exist, available, with tags (key, value
-// pairs): a golden cluster clones are made from.
+// pairs): a golden cluster clones are made from. It has no database of
+// its own: the clusters restored from it, or from its snapshots, get the
+// Backend's golden data.
 func (s *Server) AddSource(id string, tags map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c := s.source(id, tags)
+	c.CloneGroup = newCloneGroup()
+	s.clusters[id] = c
+}
+
+func (s *Server) source(id string, tags map[string]string) *cluster {
 	now := s.opts.Now()
 	c := &cluster{ID: id, Engine: "aurora-postgresql", EngineVersion: "16.4", MasterUser: "postgres", Created: now, ReadyAt: now,
-		Source: true, CloneGroup: randID(8) + "-" + randID(4), Host: s.endpoint(id), Port: 5432, Password: randID(16)}
+		Host: s.endpoint(id), Port: 5432, Password: randID(16)}
 	for k, v := range tags {
 		c.Tags = append(c.Tags, tag{Key: k, Value: v})
 	}
 	sort.Slice(c.Tags, func(i, j int) bool { return c.Tags[i].Key < c.Tags[j].Key })
+	return c
+}
+
+func newCloneGroup() string {
+	return randID(8) + "-" + randID(4) + "-" + randID(4) + "-" + randID(4) + "-" + randID(12)
+}
+
+// ErrNoBackend is returned by the hooks that need Options.Backend.
+var ErrNoBackend = errors.New("the emulator has no Backend (Options.Backend)")
+
+// CreateSource is a test hook: cluster id exists at once, available, with
+// tags, like AddSource's, but with a database of its own (a copy of the
+// Backend's golden data) that clones and snapshots of it copy: a
+// production cluster that a test writes to. A test reaches it as a user
+// does: a master password set with ModifyDBCluster, the endpoint and the
+// master user from DescribeDBClusters. It returns ErrNoBackend without a
+// Backend, and a DBClusterAlreadyExistsFault if id exists.
+func (s *Server) CreateSource(ctx context.Context, id string, tags map[string]string) error {
+	if s.opts.Backend == nil {
+		return ErrNoBackend
+	}
+	if err := validIdentifier("DBClusterIdentifier", id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.gc(ctx)
+	if s.clusters[id] != nil {
+		s.mu.Unlock()
+		return fault(http.StatusBadRequest, "DBClusterAlreadyExistsFault", "DB Cluster already exists")
+	}
+	c := s.source(id, tags)
+	c.making = true
 	s.clusters[id] = c
+	s.mu.Unlock()
+	var ep Endpoint
+	var err error
+	ep.Host, ep.Port, ep.User, ep.Password, err = s.opts.Backend.Create(ctx, id)
+	return s.made(ctx, c, ep, err)
+}
+
+// made ends the making of cluster c's database: with ep on success; on
+// failure (err) the cluster is forgotten and an InternalFailure returned.
+// A cluster lost meanwhile (LoseCluster) has its new database removed: the
+// request that made it was answered before, on RDS.
+func (s *Server) made(ctx context.Context, c *cluster, ep Endpoint, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.making = false
+	if err != nil {
+		if s.clusters[c.ID] == c {
+			delete(s.clusters, c.ID)
+		}
+		return fault(http.StatusInternalServerError, "InternalFailure", "the emulator's database for %s: %v", c.ID, err)
+	}
+	c.Host, c.Port, c.MasterUser, c.Password = ep.Host, ep.Port, ep.User, ep.Password
+	if s.clusters[c.ID] != c {
+		s.deleteDB(ctx, c.ID)
+		return nil
+	}
+	c.HasDB = true
+	return nil
+}
+
+func (s *Server) deleteDB(ctx context.Context, id string) {
+	if err := s.opts.Backend.Delete(ctx, id); err != nil {
+		s.opts.Log.Warn("rds backend delete", "cluster", id, "error", err)
+	}
+}
+
+// TakeSnapshot is a test hook: it snapshots cluster now, as RDS's
+// automated backups do (automated; snapshotID "" names it
+// rds:CLUSTER-YYYY-MM-DD-HH-MM from Options.Now, as RDS does), or as
+// CreateDBClusterSnapshot does. The snapshot's SnapshotCreateTime is
+// Options.Now(), and its data, when the cluster has a database of its own
+// and the Backend is a Snapshotter, is the cluster's at this moment, even
+// while the snapshot is creating (Options.SnapshotCreate); so is its
+// master password. It returns the fault RDS would answer
+// (DBClusterNotFoundFault, InvalidDBClusterStateFault,
+// DBClusterSnapshotAlreadyExistsFault).
+func (s *Server) TakeSnapshot(ctx context.Context, cluster, snapshotID string, automated bool) error {
+	typ := typeManual
+	if automated {
+		typ = typeAutomated
+		if snapshotID == "" {
+			snapshotID = "rds:" + cluster + "-" + s.opts.Now().UTC().Format("2006-01-02-15-04")
+		}
+	}
+	if _, err := s.snapshot(ctx, cluster, snapshotID, typ, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+// snapshot takes snapshot id of cluster clusterID: the work of
+// CreateDBClusterSnapshot, TakeSnapshot and a final snapshot.
+func (s *Server) snapshot(ctx context.Context, clusterID, id, typ string, tags []tag) (*snapshot, *apiError) {
+	s.mu.Lock()
+	s.gc(ctx)
+	now := s.opts.Now()
+	c := s.clusters[clusterID]
+	if c == nil || s.clusterStatus(c, now) == "" || s.clusterStatus(c, now) == "deleting" {
+		s.mu.Unlock()
+		return nil, fault(http.StatusNotFound, "DBClusterNotFoundFault", "DBCluster %s not found.", clusterID)
+	}
+	if st := s.clusterStatus(c, now); st != "available" {
+		s.mu.Unlock()
+		return nil, fault(http.StatusBadRequest, "InvalidDBClusterStateFault", "DBCluster %s is not in available state (it is %s).", clusterID, st)
+	}
+	sn, err := s.newSnapshot(c, id, typ, tags, now)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return sn, s.copyToSnapshot(ctx, c, sn)
+}
+
+// newSnapshot registers snapshot id of c, making. Called with mu held.
+func (s *Server) newSnapshot(c *cluster, id, typ string, tags []tag, now time.Time) (*snapshot, *apiError) {
+	if old := s.snapshots[id]; old != nil {
+		return nil, fault(http.StatusBadRequest, "DBClusterSnapshotAlreadyExistsFault", "Cannot create the cluster snapshot because one with the identifier %s already exists.", id)
+	}
+	sn := &snapshot{ID: id, Cluster: c.ID, Type: typ, Engine: c.Engine, EngineVersion: c.EngineVersion, MasterUser: c.MasterUser,
+		Password: c.Password, Port: c.Port, Tags: slices.Clone(tags), Created: now, ReadyAt: now.Add(s.opts.SnapshotCreate),
+		ClusterCreated: c.Created, making: true}
+	s.snapshots[id] = sn
+	c.copies++
+	return sn, nil
+}
+
+// copyToSnapshot has the Backend keep the data of c as snapshot sn, when
+// it can. On failure sn is forgotten.
+func (s *Server) copyToSnapshot(ctx context.Context, c *cluster, sn *snapshot) *apiError {
+	has, size, err := s.backendSnapshot(ctx, c, sn)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshotMade(c, sn, has, size, err)
+}
+
+// backendSnapshot copies the data of c into snapshot sn, when c has a
+// database and the Backend is a Snapshotter; has says whether it did.
+func (s *Server) backendSnapshot(ctx context.Context, c *cluster, sn *snapshot) (has bool, size int64, err error) {
+	st, ok := s.opts.Backend.(Snapshotter)
+	if !ok || !c.HasDB {
+		return false, 0, nil
+	}
+	size, err = st.Snapshot(ctx, sn.ID, c.ID)
+	return err == nil, size, err
+}
+
+// snapshotMade ends the making of snapshot sn of c; on failure (err) sn is
+// forgotten. Called with mu held.
+func (s *Server) snapshotMade(c *cluster, sn *snapshot, has bool, size int64, err error) *apiError {
+	c.copies--
+	sn.making = false
+	if err != nil {
+		delete(s.snapshots, sn.ID)
+		return fault(http.StatusInternalServerError, "InternalFailure", "the emulator's copy of %s for snapshot %s: %v", c.ID, sn.ID, err)
+	}
+	sn.HasData, sn.Size = has, size
+	return nil
 }
 
 // LoseCluster is a test hook: cluster id is gone at once and its
@@ -164,10 +413,8 @@ func (s *Server) LoseCluster(id string) bool {
 	c := s.clusters[id]
 	delete(s.clusters, id)
 	s.mu.Unlock()
-	if c != nil && s.opts.Backend != nil && !c.Source {
-		if err := s.opts.Backend.Delete(context.Background(), id); err != nil {
-			s.opts.Log.Warn("rds backend delete", "cluster", id, "error", err)
-		}
+	if c != nil && c.HasDB {
+		s.deleteDB(context.Background(), id)
 	}
 	return c != nil
 }
@@ -429,7 +676,7 @@ func (s *Server) clusterStatus(c *cluster, now time.Time) string {
 		return ""
 	case c.Deleting:
 		return "deleting"
-	case now.Before(c.ReadyAt):
+	case now.Before(c.ReadyAt) || c.making:
 		return "creating"
 	case now.Before(c.ModifiedAt):
 		return "resetting-master-credentials"
@@ -449,7 +696,20 @@ func (s *Server) instanceStatus(i *instance, now time.Time) string {
 	return "available"
 }
 
-// gc forgets what is gone, releasing backends. Called with mu held.
+// Status of a snapshot now; "" when it is gone.
+func (s *Server) snapshotStatus(sn *snapshot, now time.Time) string {
+	switch {
+	case sn.Deleted:
+		return ""
+	case now.Before(sn.ReadyAt) || sn.making:
+		return "creating"
+	}
+	return "available"
+}
+
+// gc forgets what is gone, releasing backends. A cluster whose database
+// is being copied, or a snapshot being restored, stays until the copy is
+// done. Called with mu held.
 func (s *Server) gc(ctx context.Context) {
 	now := s.opts.Now()
 	for id, i := range s.instances {
@@ -458,12 +718,30 @@ func (s *Server) gc(ctx context.Context) {
 		}
 	}
 	for id, c := range s.clusters {
-		if s.clusterStatus(c, now) == "" {
-			delete(s.clusters, id)
-			if s.opts.Backend != nil && !c.Source {
-				if err := s.opts.Backend.Delete(ctx, id); err != nil {
-					s.opts.Log.Warn("rds backend delete", "cluster", id, "error", err)
-				}
+		if s.clusterStatus(c, now) != "" || c.copies > 0 {
+			continue
+		}
+		delete(s.clusters, id)
+		if c.HasDB {
+			s.deleteDB(ctx, id)
+		}
+		// A cluster's automated snapshots go with it; its manual ones
+		// stay (RDS keeps automated backups only on request, and then
+		// not as snapshots).
+		for _, sn := range s.snapshots {
+			if sn.Cluster == id && sn.Type == typeAutomated && !sn.Created.After(c.DeletedAt) {
+				sn.Deleted = true
+			}
+		}
+	}
+	for id, sn := range s.snapshots {
+		if s.snapshotStatus(sn, now) != "" || sn.restores > 0 {
+			continue
+		}
+		delete(s.snapshots, id)
+		if st, ok := s.opts.Backend.(Snapshotter); ok && sn.HasData {
+			if err := st.DeleteSnapshot(ctx, id); err != nil {
+				s.opts.Log.Warn("rds backend delete snapshot", "snapshot", id, "error", err)
 			}
 		}
 	}
