@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,8 +19,9 @@ import (
 
 // auroraHarness is a harness whose environments get their databases from
 // the aurora provider, talking to an RDS emulator whose clusters are real
-// PostgreSQL clones of a golden database of 150 customers.
-func auroraHarness(t *testing.T) (*harness, *rds.Client, string) {
+// PostgreSQL clones of a golden database of 150 customers. The third value
+// says where the emulator keeps its clusters' databases.
+func auroraHarness(t *testing.T) (*harness, *rds.Client, func() string) {
 	h := newHarness(t)
 	back := testenv.Home(t)
 	testenv.Golden(t, back, testenv.DemoSQL(150))
@@ -42,7 +41,7 @@ func auroraHarness(t *testing.T) (*harness, *rds.Client, string) {
 		"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example", "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent")
 	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "example", "")})
-	return h, api, back
+	return h, api, b.Root
 }
 
 func clusters(t *testing.T, api *rds.Client) []string {
@@ -91,8 +90,17 @@ func TestAurora_UpMigratesTheAppAgainstTheClonedClusterAndDownRemovesIt(t *testi
 	if got := strings.Join(clusters(t, api), " "); got != "golden=available" {
 		t.Fatalf("clusters after down: %s", got)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(back, "clones")); len(dirs(t, filepath.Join(back, "clones"))) != 0 {
-		t.Fatalf("the cluster's database is still there: %v", entries)
+	if back() == "" {
+		t.Fatal("the emulator made no database for the cluster")
+	}
+	var left []string
+	for _, d := range dirs(t, back()) {
+		if strings.HasPrefix(d, "cluster-") {
+			left = append(left, d)
+		}
+	}
+	if len(left) != 0 {
+		t.Fatalf("the cluster's database is still there: %v", left)
 	}
 }
 

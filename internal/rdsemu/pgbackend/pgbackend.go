@@ -325,6 +325,15 @@ func (b *Backend) start(ctx context.Context, id string, m master, fill func(data
 	if err := db.srv.Start(ctx, 30*time.Second, settings(id)); err != nil {
 		return nil, fmt.Errorf("the database of cluster %s: %w", id, err)
 	}
+	// Aurora's master user is not a superuser but holds rds_superuser,
+	// which may set session_replication_role (what a golden build's
+	// masking needs to rewrite tables under foreign keys); PostgreSQL 15
+	// grants exactly that right by parameter.
+	if b.bin.Major >= 15 {
+		if err := db.srv.Exec(ctx, "postgres", "GRANT SET ON PARAMETER session_replication_role TO "+pgx.Identifier{db.user}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("the database of cluster %s: %w", id, err)
+		}
+	}
 	if db.pw == "" {
 		db.pw = randHex(16)
 		if err := db.srv.Exec(ctx, "postgres", alterPassword(db.user, db.pw)); err != nil {
