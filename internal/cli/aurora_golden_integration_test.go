@@ -33,6 +33,7 @@ golden:
   source:
     aurora:
       cluster: production-db
+      from: %s
   keep: 2
   masking:
     salt: ${PRENV_MASKING_SALT}
@@ -97,10 +98,10 @@ func TestAurora_TheNightlyGoldenClusterIsMaskedScannedAndPromoted(t *testing.T) 
 	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "example", "")})
 
 	h.dir = t.TempDir()
-	writeConfig := func(extra string) {
-		os.WriteFile(filepath.Join(h.dir, "prenv.yaml"), []byte(fmt.Sprintf(auroraGoldenConfig, extra)), 0o644)
+	writeConfig := func(from, extra string) {
+		os.WriteFile(filepath.Join(h.dir, "prenv.yaml"), []byte(fmt.Sprintf(auroraGoldenConfig, from, extra)), 0o644)
 	}
-	writeConfig("")
+	writeConfig("snapshot", "")
 	h.extra = append(h.extra, "PRENV_MASKING_SALT=a-test-salt-of-enough-length",
 		"PRENV_DATABASE_AURORA_ENDPOINT="+srv.URL, "PRENV_DATABASE_AURORA_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example", "AWS_EC2_METADATA_DISABLED=true",
@@ -177,18 +178,29 @@ func TestAurora_TheNightlyGoldenClusterIsMaskedScannedAndPromoted(t *testing.T) 
 		}
 	}
 
-	// A rule for the new column: generations 2 and 3 build (a refused
-	// build takes no number); golden.keep retires 1, and PR 7, cloned from
+	// A rule for the new column: golden check says the build would pass,
+	// promoting nothing; generations 2 (from the new snapshot) and 3 (a
+	// copy-on-write clone of production as it is now) build, a refused
+	// build taking no number; golden.keep retires 1, and PR 7, cloned from
 	// it, still answers.
-	writeConfig("        backup_email: email\n")
-	for _, n := range []int{2, 3} {
-		if out := h.must("golden", "build"); !strings.Contains(out, fmt.Sprintf("golden generation %d is ready", n)) {
-			t.Fatalf("build %d: %s", n, out)
-		}
+	writeConfig("snapshot", "        backup_email: email\n")
+	if out := h.must("golden", "check"); !strings.Contains(out, "masked 6 columns; scan: clean; nothing was promoted") {
+		t.Fatalf("golden check: %s", out)
+	}
+	if g := gens(); len(g) != 1 {
+		t.Fatalf("golden check left generations %+v", g)
+	}
+	if out := h.must("golden", "build"); !strings.Contains(out, "golden generation 2 is ready") {
+		t.Fatalf("build 2: %s", out)
+	}
+	writeConfig("clone", "        backup_email: email\n")
+	if out := h.must("golden", "build"); !strings.Contains(out, "golden generation 3 is ready") {
+		t.Fatalf("build 3: %s", out)
 	}
 	g = gens()
-	if len(g) != 2 || g[0].Number != 2 || g[1].Number != 3 || g[1].MaskedColumns != 6 || g[1].Source != "snapshot:rds:production-db-2026-11-26-02-05" {
-		t.Fatalf("after two more builds: %+v; want 2 and 3 (golden.keep 2), 6 masked columns", g)
+	if len(g) != 2 || g[0].Number != 2 || g[1].Number != 3 || g[0].Source != "snapshot:rds:production-db-2026-11-26-02-05" ||
+		g[1].Source != "cluster:production-db" || g[1].MaskedColumns != 6 {
+		t.Fatalf("after two more builds: %+v; want 2 (from the new snapshot) and 3 (a clone of production), golden.keep 2, 6 masked columns", g)
 	}
 	if n := testenv.QueryInt(t, pr7, "SELECT count(*) FROM people"); n != 200 {
 		t.Fatalf("PR 7's clone of the retired generation answers %d people", n)
