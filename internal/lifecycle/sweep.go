@@ -433,11 +433,18 @@ func (s *sweep) judge(it *Item) {
 	if r.Protected != "" {
 		protected = "; " + r.Protected + ": reported, never forced"
 	}
-	if r.Key.PR == 0 && r.HalfMade != "" && !it.ExpiresAt.IsZero() && s.now.After(it.ExpiresAt) {
-		// Of no environment, and past the time its maker gave it (a
-		// golden build's build_timeout): half-made, not "expired".
-		it.Verdict, it.Reason = VerdictHalfMade, r.HalfMade+protected
-		return
+	if r.Key.PR == 0 && !it.ExpiresAt.IsZero() {
+		// Of no environment, with a deadline its maker gave it (a golden
+		// build's build_timeout): before it, its maker may be at work on
+		// it; past it, it is half-made, not "expired: no up renewed it".
+		if !s.now.After(it.ExpiresAt) {
+			keep("its maker's deadline (%s) has not passed: it may still be at work on it", it.ExpiresAt.Format(time.RFC3339))
+			return
+		}
+		if r.HalfMade != "" {
+			it.Verdict, it.Reason = VerdictHalfMade, r.HalfMade+protected
+			return
+		}
 	}
 	if !it.ExpiresAt.IsZero() && s.now.After(it.ExpiresAt) && r.Key.PR > 0 && s.labelsUnknown(r.Key) {
 		keep("expired, but its pull request's labels could not be read (%s): %s may pin it", s.noOrphans, s.opts.KeepLabel)

@@ -603,3 +603,53 @@ func TestSweep_OneAppliesAtATime(t *testing.T) {
 		t.Fatalf("a dry run while another sweep applies: %v", err)
 	}
 }
+
+// leftovers is an inventory of resources of no environment, as a golden
+// build's staging cluster is; Remove records what it was asked.
+type leftovers struct {
+	mu      sync.Mutex
+	rs      []env.Resource
+	removed []string
+}
+
+func (l *leftovers) Resources(context.Context, env.Query) ([]env.Resource, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]env.Resource(nil), l.rs...), nil
+}
+
+func (l *leftovers) Remove(_ context.Context, _ env.Query, r env.Resource) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.removed = append(l.removed, r.ID)
+	return nil
+}
+
+// Issue 11: a golden build's staging cluster belongs to no environment and
+// carries the deadline its build gave it; past it, it is half-made (what a
+// killed build left), not "expired: no up renewed it"; before it, a build
+// may still be at work on it and it is kept.
+func TestSweep_AKeylessHalfMadeResourcePastItsDeadlineIsHalfMade(t *testing.T) {
+	f, c, _ := sweepFixture(t)
+	ctx := context.Background()
+	built := c.now().Add(-7 * time.Hour)
+	staging := func(id string, deadline time.Time) env.Resource {
+		return env.Resource{Provider: "aurora", Kind: "cluster", ID: id, Shared: true, CreatedAt: built,
+			Labels: map[string]string{env.LabelOwner: "prenv", env.LabelCreatedAt: built.Format(time.RFC3339), env.LabelExpiresAt: deadline.Format(time.RFC3339)},
+			HalfMade: "a golden build was interrupted"}
+	}
+	inv := &leftovers{rs: []env.Resource{staging("prenv-golden-4", c.now().Add(-time.Hour)), staging("prenv-golden-5", c.now().Add(time.Hour))}}
+	p, err := f.l.Sweep(ctx, SweepOptions{Apply: true, Grace: time.Hour, MaxDeletions: 10, Inventories: []env.Inventory{inv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := item(t, p, "cluster", "prenv-golden-4"); it.Verdict != VerdictHalfMade || !strings.Contains(it.Reason, "golden build was interrupted") || it.Outcome != "deleted" {
+		t.Fatalf("the timed-out build = %s (%s) %q; want half-made and deleted", it.Verdict, it.Reason, it.Outcome)
+	}
+	if it := item(t, p, "cluster", "prenv-golden-5"); it.Verdict == VerdictHalfMade || it.Outcome != "" {
+		t.Fatalf("a build within its time = %s (%s) %q; want it left to its builder", it.Verdict, it.Reason, it.Outcome)
+	}
+	if !reflect.DeepEqual(inv.removed, []string{"prenv-golden-4"}) {
+		t.Fatalf("removed %v", inv.removed)
+	}
+}
