@@ -305,9 +305,39 @@ func (s *stream) row(line []byte) error {
 	s.masked = s.masked[:s.ncols]
 	clear(s.masked)
 	s.buf = s.buf[:0]
+	// Templates run last, over the row as masked: a template naming a
+	// column another rule masks must see the fake value, never the source.
+	if err := s.apply(false); err != nil {
+		return err
+	}
+	if s.needRow {
+		if err := s.apply(true); err != nil {
+			return err
+		}
+	}
+	for j := 0; j < s.ncols; j++ {
+		if j > 0 {
+			s.out.WriteByte('\t')
+		}
+		if m := s.masked[j]; m != nil {
+			s.out.Write(m)
+		} else {
+			s.out.Write(s.fields[j])
+		}
+	}
+	s.rows++
+	return s.out.WriteByte('\n')
+}
+
+// apply masks the current row's columns: those of template rules when
+// templates, the others otherwise.
+func (s *stream) apply(templates bool) error {
 	var rowMap map[string]string
 	for i := range s.rules {
 		r := &s.rules[i]
+		if (r.tmpl != nil) != templates {
+			continue
+		}
 		if r.flag >= 0 && string(s.fields[r.flag]) != "t" {
 			continue
 		}
@@ -329,10 +359,14 @@ func (s *stream) row(line []byte) error {
 			}
 			out = v
 		case r.tmpl != nil:
-			if rowMap == nil && s.needRow {
+			if rowMap == nil {
 				rowMap = make(map[string]string, s.ncols)
 				for j := 0; j < s.ncols; j++ {
-					if f := s.fields[j]; string(f) != copyNull {
+					f := s.fields[j]
+					if m := s.masked[j]; m != nil {
+						f = m
+					}
+					if string(f) != copyNull {
 						rowMap[s.names[j]] = copyDecode(f)
 					} else {
 						rowMap[s.names[j]] = ""
@@ -355,18 +389,7 @@ func (s *stream) row(line []byte) error {
 		s.buf = copyEncode(s.buf, out)
 		s.masked[r.index] = s.buf[start:len(s.buf):len(s.buf)]
 	}
-	for j := 0; j < s.ncols; j++ {
-		if j > 0 {
-			s.out.WriteByte('\t')
-		}
-		if m := s.masked[j]; m != nil {
-			s.out.Write(m)
-		} else {
-			s.out.Write(s.fields[j])
-		}
-	}
-	s.rows++
-	return s.out.WriteByte('\n')
+	return nil
 }
 
 type fkey struct {

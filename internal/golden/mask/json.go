@@ -60,9 +60,11 @@ func parseJSONPath(p string) ([]jsonStep, error) {
 	return steps, nil
 }
 
-// maskJSON applies each path's transformer to the values it reaches. Only
-// scalars are transformed (strings as text, numbers for number_noise);
-// set_null and redact also replace objects and arrays. A path that reaches
+// maskJSON applies each path's transformer to the values it reaches: a
+// scalar is transformed (strings as text, numbers for number_noise); an
+// object or array reached is masked whole, every scalar inside it
+// transformed (set_null and redact replace it). [*] steps over the members
+// of an object as over the elements of an array. A path that reaches
 // nothing in a row is no error: documents differ from row to row.
 func maskJSON(k *keyed, rules []jsonRule, in string) (string, error) {
 	dec := json.NewDecoder(strings.NewReader(in))
@@ -91,6 +93,9 @@ func walkJSON(k *keyed, r jsonRule, steps []jsonStep, v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		if st.all {
+			for key := range x {
+				x[key] = walkJSON(k, r, steps[1:], x[key])
+			}
 			return v
 		}
 		if child, ok := x[st.key]; ok {
@@ -138,8 +143,18 @@ func maskJSONValue(k *keyed, name string, v any) any {
 		}
 		out, _ := t.apply(k, &rule, kindText, x.String())
 		return out
+	case map[string]any:
+		// A path that reaches an object masks all of it: left as it is,
+		// {"address": {"street": ...}} would keep the street.
+		for key := range x {
+			x[key] = maskJSONValue(k, name, x[key])
+		}
+	case []any:
+		for i := range x {
+			x[i] = maskJSONValue(k, name, x[i])
+		}
 	}
-	return v // objects, arrays and booleans under a scalar transformer
+	return v // booleans
 }
 
 // jsonTransformers are the transformers a JSON path may name.

@@ -245,26 +245,35 @@ func ibanMod97(s string) int {
 
 // dateShift moves a date or timestamp by ±1..days days (never 0), the
 // shift keyed by the value itself: equal dates stay equal, and the time of
-// day and zone are kept. The value is in ISO form (Apply sets DateStyle);
-// infinity and BC dates are left as they are.
+// day and zone are kept. Date and timestamp columns read in ISO form (Apply
+// sets DateStyle); a text column may also hold 01/02/2006, 02.01.2006 or
+// 2006/01/02, shifted in the same form. infinity and BC dates are left as
+// they are; a text value that reads as no date becomes NULL: left as it
+// was, it would be the unmasked birth date it may well be.
 func dateShift(k *keyed, r *Rule, _ kind, in string) (string, bool) {
 	days := r.Days
 	if days <= 0 {
 		days = 30
 	}
-	if len(in) < 10 || strings.HasSuffix(in, " BC") {
+	if in == "infinity" || in == "-infinity" || strings.HasSuffix(in, " BC") {
 		return in, true
 	}
-	t, err := time.Parse("2006-01-02", in[:10])
-	if err != nil {
-		return in, true
+	if len(in) < 10 {
+		return "", false
 	}
-	v := u64(k.digest("date_shift", in), 0) % uint64(2*days)
-	shift := int(v) - days
-	if shift >= 0 {
-		shift++
+	for _, layout := range []string{"2006-01-02", "01/02/2006", "02.01.2006", "2006/01/02"} {
+		t, err := time.Parse(layout, in[:10])
+		if err != nil {
+			continue
+		}
+		v := u64(k.digest("date_shift", in), 0) % uint64(2*days)
+		shift := int(v) - days
+		if shift >= 0 {
+			shift++
+		}
+		return t.AddDate(0, 0, shift).Format(layout) + in[10:], true
 	}
-	return t.AddDate(0, 0, shift).Format("2006-01-02") + in[10:], true
+	return "", false
 }
 
 // numberNoise multiplies by 1 + noise·u, u in [-1, 1] keyed by the value,
