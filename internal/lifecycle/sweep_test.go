@@ -635,7 +635,7 @@ func TestSweep_AKeylessHalfMadeResourcePastItsDeadlineIsHalfMade(t *testing.T) {
 	built := c.now().Add(-7 * time.Hour)
 	staging := func(id string, deadline time.Time) env.Resource {
 		return env.Resource{Provider: "aurora", Kind: "cluster", ID: id, Shared: true, CreatedAt: built,
-			Labels: map[string]string{env.LabelOwner: "prenv", env.LabelCreatedAt: built.Format(time.RFC3339), env.LabelExpiresAt: deadline.Format(time.RFC3339)},
+			Labels:   map[string]string{env.LabelOwner: "prenv", env.LabelCreatedAt: built.Format(time.RFC3339), env.LabelExpiresAt: deadline.Format(time.RFC3339)},
 			HalfMade: "a golden build was interrupted"}
 	}
 	inv := &leftovers{rs: []env.Resource{staging("prenv-golden-4", c.now().Add(-time.Hour)), staging("prenv-golden-5", c.now().Add(time.Hour))}}
