@@ -55,7 +55,8 @@ func TestBadInput_IsRefusedWithAClearErrorAndChangesNothing(t *testing.T) {
 		h.nothingRecorded()
 	})
 	t.Run("GoldenBuildWithoutASource", func(t *testing.T) {
-		h.refused(2, "give exactly one of --from-sql FILE, --from-dump FILE, --from-url URL", "golden", "build")
+		h.refused(2, "no source: give --from-sql FILE, --from-dump FILE or --from-url URL, or set golden.source in prenv.yaml", "golden", "build")
+		h.refused(2, "give exactly one of --from-sql FILE, --from-dump FILE, --from-url URL", "golden", "build", "--from-sql", "/etc/hostname", "--from-url", "postgres://x/y")
 		h.refused(2, "no such file", "golden", "build", "--from-sql", "/nonexistent.sql")
 	})
 	t.Run("PostgreSQLBinariesMissing", func(t *testing.T) {
