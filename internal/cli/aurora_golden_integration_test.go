@@ -94,8 +94,14 @@ func TestAurora_TheNightlyGoldenClusterIsMaskedScannedAndPromoted(t *testing.T) 
 			t.Fatal(err)
 		}
 	}
-	snapshot("2026-11-25-02-05")
 	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "example", "")})
+	// Production also holds a database besides database.name and a
+	// materialized view over the people: neither may reach an environment
+	// as it is.
+	prod := productionURL(t, api)
+	execSQL(t, prod, "CREATE MATERIALIZED VIEW people_emails AS SELECT id, email FROM people", "CREATE DATABASE analytics")
+	execSQL(t, strings.Replace(prod, "/app?", "/analytics?", 1), "CREATE TABLE visitors AS SELECT 'visitor' || i || '@example.test' AS email FROM generate_series(1, 10) i")
+	snapshot("2026-11-25-02-05")
 
 	h.dir = t.TempDir()
 	writeConfig := func(from, extra string) {
@@ -132,7 +138,7 @@ func TestAurora_TheNightlyGoldenClusterIsMaskedScannedAndPromoted(t *testing.T) 
 	for _, s := range g[0].Steps {
 		steps = append(steps, s.Name)
 	}
-	if strings.Join(steps, " ") != "restore password mask check analyze" {
+	if strings.Join(steps, " ") != "restore password databases mask check analyze" {
 		t.Errorf("steps %v: want each step of the build with its time, read back from the tags", steps)
 	}
 	if ls := h.must("golden", "ls"); !strings.Contains(ls, "1 (current)") || !strings.Contains(ls, "prenv-golden-1") || !strings.Contains(ls, "5 columns") {
@@ -155,8 +161,16 @@ func TestAurora_TheNightlyGoldenClusterIsMaskedScannedAndPromoted(t *testing.T) 
 	if n := testenv.QueryInt(t, pr7, "SELECT count(*) FROM orders o LEFT JOIN people p ON p.id = o.person_id WHERE p.id IS NULL"); n != 0 {
 		t.Fatalf("%d orders lost their person", n)
 	}
+	if n := testenv.QueryInt(t, pr7, "SELECT count(*) FROM people_emails WHERE email LIKE '%@example.test'"); n != 0 {
+		t.Fatalf("the clone's materialized view holds %d of production's emails", n)
+	}
+	if conn, err := pgx.Connect(context.Background(), strings.Replace(pr7, "/app?", "/analytics?", 1)); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+		t.Fatalf("the clone has production's analytics database (err %v): no rule masks it", err)
+	}
 	// Production itself was read, never written.
-	prod := productionURL(t, api)
 	if n := testenv.QueryInt(t, prod, "SELECT count(*) FROM people WHERE email LIKE '%@example.test'"); n != 200 {
 		t.Fatalf("production holds %d of its 200 emails after the build", n)
 	}

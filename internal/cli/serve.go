@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -108,11 +109,16 @@ finished runs older than serve.retention are removed, at start and hourly.
 			} else {
 				a.log.Info("sweeps are off (sweep.interval is 0): run 'prenv sweep --apply' on a schedule")
 			}
+			var building sync.WaitGroup
 			if cfg.Golden.Schedule != "" {
-				go a.goldenScheduling(ctx, cfg)
+				building.Add(1)
+				go func() { defer building.Done(); a.goldenScheduling(ctx, cfg) }()
 			}
 			err = srv.Run(ctx, l)
 			sup.Shutdown() // no preview keeps running unsupervised
+			// A golden build cut short deletes what it made (bounded by
+			// its own cleanup); serve does not exit from under it.
+			building.Wait()
 			return err
 		},
 	}

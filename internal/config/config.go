@@ -986,13 +986,18 @@ func (c *Config) validateGolden(bad func(path, format string, args ...any)) {
 		default:
 			bad("golden.source.aurora.from", "%q: want snapshot (its newest automated snapshot) or clone (a copy-on-write clone of it now)", a.From)
 		}
-		if a.BuildTimeout < 0 {
-			bad("golden.source.aurora.build_timeout", "must be positive, for example 6h")
+		if a.BuildTimeout != 0 && a.BuildTimeout.D() < time.Hour {
+			bad("golden.source.aurora.build_timeout", "%s: at least 1h (a restore and its writer take tens of minutes; a build past it is stopped and its cluster deleted), for example 6h", a.BuildTimeout.D())
 		}
 	} else if c.Database.Provider == "aurora" && g.Source.Set() {
 		bad("golden.source", "on Aurora the golden data is a cluster: give golden.source.aurora (the production cluster), or maintain the golden cluster yourself and name it in database.aurora.source_cluster")
 	}
 	if g.Schedule != "" {
+		if s, err := ParseSchedule(g.Schedule); err == nil {
+			if t := s.Next(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); s.Next(t).Sub(t) < time.Hour && !strings.HasPrefix(g.Schedule, "@every ") {
+				bad("golden.schedule", "%q builds more than once an hour: golden data is rebuilt nightly, for example \"17 2 * * *\"", g.Schedule)
+			}
+		}
 		if _, err := ParseSchedule(g.Schedule); err != nil {
 			bad("golden.schedule", "%q: %v (five fields, minute hour day-of-month month day-of-week, in UTC, such as \"0 3 * * *\"; or @daily)", g.Schedule, err)
 		} else if !g.Source.Set() {

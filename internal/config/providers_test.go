@@ -97,15 +97,17 @@ golden:
 func TestValidate_GoldenSourceScheduleAndKeep(t *testing.T) {
 	aurora := "version: 1\ndatabase:\n  provider: aurora\n  aurora:\n    security_groups: [sg-1]\n"
 	refused := map[string]string{
-		"version: 1\ngolden:\n  source: {sql: a.sql, url: postgres://x/y}\n":    "golden.source: gives 2 sources",
-		"version: 1\ngolden:\n  source: {url: mysql://x/y}\n":                   "golden.source.url: is not a postgres:// URL",
-		"version: 1\ngolden:\n  source: {aurora: {cluster: prod}}\n":            "golden.source.aurora: builds a golden cluster on Aurora, but database.provider is \"localpg\"",
-		"version: 1\ngolden:\n  source: {sql: a.sql}\n  schedule: at three\n":   "golden.schedule: \"at three\"",
-		"version: 1\ngolden:\n  schedule: \"0 3 * * *\"\n":                      "golden.schedule: is set but golden.source is empty",
-		"version: 1\ngolden:\n  keep: 1\n":                                      "golden.keep: 1: keep at least 2",
-		aurora + "golden:\n  source: {aurora: {cluster: prod, from: backup}}\n": "golden.source.aurora.from: \"backup\"",
-		aurora + "golden:\n  source: {aurora: {from: clone}}\n":                 "golden.source.aurora.cluster: is required",
-		aurora + "golden:\n  source: {sql: a.sql}\n":                            "golden.source: on Aurora the golden data is a cluster",
+		"version: 1\ngolden:\n  source: {sql: a.sql, url: postgres://x/y}\n":         "golden.source: gives 2 sources",
+		"version: 1\ngolden:\n  source: {url: mysql://x/y}\n":                        "golden.source.url: is not a postgres:// URL",
+		"version: 1\ngolden:\n  source: {aurora: {cluster: prod}}\n":                 "golden.source.aurora: builds a golden cluster on Aurora, but database.provider is \"localpg\"",
+		"version: 1\ngolden:\n  source: {sql: a.sql}\n  schedule: at three\n":        "golden.schedule: \"at three\"",
+		"version: 1\ngolden:\n  schedule: \"0 3 * * *\"\n":                           "golden.schedule: is set but golden.source is empty",
+		"version: 1\ngolden:\n  keep: 1\n":                                           "golden.keep: 1: keep at least 2",
+		"version: 1\ngolden:\n  source: {sql: a.sql}\n  schedule: \"*/5 * * * *\"\n": "builds more than once an hour",
+		aurora + "golden:\n  source: {aurora: {cluster: prod, build_timeout: 1m}}\n": "golden.source.aurora.build_timeout: 1m0s: at least 1h",
+		aurora + "golden:\n  source: {aurora: {cluster: prod, from: backup}}\n":      "golden.source.aurora.from: \"backup\"",
+		aurora + "golden:\n  source: {aurora: {from: clone}}\n":                      "golden.source.aurora.cluster: is required",
+		aurora + "golden:\n  source: {sql: a.sql}\n":                                 "golden.source: on Aurora the golden data is a cluster",
 		aurora: "database.aurora.source_cluster is required",
 		aurora + "    source_cluster: golden\ngolden:\n  source: {aurora: {cluster: prod}}\n": "keep one of the two",
 	}

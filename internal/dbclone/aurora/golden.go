@@ -73,6 +73,9 @@ type GoldenGeneration struct {
 	// Masking is what this build masked and found, when this process
 	// built it (tags hold counts only).
 	Masking *golden.Masking `json:"masking,omitempty"`
+	// Dropped are the databases of the restored cluster other than
+	// database.name, which this build dropped: nothing masks them.
+	Dropped []string `json:"dropped,omitempty"`
 }
 
 // GoldenID is the cluster of golden generation n.
@@ -104,7 +107,10 @@ func (c *Cloner) goldenOf(cl *types.DBCluster) (GoldenGeneration, bool) {
 	m := tagMap(cl.TagList)
 	o := c.opts()
 	n, err := strconv.Atoi(m[LabelGoldenBuild])
-	if o.Owner == "" || m[env.LabelOwner] != o.Owner || err != nil || n < 1 {
+	// The name must be the generation's as well as the tags: tags copied
+	// onto another cluster (one restored from a golden snapshot) do not
+	// make it a generation prenv may clone from or delete.
+	if o.Owner == "" || m[env.LabelOwner] != o.Owner || err != nil || n < 1 || aws.ToString(cl.DBClusterIdentifier) != c.GoldenID(n) {
 		return GoldenGeneration{}, false
 	}
 	g := GoldenGeneration{
@@ -231,6 +237,10 @@ func (b *GoldenBuilder) Build(ctx context.Context) (GoldenGeneration, error) {
 		return GoldenGeneration{}, err
 	}
 	c := b.Cloner
+	// A build that outlives its deadline would be taken for a killed one
+	// (its expiry tag) and deleted under it: it stops first.
+	ctx, cancel := context.WithTimeout(ctx, b.timeout())
+	defer cancel()
 	if c.Home != "" {
 		// Builds on one machine take turns; builds on two meet RDS's
 		// DBClusterAlreadyExistsFault on the generation's name.
@@ -279,9 +289,11 @@ func (b *GoldenBuilder) Build(ctx context.Context) (GoldenGeneration, error) {
 	defer func() {
 		if made && !ok {
 			// Bounded and detached: an interrupted build still cleans up.
+			// What was promoted after all (the tag request went through
+			// but its answer did not) is refused by the proof and stays.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts().WaitTimeout)
 			defer cancel()
-			if err := b.deleteGeneration(dctx, id); err != nil {
+			if err := b.deleteGeneration(dctx, id, false); err != nil {
 				c.log().Warn("the failed golden build was not deleted: the next build or the sweeper deletes it once golden.source.aurora.build_timeout has passed", "cluster", id, "error", err)
 			}
 		}
@@ -289,7 +301,7 @@ func (b *GoldenBuilder) Build(ctx context.Context) (GoldenGeneration, error) {
 	if err := step("restore", func() error {
 		src, err := b.restore(ctx, next, id)
 		g.Source = src
-		made = made || err == nil || errors.Is(err, errMade)
+		made = err == nil || b.madeAnyway(context.WithoutCancel(ctx), id, next)
 		if err != nil {
 			return err
 		}
@@ -325,6 +337,13 @@ func (b *GoldenBuilder) Build(ctx context.Context) (GoldenGeneration, error) {
 		return g, fmt.Errorf("golden build connect to %s: %w; %s", id, err, kept)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := step("databases", func() error {
+		var err error
+		g.Dropped, err = b.dropOtherDatabases(ctx, conn, db.URL, db.DBName)
+		return err
+	}); err != nil {
+		return g, fmt.Errorf("%w; %s", err, kept)
+	}
 	var masking golden.Masking
 	if err := step("mask", func() error {
 		var err error
@@ -366,8 +385,19 @@ func (b *GoldenBuilder) Build(ctx context.Context) (GoldenGeneration, error) {
 	return g, nil
 }
 
-// errMade marks a restore that failed after RDS made the cluster.
-var errMade = errors.New("the cluster was made")
+// madeAnyway says whether a restore that returned an error made the
+// cluster all the same (RDS took the request but the answer was lost, or
+// the context ended after it was sent): it is then this build's to delete.
+func (b *GoldenBuilder) madeAnyway(ctx context.Context, id string, n int) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cl, err := b.Cloner.cluster(ctx, id)
+	if err != nil || cl == nil {
+		return false
+	}
+	g, ok := b.Cloner.goldenOf(cl)
+	return ok && g.Number == n && !g.Promoted
+}
 
 // restore makes the staging cluster of generation n from production,
 // tagged from creation, and returns what it was restored from.
@@ -393,7 +423,7 @@ func (b *GoldenBuilder) restore(ctx context.Context, n int, id string) (string, 
 			return "", fmt.Errorf("the production cluster %s does not exist in %s (golden.source.aurora.cluster): %w", prod, regionOr(o.Region), dbclone.ErrNoSource)
 		}
 		if err != nil {
-			return "", b.restoreErr(err, "clone "+prod+" as "+id)
+			return "", b.restoreErr(ctx, err, id, "clone "+prod+" as "+id)
 		}
 		c.log().Info("cloning production copy-on-write for the golden build", "source", prod, "cluster", id)
 		return "cluster:" + prod, nil
@@ -415,15 +445,20 @@ func (b *GoldenBuilder) restore(ctx context.Context, n int, id string) (string, 
 		in.DBSubnetGroupName = aws.String(o.SubnetGroup)
 	}
 	if _, err := b.Snapshots.RestoreDBClusterFromSnapshot(ctx, in); err != nil {
-		return "", b.restoreErr(err, "restore snapshot "+sid+" as "+id)
+		return "", b.restoreErr(ctx, err, id, "restore snapshot "+sid+" as "+id)
 	}
 	c.log().Info("restoring production's newest automated snapshot for the golden build", "snapshot", sid, "taken", aws.ToTime(snap.SnapshotCreateTime), "cluster", id)
 	return "snapshot:" + sid, nil
 }
 
-func (b *GoldenBuilder) restoreErr(err error, what string) error {
+func (b *GoldenBuilder) restoreErr(ctx context.Context, err error, id, what string) error {
 	var exists *types.DBClusterAlreadyExistsFault
 	if errors.As(err, &exists) {
+		if cl, derr := b.Cloner.cluster(ctx, id); derr == nil && cl != nil {
+			if _, ours := b.Cloner.goldenOf(cl); !ours {
+				return fmt.Errorf("%s: a cluster named %s exists and is not a golden cluster of owner %s: prenv leaves it alone; rename it, or set database.aurora.prefix so that golden clusters get other names: %w", what, id, b.Cloner.opts().Owner, err)
+			}
+		}
 		return fmt.Errorf("%s: the cluster exists: another golden build took this generation at the same time; let it finish (prenv golden ls): %w", what, err)
 	}
 	return b.Cloner.explain(err, what)
@@ -521,6 +556,63 @@ func (b *GoldenBuilder) connect(ctx context.Context, dsn string) (*pgx.Conn, err
 	}
 }
 
+// dropOtherDatabases drops every database of the restored cluster but
+// keep (database.name) and those RDS and PostgreSQL keep for themselves:
+// the rules mask database.name only, and environments get the master user,
+// who could read any other. A database it cannot drop fails the build.
+// postgres and template1 are kept, but must hold no table, view or
+// sequence of their own: a build refuses them otherwise.
+func (b *GoldenBuilder) dropOtherDatabases(ctx context.Context, conn *pgx.Conn, dsn, keep string) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname <> $1 AND datname NOT IN ('template0', 'rdsadmin') ORDER BY 1`, keep)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", err)
+	}
+	var dropped []string
+	for _, name := range names {
+		if name == "postgres" || name == "template1" {
+			n, err := userRelations(ctx, dsnFor(dsn, keep, name))
+			if err != nil {
+				return dropped, fmt.Errorf("look into database %q of the restored cluster: %w", name, err)
+			}
+			if n > 0 {
+				return dropped, fmt.Errorf("the restored cluster's database %q holds %d tables, views or sequences of its own, which no rule masks and environments could read: move them to database.name (%q) in production, or drop them there", name, n, keep)
+			}
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return dropped, fmt.Errorf("the restored cluster holds database %q besides database.name (%q), which no rule masks, and it cannot be dropped (%w): environments could read it; make the master user its owner in production, or drop it there", name, keep, err)
+		}
+		dropped = append(dropped, name)
+	}
+	if len(dropped) > 0 {
+		b.Cloner.log().Info("dropped the databases besides database.name: no rule masks them", "databases", strings.Join(dropped, ","))
+	}
+	return dropped, nil
+}
+
+// dsnFor is dsn, a URL to database from, made to name database to.
+func dsnFor(dsn, from, to string) string {
+	return strings.Replace(dsn, "/"+from+"?", "/"+to+"?", 1)
+}
+
+// userRelations counts the tables, views and sequences outside the system
+// schemas of the database dsn names.
+func userRelations(ctx context.Context, dsn string) (int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`).Scan(&n)
+	return n, err
+}
+
 // check refuses a generation with nothing to clone (unless AllowEmpty).
 func (b *GoldenBuilder) check(ctx context.Context, conn *pgx.Conn, kept string) error {
 	var tables int
@@ -591,7 +683,7 @@ func (b *GoldenBuilder) discardInterrupted(ctx context.Context, gens []GoldenGen
 		if g.Promoted || g.ExpiresAt.IsZero() || now.Before(g.ExpiresAt) || g.Status == "deleting" {
 			continue
 		}
-		if err := b.deleteGeneration(ctx, g.Cluster); err != nil {
+		if err := b.deleteGeneration(ctx, g.Cluster, false); err != nil {
 			b.Cloner.log().Warn("an interrupted golden build was not deleted", "cluster", g.Cluster, "error", err)
 			continue
 		}
@@ -639,7 +731,7 @@ func (b *GoldenBuilder) retire(ctx context.Context, current int) {
 			c.log().Info("an old golden generation is kept while a clone is being made from it", "cluster", g.Cluster, "generation", g.Number)
 			continue
 		}
-		if err := b.deleteGeneration(ctx, g.Cluster); err != nil {
+		if err := b.deleteGeneration(ctx, g.Cluster, true); err != nil {
 			c.log().Warn("an old golden generation was not retired", "cluster", g.Cluster, "error", err)
 			continue
 		}
@@ -673,17 +765,37 @@ func (c *Cloner) cloningFrom(ctx context.Context) (map[int]bool, error) {
 }
 
 // deleteGeneration deletes a golden cluster and its writer, without final
-// snapshots, proving each is a golden cluster of this owner on what it
-// reads just before.
-func (b *GoldenBuilder) deleteGeneration(ctx context.Context, id string) error {
+// snapshots, proving on what it reads just before each delete that it is a
+// golden cluster of this owner with the generation's name, promoted or not
+// as the caller expects: an unpromoted build is never deleted once it has
+// been promoted since it was listed, nor a promoted one as a failed build.
+func (b *GoldenBuilder) deleteGeneration(ctx context.Context, id string, promoted bool) error {
 	c := b.Cloner
 	owner := c.opts().Owner
 	may := func(kind, rid string, ts []types.Tag) error {
 		m := tagMap(ts)
-		if m[env.LabelOwner] != owner || m[LabelGoldenBuild] == "" {
+		n, _ := strconv.Atoi(m[LabelGoldenBuild])
+		if m[env.LabelOwner] != owner || n < 1 || id != c.GoldenID(n) || strings.EqualFold(id, b.Production) {
 			return fmt.Errorf("%s %s is not a golden cluster of owner %s (tags %s=%q, %s=%q): left untouched: %w", kind, rid, owner, env.LabelOwner, m[env.LabelOwner], LabelGoldenBuild, m[LabelGoldenBuild], env.ErrNotOurs)
 		}
+		if kind == "cluster" && (m[LabelGolden] != "") != promoted {
+			if promoted {
+				return fmt.Errorf("cluster %s is no longer a promoted golden generation: left untouched: %w", rid, env.ErrNotOurs)
+			}
+			return fmt.Errorf("cluster %s was promoted as golden generation %s: left untouched: %w", rid, m[LabelGolden], env.ErrNotOurs)
+		}
 		return nil
+	}
+	// The cluster's proof first: a promoted cluster's writer is never
+	// deleted as a failed build's.
+	cl, err := c.cluster(ctx, id)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		if err := may("cluster", id, cl.TagList); err != nil {
+			return err
+		}
 	}
 	if err := c.deleteInstance(ctx, writerID(id), "writer", may, "build again"); err != nil {
 		return err

@@ -247,6 +247,14 @@ func (c *Cloner) sweepProof(q env.Query, r env.Resource) (proof, error) {
 		case owner != q.Owner:
 			return fmt.Errorf("%s %s carries the owner tag %s=%s, not %s: another installation's, left untouched: %w", kind, id, env.LabelOwner, owner, q.Owner, env.ErrNotOurs)
 		}
+		// A golden build planned as interrupted may have been promoted
+		// since (a build alive past its deadline): it is then the golden
+		// source.
+		if _, building := r.Labels[LabelGoldenBuild]; building {
+			if n := tagMap(ts)[LabelGolden]; n != "" {
+				return fmt.Errorf("%s %s was promoted as golden generation %s since the plan: left untouched: %w", kind, id, n, env.ErrNotOurs)
+			}
+		}
 		// An up on another machine (a CI runner) renews what it adopts:
 		// what was renewed since the plan is in use, whatever the plan said.
 		if kind == r.Kind && id == r.ID {
@@ -321,6 +329,11 @@ func (c *Cloner) removable(ctx context.Context, inst *types.DBInstance, may proo
 	cl, err := c.cluster(ctx, cid)
 	if err != nil {
 		return err
+	}
+	if _, building := tagMap(inst.TagList)[LabelGoldenBuild]; building && cl != nil {
+		if n := tagMap(cl.TagList)[LabelGolden]; n != "" {
+			return fmt.Errorf("instance %s is the writer of %s, promoted as golden generation %s: left untouched: %w", id, cid, n, env.ErrNotOurs)
+		}
 	}
 	if cl != nil && aws.ToBool(cl.DeletionProtection) {
 		return fmt.Errorf("instance %s is in cluster %s, which has deletion protection on: prenv never turns it off, nor deletes its instances; if it should go, run aws rds modify-db-cluster --db-cluster-identifier %s --no-deletion-protection --apply-immediately, then sweep again", id, cid, cid)

@@ -329,6 +329,11 @@ func (b *Backend) start(ctx context.Context, id string, m master, fill func(data
 	// which may set session_replication_role (what a golden build's
 	// masking needs to rewrite tables under foreign keys); PostgreSQL 15
 	// grants exactly that right by parameter.
+	// It may also create databases and roles (CREATE ROLE ... CREATEDB
+	// CREATEROLE, as RDS makes it).
+	if err := db.srv.Exec(ctx, "postgres", "ALTER ROLE "+pgx.Identifier{db.user}.Sanitize()+" CREATEDB CREATEROLE"); err != nil {
+		return nil, fmt.Errorf("the database of cluster %s: %w", id, err)
+	}
 	if b.bin.Major >= 15 {
 		if err := db.srv.Exec(ctx, "postgres", "GRANT SET ON PARAMETER session_replication_role TO "+pgx.Identifier{db.user}.Sanitize()); err != nil {
 			return nil, fmt.Errorf("the database of cluster %s: %w", id, err)
