@@ -132,6 +132,12 @@ permissions:
   contents: read
 jobs:
   golden:
+    # Only the default branch's prenv.yaml (its rules) builds golden data,
+    # and only in the environment prenv-golden, which the golden role's
+    # trust policy names (docs/masking.md): a pull request, or a dispatch on
+    # another branch, never gets the role that reads production.
+    if: github.ref == 'refs/heads/{{BRANCH}}'
+    environment: prenv-golden
     # The build connects to the restored cluster to mask it: on Aurora, run
     # it where the cluster's security groups let it in (a self-hosted runner
     # in the VPC).
@@ -141,7 +147,7 @@ jobs:
       - uses: actions/checkout@v4
       - uses: aws-actions/configure-aws-credentials@v4
         with:
-          role-to-assume: {{ROLE}}
+          role-to-assume: {{GOLDEN_ROLE}}
           aws-region: {{REGION}}
       - uses: prenv/prenv@{{REF}}
         env:
@@ -156,13 +162,14 @@ var (
 	roleARN    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
 	awsRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	actionRef  = regexp.MustCompile(`^[\w.-]+$`)
+	branchName = regexp.MustCompile(`^[\w./-]+$`)
 	errExists  = errors.New("already exists")
 	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow, "preview-golden.yml": goldenWorkflow}
 )
 
 func (a *app) initCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "init", Short: "Write the files that connect prenv to a CI system"}
-	var role, region, ref, dir string
+	var role, goldenRole, region, ref, dir, branch string
 	var force bool
 	gh := &cobra.Command{
 		Use:   "github --role-arn ARN --region REGION",
@@ -171,9 +178,10 @@ func (a *app) initCmd() *cobra.Command {
 opened, synchronize and reopened, one run per pull request (concurrency
 pr-<number>, a newer push cancelling the older run); preview-teardown.yml runs
 'prenv down' when the pull request closes; preview-sweep.yml runs
-'prenv sweep --apply' nightly and preview-golden.yml 'prenv golden build'
-(golden.source, masked with the secret PRENV_MASKING_SALT), for teams that do
-not run prenv serve. All
+'prenv sweep --apply' nightly and, with --golden-role-arn, preview-golden.yml
+'prenv golden build' (golden.source, masked with the secret
+PRENV_MASKING_SALT) from the default branch only, under a role of its own, for
+teams that do not run prenv serve. All
 assume the AWS role with GitHub's OIDC token (permissions: id-token: write);
 no AWS keys are stored in GitHub. Fork pull requests get no OIDC token, so the workflows skip them:
 their previews and teardowns need prenv serve or the sweeper.`,
@@ -186,6 +194,15 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if !awsRegion.MatchString(region) {
 				errs = append(errs, fmt.Sprintf("--region %q: want an AWS region such as eu-west-1", region))
 			}
+			switch {
+			case goldenRole != "" && !roleARN.MatchString(goldenRole):
+				errs = append(errs, fmt.Sprintf("--golden-role-arn %q: want the IAM role of the nightly golden build, such as arn:aws:iam::111122223333:role/prenv-golden", goldenRole))
+			case goldenRole != "" && goldenRole == role:
+				errs = append(errs, "--golden-role-arn is --role-arn: the nightly golden build reads production, and every pull request's workflow assumes --role-arn; give the build a role of its own that only the default branch may assume (docs/masking.md)")
+			}
+			if !branchName.MatchString(branch) {
+				errs = append(errs, fmt.Sprintf("--default-branch %q: want a branch name such as main", branch))
+			}
 			if !actionRef.MatchString(ref) {
 				errs = append(errs, fmt.Sprintf("--ref %q: want a tag or branch of prenv's action, such as v1 or main", ref))
 			}
@@ -193,8 +210,12 @@ their previews and teardowns need prenv serve or the sweeper.`,
 				return usageError{errors.New(strings.Join(errs, "; "))}
 			}
 			out := filepath.Join(dir, ".github", "workflows")
+			names := []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml", "preview-golden.yml"}
+			if goldenRole == "" {
+				names = names[:3]
+			}
 			if !force {
-				for name := range workflowOf {
+				for _, name := range names {
 					if _, err := os.Stat(filepath.Join(out, name)); err == nil {
 						return usageError{fmt.Errorf("%s %w: nothing was written; use --force to replace it", filepath.Join(out, name), errExists)}
 					}
@@ -203,17 +224,22 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			for _, name := range []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml", "preview-golden.yml"} {
-				text := strings.NewReplacer("{{ROLE}}", role, "{{REGION}}", region, "{{REF}}", ref).Replace(workflowOf[name])
+			for _, name := range names {
+				text := strings.NewReplacer("{{ROLE}}", role, "{{GOLDEN_ROLE}}", goldenRole, "{{REGION}}", region, "{{REF}}", ref, "{{BRANCH}}", branch).Replace(workflowOf[name])
 				if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.opts.Stdout, "wrote %s\n", filepath.Join(out, name))
 			}
+			if goldenRole == "" {
+				fmt.Fprintln(a.opts.Stdout, "preview-golden.yml (the nightly golden build) not written: give --golden-role-arn, a role of its own that may read production (docs/masking.md)")
+			}
 			return nil
 		},
 	}
 	gh.Flags().StringVar(&role, "role-arn", "", "the IAM role the workflows assume with GitHub's OIDC token")
+	gh.Flags().StringVar(&goldenRole, "golden-role-arn", "", "the IAM role of the nightly golden build (reads production): writes preview-golden.yml; never the pull requests' role")
+	gh.Flags().StringVar(&branch, "default-branch", "main", "the branch whose prenv.yaml the nightly golden build uses")
 	gh.Flags().StringVar(&region, "region", "", "the AWS region")
 	gh.Flags().StringVar(&ref, "ref", "v1", "the version of prenv's action the workflows use")
 	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")

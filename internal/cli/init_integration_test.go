@@ -31,7 +31,8 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 	h := newHarness(t)
 	repo := t.TempDir()
 	const role = "arn:aws:iam::111122223333:role/prenv-previews"
-	h.must("init", "github", "--dir", repo, "--role-arn", role, "--region", "eu-west-1")
+	goldenRole := "arn:aws:iam::111122223333:role/prenv-golden"
+	h.must("init", "github", "--dir", repo, "--role-arn", role, "--golden-role-arn", goldenRole, "--region", "eu-west-1")
 	read := func(name string) workflowFile {
 		data, err := os.ReadFile(filepath.Join(repo, ".github", "workflows", name))
 		if err != nil {
@@ -121,7 +122,9 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 		} `yaml:"concurrency"`
 		Permissions map[string]string `yaml:"permissions"`
 		Jobs        map[string]struct {
-			Steps []struct {
+			If          string `yaml:"if"`
+			Environment string `yaml:"environment"`
+			Steps       []struct {
 				Uses string            `yaml:"uses"`
 				Env  map[string]string `yaml:"env"`
 				With map[string]string `yaml:"with"`
@@ -137,8 +140,11 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 	if nightly.Permissions["id-token"] != "write" || nightly.Concurrency.Group != "prenv-golden" || nightly.Concurrency.CancelInProgress {
 		t.Errorf("preview-golden.yml permissions %v, concurrency %+v: want id-token write and one build at a time, never cancelled", nightly.Permissions, nightly.Concurrency)
 	}
+	if job := nightly.Jobs["golden"]; job.If != "github.ref == 'refs/heads/main'" || job.Environment != "prenv-golden" {
+		t.Errorf("preview-golden.yml job if %q environment %q: want the default branch only, in the environment the golden role trusts", job.If, job.Environment)
+	}
 	gsteps := nightly.Jobs["golden"].Steps
-	if len(gsteps) != 3 || gsteps[1].With["role-to-assume"] != role || gsteps[2].Uses != "prenv/prenv@v1" || gsteps[2].With["command"] != "golden" || gsteps[2].With["args"] != "build" ||
+	if len(gsteps) != 3 || gsteps[1].With["role-to-assume"] != goldenRole || gsteps[2].Uses != "prenv/prenv@v1" || gsteps[2].With["command"] != "golden" || gsteps[2].With["args"] != "build" ||
 		gsteps[2].Env["PRENV_MASKING_SALT"] != "${{ secrets.PRENV_MASKING_SALT }}" {
 		t.Errorf("preview-golden.yml steps %+v: want prenv golden build with the masking salt from a secret", gsteps)
 	}
@@ -152,8 +158,16 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 	empty := t.TempDir()
 	h.refused(2, "--role-arn", "init", "github", "--dir", empty, "--role-arn", "prenv-previews", "--region", "eu-west-1")
 	h.refused(2, "--region", "init", "github", "--dir", empty, "--role-arn", role, "--region", "Ireland")
+	h.refused(2, "give the build a role of its own", "init", "github", "--dir", empty, "--role-arn", role, "--golden-role-arn", role, "--region", "eu-west-1")
 	if _, err := os.Stat(filepath.Join(empty, ".github")); !os.IsNotExist(err) {
 		t.Fatal("bad input wrote something")
+	}
+	// Without a golden role, no workflow that reads production is written.
+	if out := h.must("init", "github", "--dir", empty, "--role-arn", role, "--region", "eu-west-1"); !strings.Contains(out, "preview-golden.yml (the nightly golden build) not written") {
+		t.Fatalf("init without --golden-role-arn: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(empty, ".github", "workflows", "preview-golden.yml")); !os.IsNotExist(err) {
+		t.Fatalf("preview-golden.yml written without a golden role: %v", err)
 	}
 }
 
