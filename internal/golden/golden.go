@@ -114,6 +114,8 @@ func read(dir string) (Generation, error) {
 	return g, nil
 }
 
+var passwordParam = regexp.MustCompile(`([?&])password=[^&]*`)
+
 // Source says where a build restores from; exactly one field is set.
 type Source struct {
 	SQLFile  string // plain SQL, run with psql
@@ -133,6 +135,8 @@ func (s Source) String() string {
 }
 
 func redact(u string) string {
+	// A password may also come as a parameter: ?password=... or &password=...
+	u = passwordParam.ReplaceAllString(u, "${1}password=***")
 	if at := strings.LastIndex(u, "@"); at > 0 {
 		if scheme := strings.Index(u, "://"); scheme > 0 && scheme < at {
 			userinfo := u[scheme+3 : at]

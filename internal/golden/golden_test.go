@@ -41,6 +41,10 @@ func TestSource_StringHidesThePassword(t *testing.T) {
 	if got != "url:postgres://reader:***@prod.internal:5432/shop" {
 		t.Fatalf("String() = %q", got)
 	}
+	got = Source{URL: "postgres://prod.internal/shop?user=reader&password=s3cret&sslmode=require"}.String()
+	if strings.Contains(got, "s3cret") || got != "url:postgres://prod.internal/shop?user=reader&password=***&sslmode=require" {
+		t.Fatalf("String() of a URL with a password parameter = %q", got)
+	}
 }
 
 func TestList_SkipsHalfBuiltGenerations(t *testing.T) {
