@@ -83,7 +83,7 @@ func clusterIDs(t *testing.T, api *rds.Client) []string {
 func TestGoldenBuilder_DiscardsOnlyTimedOutUnpromotedBuilds(t *testing.T) {
 	b, api := goldenWorld(t, rdsemu.Options{})
 	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	makeCluster(t, api, "prenv-golden-1", goldenTags(1, true, past), true)   // promoted long ago
+	makeCluster(t, api, "prenv-golden-1", goldenTags(1, true, past), true)    // promoted long ago
 	makeCluster(t, api, "prenv-golden-2", goldenTags(2, false, future), true) // being built
 	makeCluster(t, api, "prenv-golden-3", goldenTags(3, false, past), true)   // its builder was killed
 	makeCluster(t, api, "analytics-copy", goldenTags(4, false, past), false)  // tags copied onto another cluster
