@@ -148,6 +148,7 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	lc := &lifecycle.Lifecycle{
 		Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
+		Rehearsal: cfg.RehearsalOptions(),
 	}
 	// Reports from the CLI are tried once, and a failure is a warning,
 	// never the command's failure; prenv serve retries its own.

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prenv/prenv/internal/rehearsal"
+
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/lifecycle"
@@ -41,6 +43,14 @@ type envView struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// Providers are those the environment was made with.
 	Providers *store.Providers `json:"providers,omitempty"`
+	// Migration is the rehearsal report of the newest run that migrated
+	// (docs/migration.md), with the commit it migrated to.
+	Migration *migrationView `json:"migration,omitempty"`
+}
+
+type migrationView struct {
+	Commit string `json:"commit"`
+	rehearsal.Report
 }
 
 type authView struct {
@@ -117,6 +127,12 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 		at := e.ExpiresAt
 		v.ExpiresAt = &at
 	}
+	if r, err := s.LastMigration(ctx, e.Key); err == nil {
+		var rep rehearsal.Report
+		if err := json.Unmarshal(r.Migration, &rep); err == nil {
+			v.Migration = &migrationView{Commit: r.Commit, Report: rep}
+		}
+	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
 		r = lifecycle.ObservedRun(lockDir, e.Key, r)
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: string(r.State), Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
@@ -131,13 +147,6 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
 }
 
 // printStatus writes the text form of one environment.
@@ -187,6 +196,9 @@ func printStatus(w io.Writer, v envView) {
 	if v.LastRun != nil && v.LastRun.Output != "" && v.LastRun.State == string(store.RunFailed) {
 		fmt.Fprintf(w, "output of the failed step:\n%s\n", indent(v.LastRun.Output))
 	}
+	if m := v.Migration; m != nil {
+		fmt.Fprintf(w, "migration rehearsal (commit %s):\n%s\n", short(m.Commit), indent(m.Report.Text()))
+	}
 }
 
 func indent(s string) string {
@@ -219,4 +231,11 @@ func notFound(err error, name string) error {
 		return fmt.Errorf("no environment %s: see 'prenv ls', or create it with 'prenv up --pr N': %w", name, store.ErrNotFound)
 	}
 	return err
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
 }

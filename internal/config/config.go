@@ -31,21 +31,22 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Config is the whole of prenv.yaml.
 type Config struct {
-	Version    int      `yaml:"version"`
-	Home       string   `yaml:"home"`       // PRENV_HOME: state, golden data, clones
-	Listen     string   `yaml:"listen"`     // PRENV_LISTEN: address of prenv serve
-	Password   string   `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
-	Owner      string   `yaml:"owner"`      // owner id carried by every resource
-	Repository string   `yaml:"repository"` // owner/name of the default repository
-	PublicURL  string   `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
-	TTL        Duration `yaml:"ttl"`        // expires-at = created-at + ttl
-	Database   Database `yaml:"database"`
-	Runtime    Runtime  `yaml:"runtime"`
-	App        App      `yaml:"app"`
-	GitHub     GitHub   `yaml:"github"`
-	Serve      Serve    `yaml:"serve"`
-	Sweep      Sweep    `yaml:"sweep"`
-	Golden     Golden   `yaml:"golden"`
+	Version    int       `yaml:"version"`
+	Home       string    `yaml:"home"`       // PRENV_HOME: state, golden data, clones
+	Listen     string    `yaml:"listen"`     // PRENV_LISTEN: address of prenv serve
+	Password   string    `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
+	Owner      string    `yaml:"owner"`      // owner id carried by every resource
+	Repository string    `yaml:"repository"` // owner/name of the default repository
+	PublicURL  string    `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
+	TTL        Duration  `yaml:"ttl"`        // expires-at = created-at + ttl
+	Database   Database  `yaml:"database"`
+	Runtime    Runtime   `yaml:"runtime"`
+	App        App       `yaml:"app"`
+	GitHub     GitHub    `yaml:"github"`
+	Serve      Serve     `yaml:"serve"`
+	Sweep      Sweep     `yaml:"sweep"`
+	Golden     Golden    `yaml:"golden"`
+	Migration  Migration `yaml:"migration"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
@@ -131,6 +132,17 @@ type Serve struct {
 	// Retention bounds how long delivered webhooks and finished runs are
 	// kept.
 	Retention Duration `yaml:"retention"`
+}
+
+// Migration configures the rehearsal of each pull request's migration on
+// its environment's database (docs/migration.md).
+type Migration struct {
+	// Rehearse watches each migration and records its report (default
+	// true).
+	Rehearse       bool     `yaml:"rehearse"`
+	LockBudget     Duration `yaml:"lock_budget"`      // ACCESS EXCLUSIVE held longer on a large table warns; default 1s
+	LargeTableRows int64    `yaml:"large_table_rows"` // a table with more rows is large; default 100000
+	LongBackfill   Duration `yaml:"long_backfill"`    // a writing transaction longer than this warns; default 5s
 }
 
 // Golden configures where the golden data comes from, when it is rebuilt,
@@ -788,6 +800,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateGolden(bad)
+	if o := c.RehearsalOptions(); o != nil {
+		if err := o.Validate(); err != nil {
+			bad("migration", "%v", err)
+		}
+	}
 	if c.Sweep.Interval < 0 {
 		bad("sweep.interval", "%s: must not be negative (0 turns prenv serve's sweeps off, for example 1h)", c.Sweep.Interval.D())
 	}

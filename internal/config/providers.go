@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/prenv/prenv/internal/rehearsal"
+
 	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/dbclone/localpg"
 	kubert "github.com/prenv/prenv/internal/runtime/kubernetes"
@@ -38,8 +40,21 @@ func (c Config) KubernetesOptions() kubert.Options {
 	return o
 }
 
+// RehearsalOptions are migration as the rehearsal's options; nil when
+// rehearsals are off.
+func (c Config) RehearsalOptions() *rehearsal.Options {
+	if !c.Migration.Rehearse {
+		return nil
+	}
+	o := rehearsal.DefaultOptions()
+	o.LockBudget, o.LargeTableRows, o.LongBackfill = c.Migration.LockBudget.D(), c.Migration.LargeTableRows, c.Migration.LongBackfill.D()
+	return &o
+}
+
 // providerDefaults sets c's provider sections to the providers' defaults.
 func providerDefaults(c *Config) {
+	r := rehearsal.DefaultOptions()
+	c.Migration = Migration{Rehearse: true, LockBudget: Duration(r.LockBudget), LargeTableRows: r.LargeTableRows, LongBackfill: Duration(r.LongBackfill)}
 	a := aurora.DefaultOptions()
 	c.Database.Aurora = Aurora{InstanceClass: a.InstanceClass, RequireSecurityGroups: a.RequireSecurityGroups, Prefix: a.Prefix,
 		Credentials: a.Credentials, ReadyCheck: a.ReadyCheck, SSLMode: a.SSLMode, WaitTimeout: Duration(a.WaitTimeout)}

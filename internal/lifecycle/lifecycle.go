@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prenv/prenv/internal/rehearsal"
+
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/lock"
@@ -37,8 +39,11 @@ type Lifecycle struct {
 	TTL time.Duration
 	// Reporter, if set, is told of every run (see Reporter).
 	Reporter Reporter
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Rehearsal, if set, watches each migration on the environment's
+	// database (localpg and aurora) and records its report on the run.
+	Rehearsal *rehearsal.Options
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // StepFunc is told of each step as it starts (took < 0) and ends.

@@ -2,12 +2,15 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/rehearsal"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/store"
 )
@@ -176,7 +179,12 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	}
 	if !sameCommit {
 		save(env.StateMigrating)
-		if err := r.step(ctx, "migrate", func(ctx context.Context) error { return l.Runtime.Migrate(ctx, spec) }); err != nil {
+		watch := l.watchMigration(ctx, k, db)
+		err := r.step(ctx, "migrate", func(ctx context.Context) error { return l.Runtime.Migrate(ctx, spec) })
+		if watch != nil {
+			r.rec.Migration = l.finishWatch(ctx, k, watch, err)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -218,4 +226,43 @@ func (l *Lifecycle) labels(e store.Env) map[string]string {
 		labels[name] = v
 	}
 	return labels
+}
+
+// watchMigration starts the rehearsal's watch of k's migration on db, or
+// returns nil when rehearsals are off, the database is not one prenv can
+// watch, or its endpoint does not answer from here (a warning says so: the
+// migration runs unwatched).
+func (l *Lifecycle) watchMigration(ctx context.Context, k env.Key, db dbclone.Database) *rehearsal.Watch {
+	if l.Rehearsal == nil || db.Password == "" || (db.Provider != "localpg" && db.Provider != "aurora") {
+		return nil
+	}
+	opts := *l.Rehearsal
+	opts.ApplicationName = runtime.MigrationApplicationName
+	opts.Golden = rehearsal.Golden{Generation: strconv.Itoa(db.Generation)}
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := rehearsal.Begin(bctx, db.URL, opts)
+	if err != nil {
+		l.log().Warn("the migration runs unwatched: no rehearsal report", "env", k.Name(), "err", err)
+		return nil
+	}
+	return w
+}
+
+// finishWatch ends the watch and returns its report as JSON (nil, with a
+// warning, if it cannot be made).
+func (l *Lifecycle) finishWatch(ctx context.Context, k env.Key, w *rehearsal.Watch, migrateErr error) []byte {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rep, err := w.Finish(fctx, migrateErr)
+	if err != nil {
+		l.log().Warn("no rehearsal report for the migration", "env", k.Name(), "err", err)
+		return nil
+	}
+	data, err := json.Marshal(rep)
+	if err != nil {
+		l.log().Warn("no rehearsal report for the migration", "env", k.Name(), "err", err)
+		return nil
+	}
+	return data
 }

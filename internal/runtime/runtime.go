@@ -105,3 +105,9 @@ type LogOptions struct {
 type LogStreamer interface {
 	Logs(ctx context.Context, k env.Key, w io.Writer, opts LogOptions) error
 }
+
+// MigrationApplicationName is the PGAPPNAME a runtime gives the migration's
+// commands (unless the app's own environment sets one), so that the
+// migration rehearsal tells the migration's sessions from the running
+// app's.
+const MigrationApplicationName = "prenv-migrate"

@@ -157,14 +157,17 @@ const (
 
 // Run is one execution of a lifecycle use case for an environment.
 type Run struct {
-	ID         int64
-	Key        env.Key
-	Seq        int64
-	Kind       string // up, down
-	Commit     string
-	State      RunState
-	Error      string
-	Output     string // migration or health output of a failed run
+	ID     int64
+	Key    env.Key
+	Seq    int64
+	Kind   string // up, down
+	Commit string
+	State  RunState
+	Error  string
+	Output string // migration or health output of a failed run
+	// Migration is the rehearsal report of the run's migration (a
+	// rehearsal.Report as JSON), when it migrated and was watched.
+	Migration  []byte
 	Steps      []Step
 	StartedAt  time.Time
 	FinishedAt time.Time
@@ -189,6 +192,9 @@ type Store interface {
 	SaveRun(ctx context.Context, r *Run) error
 	// LastRun returns the newest run of k, ErrNotFound if none.
 	LastRun(ctx context.Context, k env.Key) (Run, error)
+	// LastMigration returns the newest run of k that recorded a migration
+	// rehearsal report, ErrNotFound if none.
+	LastMigration(ctx context.Context, k env.Key) (Run, error)
 	Close() error
 }
 

@@ -433,7 +433,11 @@ func (r *Runtime) run(ctx context.Context, step, command, dir string, spec runti
 	fmt.Fprintf(logf, "%s [prenv] %s commit %s: %s\n", time.Now().UTC().Format(time.RFC3339), step, spec.Commit, command)
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Dir = dir
-	for k, v := range r.commandEnv(spec) {
+	env := r.commandEnv(spec)
+	if _, set := env["PGAPPNAME"]; !set && step == "migrate" {
+		env["PGAPPNAME"] = runtime.MigrationApplicationName
+	}
+	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdout = io.MultiWriter(&out, logf)

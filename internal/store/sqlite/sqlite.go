@@ -99,6 +99,7 @@ var addedColumns = []struct{ table, column, def string }{
 	{"envs", "expires_at", `TEXT NOT NULL DEFAULT ''`},
 	{"envs", "down_reason", `TEXT NOT NULL DEFAULT ''`},
 	{"envs", "down_commit", `TEXT NOT NULL DEFAULT ''`},
+	{"runs", "migration", `TEXT NOT NULL DEFAULT ''`},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
@@ -249,16 +250,16 @@ func (s *Store) SaveRun(ctx context.Context, r *store.Run) error {
 		fin = ts(r.FinishedAt)
 	}
 	if r.ID == 0 {
-		res, err := s.db.ExecContext(ctx, `INSERT INTO runs (key, seq, kind, commit_sha, state, error, output, steps, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.Key.String(), r.Seq, r.Kind, r.Commit, r.State, r.Error, r.Output, string(steps), ts(r.StartedAt), fin)
+		res, err := s.db.ExecContext(ctx, `INSERT INTO runs (key, seq, kind, commit_sha, state, error, output, steps, started_at, finished_at, migration)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.Key.String(), r.Seq, r.Kind, r.Commit, r.State, r.Error, r.Output, string(steps), ts(r.StartedAt), fin, string(r.Migration))
 		if err != nil {
 			return fmt.Errorf("save run of %s: %w", r.Key, err)
 		}
 		r.ID, err = res.LastInsertId()
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE runs SET commit_sha = ?, state = ?, error = ?, output = ?, steps = ?, finished_at = ? WHERE id = ?`,
-		r.Commit, r.State, r.Error, r.Output, string(steps), fin, r.ID)
+	_, err := s.db.ExecContext(ctx, `UPDATE runs SET commit_sha = ?, state = ?, error = ?, output = ?, steps = ?, finished_at = ?, migration = ? WHERE id = ?`,
+		r.Commit, r.State, r.Error, r.Output, string(steps), fin, string(r.Migration), r.ID)
 	if err != nil {
 		return fmt.Errorf("save run of %s: %w", r.Key, err)
 	}
@@ -267,11 +268,20 @@ func (s *Store) SaveRun(ctx context.Context, r *store.Run) error {
 
 // LastRun implements store.Store.
 func (s *Store) LastRun(ctx context.Context, k env.Key) (store.Run, error) {
+	return s.lastRun(ctx, k, "")
+}
+
+// LastMigration implements store.Store.
+func (s *Store) LastMigration(ctx context.Context, k env.Key) (store.Run, error) {
+	return s.lastRun(ctx, k, "AND migration <> ''")
+}
+
+func (s *Store) lastRun(ctx context.Context, k env.Key, where string) (store.Run, error) {
 	var r store.Run
-	var key, steps, started, finished string
-	err := s.db.QueryRowContext(ctx, `SELECT id, key, seq, kind, commit_sha, state, error, output, steps, started_at, finished_at
-		FROM runs WHERE key = ? ORDER BY id DESC LIMIT 1`, k.String()).
-		Scan(&r.ID, &key, &r.Seq, &r.Kind, &r.Commit, &r.State, &r.Error, &r.Output, &steps, &started, &finished)
+	var key, steps, started, finished, migration string
+	err := s.db.QueryRowContext(ctx, `SELECT id, key, seq, kind, commit_sha, state, error, output, steps, started_at, finished_at, migration
+		FROM runs WHERE key = ? `+where+` ORDER BY id DESC LIMIT 1`, k.String()).
+		Scan(&r.ID, &key, &r.Seq, &r.Kind, &r.Commit, &r.State, &r.Error, &r.Output, &steps, &started, &finished, &migration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("runs of %s: %w", k, store.ErrNotFound)
 	}
@@ -279,6 +289,9 @@ func (s *Store) LastRun(ctx context.Context, k env.Key) (store.Run, error) {
 		return r, err
 	}
 	r.Key = k
+	if migration != "" {
+		r.Migration = []byte(migration)
+	}
 	_ = json.Unmarshal([]byte(steps), &r.Steps)
 	r.StartedAt, r.FinishedAt = parseTS(started), parseTS(finished)
 	return r, nil
