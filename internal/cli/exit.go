@@ -54,7 +54,7 @@ func ExitCode(err error) int {
 	case errors.As(err, &ue), errors.Is(err, env.ErrBadPR), errors.Is(err, config.ErrInvalid), errors.Is(err, golden.ErrSource), errors.Is(err, runtime.ErrInvalid), errors.Is(err, aurora.ErrInvalid),
 		errors.Is(err, lifecycle.ErrOtherProviders):
 		return ExitUsage
-	case errors.Is(err, dbclone.ErrNoSource), errors.Is(err, golden.ErrNone), errors.Is(err, pgserver.ErrBinaries), errors.Is(err, dbclone.ErrCapacity):
+	case errors.Is(err, dbclone.ErrNoSource), errors.Is(err, golden.ErrNone), errors.Is(err, pgserver.ErrBinaries), errors.Is(err, dbclone.ErrCapacity), errors.Is(err, errNoReport):
 		return ExitPrereq
 	case errors.Is(err, lifecycle.ErrSuperseded):
 		return ExitSuperseded

@@ -66,5 +66,17 @@ func TestUp_RecordsTheMigrationRehearsalAndStatusShowsIt(t *testing.T) {
 	if out := h.must("status", "--pr", "1"); !strings.Contains(out, "migration rehearsal (commit "+bad[:12]+")") {
 		t.Fatalf("status text does not show the rehearsal:\n%s", out)
 	}
+	// migration report, for CI steps: the same report as markdown and JSON.
+	if out := h.must("migration", "report", "--pr", "1", "-o", "markdown"); !strings.Contains(out, "### Migration rehearsal of pr-1 (commit "+bad[:12]+")") {
+		t.Fatalf("migration report -o markdown:\n%s", out)
+	}
+	var rep struct {
+		Commit string `json:"commit"`
+		Failed string `json:"failed"`
+	}
+	if err := json.Unmarshal([]byte(h.must("migration", "report", "--pr", "1", "-o", "json")), &rep); err != nil || rep.Commit != bad || rep.Failed == "" {
+		t.Fatalf("migration report -o json: %+v %v", rep, err)
+	}
+	h.refused(2, `-o "yaml": want text, markdown or json`, "migration", "report", "--pr", "1", "-o", "yaml")
 	h.must("down", "--pr", "1")
 }

@@ -129,7 +129,7 @@ Environment variables:
 	root.PersistentFlags().StringVar(&a.home, "home", "", "PRENV_HOME: where prenv keeps its state, golden data and clones")
 	root.PersistentFlags().StringVar(&a.listen, "listen", "", "PRENV_LISTEN: address of prenv serve")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
-	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd())
+	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd())
 	return root
 }
 
