@@ -227,19 +227,8 @@ func (c *Cloner) restore(ctx context.Context, req dbclone.Request, id string) (*
 	if gen == "" {
 		gen = "1"
 	}
-	in := &rds.RestoreDBClusterToPointInTimeInput{
-		DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(from),
-		RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
-		VpcSecurityGroupIds: o.SecurityGroups, DeletionProtection: aws.Bool(false),
-		Tags:               append(tags(o.Owner, req), types.Tag{Key: aws.String(LabelGeneration), Value: aws.String(gen)}),
-		CopyTagsToSnapshot: aws.Bool(true),
-	}
-	if o.ParameterGroup != "" {
-		in.DBClusterParameterGroupName = aws.String(o.ParameterGroup)
-	}
-	if o.SubnetGroup != "" {
-		in.DBSubnetGroupName = aws.String(o.SubnetGroup)
-	}
+	in := c.cloneInput(id, from, append(tags(o.Owner, req), types.Tag{Key: aws.String(LabelGeneration), Value: aws.String(gen)}))
+	in.CopyTagsToSnapshot = aws.Bool(true)
 	out, err := c.API.RestoreDBClusterToPointInTime(ctx, in)
 	var exists *types.DBClusterAlreadyExistsFault
 	var nf *types.DBClusterNotFoundFault
@@ -258,6 +247,24 @@ func (c *Cloner) restore(ctx context.Context, req dbclone.Request, id string) (*
 	}
 	c.log().Info("cloning copy-on-write", "source", from, "cluster", id)
 	return out.DBCluster, nil
+}
+
+// cloneInput asks for cluster id as a copy-on-write clone of from at its
+// latest time, with the network settings and tags from creation.
+func (c *Cloner) cloneInput(id, from string, ts []types.Tag) *rds.RestoreDBClusterToPointInTimeInput {
+	o := c.opts()
+	in := &rds.RestoreDBClusterToPointInTimeInput{
+		DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(from),
+		RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
+		VpcSecurityGroupIds: o.SecurityGroups, DeletionProtection: aws.Bool(false), Tags: ts,
+	}
+	if o.ParameterGroup != "" {
+		in.DBClusterParameterGroupName = aws.String(o.ParameterGroup)
+	}
+	if o.SubnetGroup != "" {
+		in.DBSubnetGroupName = aws.String(o.SubnetGroup)
+	}
+	return in
 }
 
 func (c *Cloner) createWriter(ctx context.Context, req dbclone.Request, id, wid string) error {

@@ -406,18 +406,7 @@ func (b *GoldenBuilder) restore(ctx context.Context, n int, id string) (string, 
 	o := c.opts()
 	prod := strings.ToLower(b.Production)
 	if b.From == FromClone {
-		in := &rds.RestoreDBClusterToPointInTimeInput{
-			DBClusterIdentifier: aws.String(id), SourceDBClusterIdentifier: aws.String(prod),
-			RestoreType: aws.String("copy-on-write"), UseLatestRestorableTime: aws.Bool(true),
-			VpcSecurityGroupIds: o.SecurityGroups, DeletionProtection: aws.Bool(false), Tags: b.tags(n, "cluster:"+prod),
-		}
-		if o.ParameterGroup != "" {
-			in.DBClusterParameterGroupName = aws.String(o.ParameterGroup)
-		}
-		if o.SubnetGroup != "" {
-			in.DBSubnetGroupName = aws.String(o.SubnetGroup)
-		}
-		_, err := c.API.RestoreDBClusterToPointInTime(ctx, in)
+		_, err := c.API.RestoreDBClusterToPointInTime(ctx, c.cloneInput(id, prod, b.tags(n, "cluster:"+prod)))
 		var nf *types.DBClusterNotFoundFault
 		if errors.As(err, &nf) {
 			return "", fmt.Errorf("the production cluster %s does not exist in %s (golden.source.aurora.cluster): %w", prod, regionOr(o.Region), dbclone.ErrNoSource)
