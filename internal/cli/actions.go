@@ -117,12 +117,16 @@ func reportRepo(cfg config.Config, k env.Key) string {
 
 // githubView is v as GitHub is told of it.
 func githubView(v envView, logURL string) github.View {
-	gv := github.View{Name: v.Name, State: v.State, URL: v.URL, Commit: v.Commit, Attempted: v.DesiredCommit, Generation: v.Database.Generation, Error: v.Error, LogURL: logURL}
+	gv := github.View{Name: v.Name, PR: v.PR, State: v.State, URL: v.URL, Commit: v.Commit, Attempted: v.DesiredCommit, Generation: v.Database.Generation, Error: v.Error, LogURL: logURL}
 	if v.LastRun != nil && v.LastRun.Output != "" && v.State == "failed" {
 		gv.Error = strings.TrimSpace(v.Error + "\n" + v.LastRun.Output)
 	}
 	for _, s := range v.Steps {
 		gv.Steps = append(gv.Steps, github.Step{Name: s.Name, Seconds: s.Seconds})
+	}
+	if m := v.Migration; m != nil && (m.Commit == v.Commit || m.Commit == v.DesiredCommit) {
+		rep := m.Report
+		gv.Migration = &rep
 	}
 	return gv
 }

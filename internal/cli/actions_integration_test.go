@@ -46,8 +46,10 @@ func TestActions_UpFromTheEventReportsDeploymentsAndOneStickyComment(t *testing.
 	gh := githubtest.New(t, "tok")
 	gh.Comments["acme/shop#12"] = []*githubtest.Comment{{ID: 1, Body: "LGTM once the preview works"}}
 
+	// The migration rehearsal's check run fails on a table rewrite.
+	h.extra = append(h.extra, "PRENV_MIGRATION_CHECK=true", "PRENV_MIGRATION_FAIL_ON=table-rewrite")
 	output, summary := h.inActions(gh, "opened", c1)
-	if out, errs, code := h.run("up"); code != 0 || strings.Contains(errs, "warning: report") || len(gh.Calls) == 0 { // no flags: the pull request and its head come from the event
+	if out, errs, code := h.run("up"); code != 0 || strings.Contains(errs, "warning: report") || strings.Contains(errs, "warning: post") || len(gh.Calls) == 0 { // no flags: the pull request and its head come from the event
 		t.Fatalf("up: exit %d\n%s%s", code, out, errs)
 	}
 	st := h.status(12)
@@ -57,8 +59,12 @@ func TestActions_UpFromTheEventReportsDeploymentsAndOneStickyComment(t *testing.
 	if out := read(t, output); !strings.Contains(out, "url="+st.URL+"\n") || !strings.Contains(out, "environment=pr-12\n") {
 		t.Fatalf("GITHUB_OUTPUT:\n%s", out)
 	}
-	if s := read(t, summary); !strings.Contains(s, "Preview environment `pr-12`") || !strings.Contains(s, st.URL) {
+	if s := read(t, summary); !strings.Contains(s, "Preview environment `pr-12`") || !strings.Contains(s, st.URL) ||
+		!strings.Contains(s, "### Migration rehearsal: no warnings") || !strings.Contains(s, "+ column orders.status: text not null default 'placed'::text") {
 		t.Fatalf("GITHUB_STEP_SUMMARY:\n%s", s)
+	}
+	if runs := gh.CheckRunsOf("acme/shop"); len(runs) != 1 || runs[0].HeadSHA != c1 || runs[0].Conclusion != "success" || runs[0].Output.Title != "No warnings" {
+		t.Fatalf("check runs after c1: %+v", runs)
 	}
 	if last := gh.LastStatus("acme/shop", "pr-12"); last["state"] != "success" || last["environment_url"] != st.URL ||
 		last["log_url"] != "https://github.example.com/acme/shop/actions/runs/4242" {
@@ -83,14 +89,34 @@ func TestActions_UpFromTheEventReportsDeploymentsAndOneStickyComment(t *testing.
 		}
 	}
 	if len(ours) != 1 || !strings.Contains(ours[0], "failed") || !strings.Contains(ours[0], bad[:12]) || !strings.Contains(ours[0], "0004_broken") ||
-		!strings.Contains(ours[0], "golden data generation 1") || !strings.Contains(ours[0], "Last run: clone") {
+		!strings.Contains(ours[0], "golden data generation 1") || !strings.Contains(ours[0], "Last run: clone") ||
+		!strings.Contains(ours[0], "### Migration rehearsal: failed, no warnings") {
 		t.Fatalf("prenv's comments after three pushes (want one, edited):\n%s", strings.Join(ours, "\n-----\n"))
+	}
+	// The fix changes a column's type: orders is rewritten, which
+	// migration.fail_on fails the check run on.
+	fix := h.commit("retype quantity", map[string]string{"examples/demo/app/migrations/0004_broken.sql": "",
+		"examples/demo/app/migrations/0004_quantity_bigint.sql": "ALTER TABLE orders ALTER COLUMN quantity TYPE bigint;\n"})
+	h.inActions(gh, "synchronize", fix)
+	h.must("up")
+	var checks []string
+	for _, c := range gh.CheckRunsOf("acme/shop") {
+		checks = append(checks, c.HeadSHA+":"+c.Conclusion)
+	}
+	if want := fmt.Sprintf("%s:success %s:success %s:failure %s:failure", c1, c2, bad, fix); strings.Join(checks, " ") != want {
+		t.Fatalf("check runs\n got %s\nwant %s", strings.Join(checks, " "), want)
+	}
+	if c := gh.CheckRunsOf("acme/shop")[3]; c.Output.Title != "1 of migration.fail_on: table-rewrite on orders" {
+		t.Fatalf("the fix's check run: %+v", c)
+	}
+	if c := gh.CommentsOf("acme/shop", 12); !strings.Contains(c[1].Body, "### Migration rehearsal: 1 warning") || !strings.Contains(c[1].Body, "**table-rewrite** on `orders`") {
+		t.Fatalf("the comment after the fix:\n%s", c[1].Body)
 	}
 
 	// The pull request closes: down reports every deployment inactive.
 	h.inActions(gh, "closed", bad)
 	h.must("down")
-	if got := gh.StatusesOf("acme/shop", "pr-12"); !strings.HasSuffix(strings.Join(got, " "), ":inactive") || gh.CallCount("POST /repos/acme/shop/deployments/") != 9 {
+	if got := gh.StatusesOf("acme/shop", "pr-12"); !strings.HasSuffix(strings.Join(got, " "), ":inactive") || gh.CallCount("POST /repos/acme/shop/deployments/") != 12 {
 		t.Fatalf("after down: %v", got)
 	}
 	if c := gh.CommentsOf("acme/shop", 12); len(c) != 2 || !strings.Contains(c[1].Body, "torn down") {

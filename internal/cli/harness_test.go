@@ -29,6 +29,27 @@ type harness struct {
 	repo   string // git repository with examples/demo/prenv.yaml
 	dir    string // where prenv runs (the demo directory)
 	extra  []string
+	git    func(args ...string) string // runs git in repo
+}
+
+// commit writes files (path relative to the repository: content, "" to
+// remove) and commits them in the demo repository; it returns the commit.
+func (h *harness) commit(msg string, files map[string]string) string {
+	h.t.Helper()
+	for rel, content := range files {
+		p := filepath.Join(h.repo, rel)
+		if content == "" {
+			os.Remove(p)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.git("add", "-A")
+	h.git("commit", "-qm", msg)
+	return h.git("rev-parse", "HEAD")
 }
 
 func newHarness(t *testing.T) *harness {
@@ -192,7 +213,7 @@ func (h *harness) demoRepo() (c1, c2, bad string) {
 	git("add", "-A")
 	git("commit", "-qm", "broken migration")
 	bad = git("rev-parse", "HEAD")
-	h.repo, h.dir = repo, filepath.Join(repo, "examples/demo")
+	h.repo, h.dir, h.git = repo, filepath.Join(repo, "examples/demo"), git
 	// Each environment builds in a home of its own: seeded with a warm Go
 	// build cache, as a team would from its default branch.
 	h.extra = append(h.extra, "PRENV_RUNTIME_LOCAL_HOME_SEED="+testenv.DemoHomeSeed(t))

@@ -26,6 +26,7 @@ permissions:
   contents: read
   deployments: write    # prenv reports a deployment per commit
   pull-requests: write  # and one comment, edited in place
+  checks: write         # the check run "migration rehearsal" (migration.check)
 jobs:
   preview:
     # Fork pull requests get no OIDC token and a read-only token: skip them

@@ -154,6 +154,7 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	// never the command's failure; prenv serve retries its own.
 	if rep := a.reporter(cfg); rep != nil {
 		d := &github.Deployments{Reporter: rep, Repo: func(k env.Key) string { return reportRepo(cfg, k) },
+			Check: cfg.Migration.Check, FailOn: cfg.Migration.FailOnCodes(),
 			Warn: func(what string, err error) {
 				fmt.Fprintf(a.opts.Stderr, "warning: %s: %v (the environment is not affected)\n", what, err)
 			}}

@@ -52,7 +52,8 @@ func (a *app) serveReporter(cfg config.Config) (*github.Deployments, error) {
 		return nil, err
 	}
 	policy := webhook.Policy{DefaultRepo: cfg.Repository}
-	d := &github.Deployments{Reporter: &github.Reporter{Client: client}, Repo: policy.Repo, Background: true, Log: a.log}
+	d := &github.Deployments{Reporter: &github.Reporter{Client: client}, Repo: policy.Repo, Background: true, Log: a.log,
+		Check: cfg.Migration.Check, FailOn: cfg.Migration.FailOnCodes()}
 	if cfg.PublicURL != "" {
 		base := strings.TrimSuffix(cfg.PublicURL, "/")
 		d.LogURL = func(k env.Key) string { return base + "/envs/" + k.Name() + "/log" }

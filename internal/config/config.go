@@ -1,9 +1,6 @@
 package config
 
 import (
-	"github.com/prenv/prenv/internal/golden/mask"
-	"github.com/robfig/cron/v3"
-
 	"errors"
 	"fmt"
 	"net"
@@ -12,12 +9,17 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/prenv/prenv/internal/golden/mask"
+	"github.com/prenv/prenv/internal/rehearsal"
 )
 
 // FileName is the name prenv looks for in the current directory.
@@ -143,6 +145,23 @@ type Migration struct {
 	LockBudget     Duration `yaml:"lock_budget"`      // ACCESS EXCLUSIVE held longer on a large table warns; default 1s
 	LargeTableRows int64    `yaml:"large_table_rows"` // a table with more rows is large; default 100000
 	LongBackfill   Duration `yaml:"long_backfill"`    // a writing transaction longer than this warns; default 5s
+	// Check posts the GitHub check run "migration rehearsal" on each
+	// commit whose migration was rehearsed: a failure when the migration
+	// failed or warned of a code in FailOn.
+	Check  bool     `yaml:"check"`
+	FailOn []string `yaml:"fail_on"` // warning codes that fail the check run, or "all"
+}
+
+// FailOnCodes are FailOn's codes ("all" is every code).
+func (m Migration) FailOnCodes() []rehearsal.Code {
+	var out []rehearsal.Code
+	for _, c := range m.FailOn {
+		if c == "all" {
+			return rehearsal.Codes()
+		}
+		out = append(out, rehearsal.Code(c))
+	}
+	return out
 }
 
 // Golden configures where the golden data comes from, when it is rebuilt,
@@ -805,6 +824,17 @@ func (c *Config) Validate() error {
 			bad("migration", "%v", err)
 		}
 	}
+	for i, code := range c.Migration.FailOn {
+		if code != "all" && !slices.Contains(rehearsal.Codes(), rehearsal.Code(code)) {
+			bad(fmt.Sprintf("migration.fail_on[%d]", i), "%q is not a warning's code: want all, or some of %s", code, joinCodes(rehearsal.Codes()))
+		}
+	}
+	if len(c.Migration.FailOn) > 0 && !c.Migration.Check {
+		bad("migration.fail_on", "fails the check run, which is off: set migration.check: true as well")
+	}
+	if c.Migration.Check && !c.Migration.Rehearse {
+		bad("migration.check", "needs the rehearsal: migration.rehearse is false")
+	}
 	if c.Sweep.Interval < 0 {
 		bad("sweep.interval", "%s: must not be negative (0 turns prenv serve's sweeps off, for example 1h)", c.Sweep.Interval.D())
 	}
@@ -1031,4 +1061,12 @@ func (c *Config) validateGolden(bad func(path, format string, args ...any)) {
 // @every 6h); times are UTC.
 func ParseSchedule(expr string) (cron.Schedule, error) {
 	return cron.ParseStandard(expr)
+}
+
+func joinCodes(codes []rehearsal.Code) string {
+	s := make([]string, len(codes))
+	for i, c := range codes {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
 }

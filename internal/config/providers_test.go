@@ -129,3 +129,27 @@ func TestValidate_GoldenSourceScheduleAndKeep(t *testing.T) {
 		t.Errorf("0 3 * * * after %v: %v, want 03:00 UTC the next day", from, next)
 	}
 }
+
+func TestValidate_TheMigrationChecksCodes(t *testing.T) {
+	c := Default()
+	c.Migration.FailOn = []string{"table-rewrite", "table_rewrite"}
+	err := c.Validate()
+	for _, want := range []string{`migration.fail_on[1]: "table_rewrite" is not a warning's code: want all, or some of access-exclusive-over-budget, table-rewrite,`,
+		"migration.fail_on: fails the check run, which is off: set migration.check: true"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v; want it to say %s", err, want)
+		}
+	}
+	c = Default()
+	c.Migration.Check, c.Migration.FailOn = true, []string{"all"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Migration.FailOnCodes(); len(got) != 6 {
+		t.Errorf("fail_on: [all] = %v; want every code", got)
+	}
+	c.Migration.Rehearse = false
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "migration.check: needs the rehearsal") {
+		t.Errorf("check without the rehearsal: %v", err)
+	}
+}

@@ -370,3 +370,48 @@ func (c *Client) PullRequest(ctx context.Context, repo string, n int) (PullReque
 func (c *Client) OpenPullRequests(ctx context.Context, repo string) ([]PullRequest, error) {
 	return list[PullRequest](ctx, c, repo, repoPath(repo)+"/pulls?state=open&per_page=100")
 }
+
+// CheckRun is a check run on a commit (GitHub's checks API: a GitHub App's
+// token, or Actions' GITHUB_TOKEN with checks: write).
+type CheckRun struct {
+	Name       string      `json:"name"`
+	HeadSHA    string      `json:"head_sha"`
+	Status     string      `json:"status"`               // completed
+	Conclusion string      `json:"conclusion,omitempty"` // success | failure | neutral
+	DetailsURL string      `json:"details_url,omitempty"`
+	Output     CheckOutput `json:"output"`
+}
+
+// CheckOutput is what a check run shows.
+type CheckOutput struct {
+	Title   string `json:"title"`
+	Summary string `json:"summary"`
+	Text    string `json:"text,omitempty"`
+}
+
+// checkOutputLimit is the most GitHub takes in a check run's summary or
+// text.
+const checkOutputLimit = 65535
+
+// CreateCheckRun creates check run c and returns its id. A personal access
+// token cannot: GitHub answers 403, and the error says what can.
+func (c *Client) CreateCheckRun(ctx context.Context, repo string, run CheckRun) (int64, error) {
+	if len(run.Output.Summary) > checkOutputLimit {
+		run.Output.Summary = strings.ToValidUTF8(run.Output.Summary[:checkOutputLimit-3], "") + "..."
+	}
+	if len(run.Output.Text) > checkOutputLimit {
+		run.Output.Text = strings.ToValidUTF8(run.Output.Text[:checkOutputLimit-3], "") + "..."
+	}
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	if _, err := c.do(ctx, repo, http.MethodPost, repoPath(repo)+"/check-runs", run, &out); err != nil {
+		var api *APIError
+		var rl *RateLimitError
+		if errors.As(err, &api) && api.Status == http.StatusForbidden && !errors.As(err, &rl) {
+			return 0, fmt.Errorf("create the check run %q: %w (check runs need a GitHub App's token, or Actions' GITHUB_TOKEN with 'checks: write' in the workflow's permissions; a personal access token cannot)", run.Name, err)
+		}
+		return 0, err
+	}
+	return out.ID, nil
+}

@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/rehearsal"
 	"github.com/prenv/prenv/internal/store"
 )
 
@@ -29,8 +31,14 @@ type Deployments struct {
 	// minute, then longer (prenv serve); otherwise each report is tried
 	// once, waited for, and a failure handed to Warn (the CLI).
 	Background bool
-	Warn       func(what string, err error)
-	Log        *slog.Logger
+	// Check posts the check run "migration rehearsal" on each commit whose
+	// migration was rehearsed (migration.check); it fails on a failed
+	// migration and on the warnings whose codes are in FailOn
+	// (migration.fail_on).
+	Check  bool
+	FailOn []rehearsal.Code
+	Warn   func(what string, err error)
+	Log    *slog.Logger
 
 	mu  sync.Mutex
 	ids map[string]int64 // the deployment of each environment's run in progress
@@ -90,6 +98,12 @@ func (d *Deployments) Finished(ctx context.Context, e store.Env, r store.Run) {
 	d.send(ctx, "report the result to GitHub", e.Key, func(ctx context.Context) error {
 		return d.Reporter.Finished(ctx, repo, e.Key.PR, id, v)
 	})
+	if d.Check && v.Migration != nil && r.Commit != "" {
+		c := MigrationCheck(*v.Migration, r.Commit, d.FailOn, v.LogURL, v.reportCommand())
+		d.send(ctx, "post the migration rehearsal's check run", e.Key, func(ctx context.Context) error {
+			return d.Reporter.Check(ctx, repo, c)
+		})
+	}
 }
 
 // TornDown implements lifecycle.Reporter.
@@ -106,7 +120,7 @@ func (d *Deployments) TornDown(ctx context.Context, e store.Env, why lifecycle.W
 
 // RunView is what GitHub is told of e after run r.
 func RunView(e store.Env, r store.Run, logURL string) View {
-	v := View{Name: e.Key.Name(), State: string(e.State), URL: e.URL, Commit: e.Commit, Attempted: e.DesiredCommit,
+	v := View{Name: e.Key.Name(), PR: e.Key.PR, State: string(e.State), URL: e.URL, Commit: e.Commit, Attempted: e.DesiredCommit,
 		Generation: e.Database.Generation, Error: e.Error, LogURL: logURL}
 	if e.Closed {
 		v.Attempted = ""
@@ -116,6 +130,12 @@ func RunView(e store.Env, r store.Run, logURL string) View {
 	}
 	if r.Output != "" && e.State == env.StateFailed {
 		v.Error = strings.TrimSpace(v.Error + "\n" + r.Output)
+	}
+	if len(r.Migration) > 0 {
+		var rep rehearsal.Report
+		if err := json.Unmarshal(r.Migration, &rep); err == nil {
+			v.Migration = &rep
+		}
 	}
 	return v
 }

@@ -3,7 +3,10 @@ package github
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/prenv/prenv/internal/rehearsal"
 )
 
 // Marker is the hidden line that identifies prenv's comment on a pull
@@ -19,6 +22,7 @@ type Step struct {
 // View is what prenv reports of an environment.
 type View struct {
 	Name       string // pr-12
+	PR         int
 	State      string // ready, failed, deleted, ...
 	URL        string
 	Commit     string // the commit serving
@@ -30,7 +34,14 @@ type View struct {
 	// Reason says why an environment was torn down (closed, expired,
 	// orphaned), Note says it to a person and Back how to bring it back.
 	Reason, Note, Back string
+	// Migration is the rehearsal report of the migration of Attempted (or
+	// Commit), when one was recorded.
+	Migration *rehearsal.Report
 }
+
+// commentLimit is what GitHub keeps of a comment's body (65,536
+// characters), less a margin: the report gives way to the rest.
+const commentLimit = 60000
 
 // Summary is the markdown prenv writes to the pull request's comment and
 // the Actions job summary.
@@ -86,7 +97,59 @@ func Summary(v View) string {
 		}
 		fmt.Fprintf(&b, "\nLast run: %s (%.2f s)\n", strings.Join(parts, " · "), total)
 	}
+	if v.Migration != nil && v.State != "deleted" {
+		b.WriteString("\n" + v.Migration.MarkdownWithin(commentLimit-b.Len(), v.reportCommand()))
+	}
 	return b.String()
+}
+
+// reportCommand is where the whole migration report is.
+func (v View) reportCommand() string {
+	if v.PR > 0 {
+		return fmt.Sprintf("`prenv migration report --pr %d`", v.PR)
+	}
+	return "`prenv migration report`"
+}
+
+// CheckName is the name of the migration rehearsal's check run.
+const CheckName = "migration rehearsal"
+
+// MigrationCheck is the check run of the migration rehearsal rep on
+// commit: a failure when the migration failed or warned of a code in
+// failOn, else a success (warnings outside failOn are listed, not
+// failing).
+func MigrationCheck(rep rehearsal.Report, commit string, failOn []rehearsal.Code, logURL, more string) CheckRun {
+	var failing []string
+	for _, w := range rep.Warnings {
+		if slices.Contains(failOn, w.Code) {
+			failing = append(failing, fmt.Sprintf("%s on %s", w.Code, w.Table))
+		}
+	}
+	c := CheckRun{Name: CheckName, HeadSHA: commit, Status: "completed", Conclusion: "success", DetailsURL: logURL}
+	switch {
+	case rep.Failed != "":
+		c.Conclusion = "failure"
+		c.Output.Title = "The migration failed"
+	case len(failing) > 0:
+		c.Conclusion = "failure"
+		c.Output.Title = fmt.Sprintf("%d of migration.fail_on: %s", len(failing), clipTitle(strings.Join(failing, ", ")))
+	case len(rep.Warnings) > 0:
+		c.Output.Title = fmt.Sprintf("%d warnings, none in migration.fail_on", len(rep.Warnings))
+		if len(rep.Warnings) == 1 {
+			c.Output.Title = "1 warning, not in migration.fail_on"
+		}
+	default:
+		c.Output.Title = "No warnings"
+	}
+	c.Output.Summary = rep.MarkdownWithin(commentLimit, more)
+	return c
+}
+
+func clipTitle(s string) string {
+	if r := []rune(s); len(r) > 200 {
+		return string(r[:199]) + "…"
+	}
+	return s
 }
 
 func short(sha string) string {
@@ -139,6 +202,12 @@ func (r *Reporter) Finished(ctx context.Context, repo string, pr int, id int64, 
 		return fmt.Errorf("report to GitHub: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// Check posts a completed check run.
+func (r *Reporter) Check(ctx context.Context, repo string, c CheckRun) error {
+	_, err := r.Client.CreateCheckRun(ctx, repo, c)
+	return err
 }
 
 // TornDown marks every deployment of the environment inactive and updates

@@ -48,10 +48,20 @@ func (l *Lifecycle) reportStarted(ctx context.Context, e store.Env, commit strin
 	}
 }
 
+// reportFinished reports run r. A run that did not migrate (its commit
+// was already migrated by an earlier run) carries that run's rehearsal
+// report, so the comment keeps showing what the commit's migration did.
 func (l *Lifecycle) reportFinished(ctx context.Context, e store.Env, r store.Run) {
-	if l.Reporter != nil {
-		l.Reporter.Finished(context.WithoutCancel(ctx), e, r)
+	if l.Reporter == nil {
+		return
 	}
+	ctx = context.WithoutCancel(ctx)
+	if len(r.Migration) == 0 && r.Kind == "up" {
+		if m, err := l.Store.LastMigration(ctx, e.Key); err == nil && m.Commit == r.Commit {
+			r.Migration = m.Migration
+		}
+	}
+	l.Reporter.Finished(ctx, e, r)
 }
 
 func (l *Lifecycle) reportTornDown(ctx context.Context, e store.Env, why Why) {

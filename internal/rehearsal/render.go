@@ -95,14 +95,7 @@ func (r Report) Text() string {
 // the warnings in view, the rest in a collapsed <details>.
 func (r Report) Markdown() string {
 	var b strings.Builder
-	title := "no warnings"
-	if n := len(r.Warnings); n > 0 {
-		title = plural(n, "warning")
-	}
-	if r.Failed != "" {
-		title = "failed, " + title
-	}
-	fmt.Fprintf(&b, "### Migration rehearsal: %s\n\n%s\n", title, r.summary(true))
+	fmt.Fprintf(&b, "### Migration rehearsal: %s\n\n%s\n", r.title(), r.summary(true))
 	if r.Failed != "" {
 		b.WriteString("\n**The migration failed:**\n\n" + fence(strings.TrimSpace(r.Failed), "") + "\n")
 	}
@@ -182,6 +175,51 @@ func (r Report) Markdown() string {
 	}
 	b.WriteString("\n</details>\n")
 	return b.String()
+}
+
+// MarkdownWithin is Markdown when it fits in n bytes (a GitHub comment or a
+// check run's summary holds 65,536 characters), else the summary, the error
+// and as many warnings as fit, then more: where the whole report is.
+func (r Report) MarkdownWithin(n int, more string) string {
+	full := r.Markdown()
+	if len(full) <= n {
+		return full
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Migration rehearsal: %s\n\n%s\n", r.title(), r.summary(true))
+	if r.Failed != "" {
+		b.WriteString("\n**The migration failed:**\n\n" + fence(clip(strings.TrimSpace(r.Failed), 2000), "") + "\n")
+	}
+	tail := "\nThe whole report is too long to show here: " + more + "\n"
+	if len(r.Warnings) > 0 {
+		b.WriteString("\n")
+	}
+	for i, w := range r.Warnings {
+		line := fmt.Sprintf("- :warning: **%s** on %s — %s\n", w.Code, code(w.Table), mdEscape(clip(w.Message, 400)))
+		if w.Statement != "" {
+			line += fmt.Sprintf("  %s\n", code(w.Statement))
+		}
+		left := fmt.Sprintf("- … and %d more warnings\n", len(r.Warnings)-i)
+		if b.Len()+len(line)+len(left)+len(tail) > n {
+			b.WriteString(left)
+			break
+		}
+		b.WriteString(line)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+// title is the heading's verdict: "no warnings", "failed, 2 warnings".
+func (r Report) title() string {
+	title := "no warnings"
+	if n := len(r.Warnings); n > 0 {
+		title = plural(n, "warning")
+	}
+	if r.Failed != "" {
+		title = "failed, " + title
+	}
+	return title
 }
 
 // summary is the first line: how long, on what.

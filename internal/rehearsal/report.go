@@ -117,6 +117,11 @@ const (
 	LongBackfill              Code = "long-backfill"
 )
 
+// Codes returns every warning's code, in the order of the rules.
+func Codes() []Code {
+	return []Code{AccessExclusiveOverBudget, TableRewrite, IndexNotConcurrent, ValidateOnLargeTable, DataDropped, LongBackfill}
+}
+
 // Warning is something the migration did that would hurt production.
 // Large means more rows than Options.LargeTableRows before the migration
 // (pg_class.reltuples, else n_live_tup). The rules:

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prenv/prenv/internal/rehearsal"
 	"github.com/prenv/prenv/internal/store"
 )
 
@@ -325,6 +326,12 @@ func (s *Server) envLog(w http.ResponseWriter, r *http.Request) {
 			}
 			if run.Output != "" {
 				fmt.Fprintf(w, "\n%s\n", strings.TrimRight(run.Output, "\n"))
+			}
+		}
+		if m, err := s.Store.LastMigration(r.Context(), e.Key); err == nil {
+			var rep rehearsal.Report
+			if err := json.Unmarshal(m.Migration, &rep); err == nil {
+				fmt.Fprintf(w, "\n--- the migration rehearsal of %s ---\n%s", m.Commit, rep.Text())
 			}
 		}
 		if s.LogFile != nil {

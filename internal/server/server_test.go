@@ -119,7 +119,8 @@ func TestServer_AnEnvironmentsLogPageShowsTheFailedRunBehindTheLogin(t *testing.
 	k := env.Key{PR: 6}
 	seq, _ := s.Request(ctx, k, "pr-6", "bad", false)
 	run := &store.Run{Key: k, Seq: seq, Kind: "up", Commit: "bad", State: "failed", Error: "migrate failed: exit status 1",
-		Output: "applying 0004_broken.sql ... failed", StartedAt: time.Now()}
+		Output: "applying 0004_broken.sql ... failed", StartedAt: time.Now(),
+		Migration: []byte(`{"seconds":0.4,"failed":"migrate failed: exit status 1","diff_base":"begin","warnings":[{"code":"table-rewrite","table":"orders","message":"orders was rewritten"}],"interval":0.05}`)}
 	if err := s.SaveRun(ctx, run); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,8 @@ func TestServer_AnEnvironmentsLogPageShowsTheFailedRunBehindTheLogin(t *testing.
 		t.Fatalf("without the login: %d", code)
 	}
 	code, _, body := do(t, "GET", ts.URL+"/envs/pr-6/log", "", auth("prenv", "pw"))
-	if code != 200 || !strings.Contains(body, "migrate failed") || !strings.Contains(body, "applying 0004_broken.sql ... failed") || !strings.Contains(body, "listening on :8080") {
+	if code != 200 || !strings.Contains(body, "migrate failed") || !strings.Contains(body, "applying 0004_broken.sql ... failed") || !strings.Contains(body, "listening on :8080") ||
+		!strings.Contains(body, "--- the migration rehearsal of bad ---\nMigration failed after 0.40 s.") || !strings.Contains(body, "! table-rewrite on orders") {
 		t.Fatalf("log page: %d\n%s", code, body)
 	}
 	if code, _, _ := do(t, "GET", ts.URL+"/envs/pr-9/log", "", auth("prenv", "pw")); code != 404 {

@@ -11,9 +11,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +46,26 @@ type Server struct {
 	issued      map[string]time.Time
 	// PullsError, if set, is the status /pulls answers with.
 	PullsError int
+	// CheckRuns are the check runs created, oldest first.
+	CheckRuns []CheckRun
+	// PersonalToken makes the token a personal access token's: GitHub
+	// refuses it the checks API.
+	PersonalToken bool
+}
+
+// CheckRun is a check run as created.
+type CheckRun struct {
+	Repo       string `json:"-"`
+	Name       string `json:"name"`
+	HeadSHA    string `json:"head_sha"`
+	Status     string `json:"status"`
+	Conclusion string `json:"conclusion"`
+	DetailsURL string `json:"details_url"`
+	Output     struct {
+		Title   string `json:"title"`
+		Summary string `json:"summary"`
+		Text    string `json:"text"`
+	} `json:"output"`
 }
 
 // Deployment is a deployment with its statuses.
@@ -175,7 +197,21 @@ var (
 	rePull        = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/pulls/(\d+)$`)
 	reInstall     = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/installation$`)
 	reTokens      = regexp.MustCompile(`^/app/installations/(\d+)/access_tokens$`)
+	reCheckRuns   = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/check-runs$`)
 )
+
+// CheckRunsOf returns the check runs created on repo.
+func (s *Server) CheckRunsOf(repo string) []CheckRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []CheckRun
+	for _, c := range s.CheckRuns {
+		if c.Repo == repo {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -203,10 +239,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusUnauthorized, "Bad credentials")
 		return
 	}
-	var body map[string]any
+	var raw []byte
 	if r.Body != nil {
-		json.NewDecoder(r.Body).Decode(&body)
+		raw, _ = io.ReadAll(r.Body)
 	}
+	var body map[string]any
+	json.Unmarshal(raw, &body)
 	p := r.URL.Path
 	switch {
 	case reInstall.MatchString(p):
@@ -294,6 +332,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.fail(w, http.StatusNotFound, "Not Found")
+	case reCheckRuns.MatchString(p) && r.Method == http.MethodPost:
+		if s.PersonalToken {
+			s.fail(w, http.StatusForbidden, "You must authenticate via a GitHub App.")
+			return
+		}
+		var c CheckRun
+		if err := json.Unmarshal(raw, &c); err != nil {
+			s.fail(w, http.StatusBadRequest, "Problems parsing JSON")
+			return
+		}
+		c.Repo = reCheckRuns.FindStringSubmatch(p)[1]
+		valid := c.Name != "" && c.HeadSHA != "" && c.Output.Title != "" && c.Output.Summary != "" &&
+			len(c.Output.Summary) <= 65535 && len(c.Output.Text) <= 65535
+		switch {
+		case c.Status == "completed":
+			valid = valid && slices.Contains([]string{"action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out"}, c.Conclusion)
+		case c.Status == "" || c.Status == "queued" || c.Status == "in_progress":
+			valid = valid && c.Conclusion == ""
+		default:
+			valid = false
+		}
+		if !valid {
+			s.fail(w, http.StatusUnprocessableEntity, "Validation Failed")
+			return
+		}
+		s.CheckRuns = append(s.CheckRuns, c)
+		s.nextID++
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"id": s.nextID, "name": c.Name, "head_sha": c.HeadSHA, "status": c.Status, "conclusion": c.Conclusion})
 	case rePulls.MatchString(p) && r.Method == http.MethodGet:
 		if s.PullsError != 0 {
 			s.fail(w, s.PullsError, "Server Error")
