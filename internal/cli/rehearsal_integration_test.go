@@ -21,6 +21,7 @@ func TestUp_RecordsTheMigrationRehearsalAndStatusShowsIt(t *testing.T) {
 			Commit     string   `json:"commit"`
 			Seconds    float64  `json:"seconds"`
 			Failed     string   `json:"failed"`
+			DiffBase   string   `json:"diff_base"`
 			SchemaDiff []change `json:"schema_diff"`
 			Golden     struct {
 				Generation string `json:"generation"`
@@ -35,19 +36,19 @@ func TestUp_RecordsTheMigrationRehearsalAndStatusShowsIt(t *testing.T) {
 		}
 	}
 	read()
-	if st.Migration == nil || st.Migration.Commit != c1 || st.Migration.Seconds <= 0 || st.Migration.Golden.Generation != "1" {
+	if st.Migration == nil || st.Migration.Commit != c1 || st.Migration.Seconds <= 0 || st.Migration.Golden.Generation != "1" || st.Migration.DiffBase != "golden" {
 		t.Fatalf("status after the first up: migration %+v; want the report of the migration to %s on generation 1", st.Migration, c1)
 	}
 	h.must("up", "--pr", "1", "--sha", c2)
 	read()
-	found := false
+	// The diff starts from the golden generation: c1's column and index
+	// are in it as well as c2's table.
+	var diff []string
 	for _, c := range st.Migration.SchemaDiff {
-		if c.Kind == "table" && strings.HasSuffix(c.Object, "reviews") && c.Action == "added" {
-			found = true
-		}
+		diff = append(diff, c.Action+" "+c.Kind+" "+c.Object)
 	}
-	if st.Migration.Commit != c2 || !found {
-		t.Fatalf("status after c2's migration (CREATE TABLE reviews): %+v; want the table added in the schema diff", st.Migration)
+	if want := "added column status,added index orders_ordered_at,added table reviews"; st.Migration.Commit != c2 || st.Migration.DiffBase != "golden" || strings.Join(diff, ",") != want {
+		t.Fatalf("status after c2's migration (CREATE TABLE reviews): %+v\n got %s\nwant %s (the diff from the golden generation)", st.Migration, strings.Join(diff, ","), want)
 	}
 	// The same commit again migrates nothing: the report stays.
 	h.must("up", "--pr", "1", "--sha", c2)

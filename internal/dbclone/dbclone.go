@@ -49,6 +49,10 @@ type Database struct {
 	CreatedAt  time.Time
 	// Ready says how readiness was checked ("select 1 as app over tcp").
 	Ready string
+	// Created says this call of Clone made the database (false: it
+	// adopted one an earlier call made): it holds the golden generation's
+	// schema and data as they are, nothing has migrated it yet.
+	Created bool
 }
 
 // Cloner makes databases for environments.

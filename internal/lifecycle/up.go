@@ -239,12 +239,31 @@ func (l *Lifecycle) watchMigration(ctx context.Context, k env.Key, db dbclone.Da
 	opts := *l.Rehearsal
 	opts.ApplicationName = runtime.MigrationApplicationName
 	opts.Golden = rehearsal.Golden{Generation: strconv.Itoa(db.Generation)}
+	// The schema diff starts from the golden generation's schema: read
+	// just before the first migration of a database this run cloned, and
+	// kept with the environment for the migrations of later pushes.
+	if b, err := l.Store.Baseline(ctx, k); err == nil && b.Of(db.Generation, db.CreatedAt) {
+		var s rehearsal.Schema
+		if err := json.Unmarshal(b.Schema, &s); err == nil {
+			opts.Baseline = &s
+		}
+	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	w, err := rehearsal.Begin(bctx, db.URL, opts)
 	if err != nil {
 		l.log().Warn("the migration runs unwatched: no rehearsal report", "env", k.Name(), "err", err)
 		return nil
+	}
+	if opts.Baseline == nil && db.Created {
+		w.BeganOnGolden()
+		data, err := json.Marshal(w.Schema())
+		if err == nil {
+			err = l.Store.SaveBaseline(context.WithoutCancel(ctx), k, store.Baseline{Generation: db.Generation, DatabaseCreated: db.CreatedAt, Schema: data})
+		}
+		if err != nil {
+			l.log().Warn("cannot keep the golden schema: later migrations' schema diffs start from the schema before each", "env", k.Name(), "err", err)
+		}
 	}
 	return w
 }

@@ -71,6 +71,20 @@ func Begin(ctx context.Context, dsn string, opts Options) (*Watch, error) {
 	return w, nil
 }
 
+// Schema returns the schema Begin read.
+func (w *Watch) Schema() Schema { return w.before.schema }
+
+// BeganOnGolden says the database Begin read had just been cloned from the
+// golden generation (nothing had migrated it yet): the report's SchemaDiff
+// is then from the golden generation, Options.Baseline being the schema
+// Begin read.
+func (w *Watch) BeganOnGolden() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.before.schema
+	w.opts.Baseline = &s
+}
+
 // connect opens the watcher's connection: named, so it is never taken for
 // the migration's, and with a lock timeout, so a catalog read that needs a
 // lock (sizes, view definitions) never queues behind the migration.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
@@ -195,7 +196,29 @@ type Store interface {
 	// LastMigration returns the newest run of k that recorded a migration
 	// rehearsal report, ErrNotFound if none.
 	LastMigration(ctx context.Context, k env.Key) (Run, error)
+	// Baseline returns the schema baseline of k's database, ErrNotFound if
+	// none was saved (or k has no record).
+	Baseline(ctx context.Context, k env.Key) (Baseline, error)
+	// SaveBaseline records b as k's; ErrNotFound if k has no record.
+	SaveBaseline(ctx context.Context, k env.Key, b Baseline) error
 	Close() error
+}
+
+// Baseline is the schema of the golden generation an environment's
+// database was cloned from, read by the migration rehearsal just before the
+// database's first migration: each later report's schema diff starts from
+// it. It belongs to one database, the one created at DatabaseCreated from
+// Generation; a database cloned again gets a new one.
+type Baseline struct {
+	Generation      int             `json:"generation"`
+	DatabaseCreated time.Time       `json:"database_created"`
+	Schema          json.RawMessage `json:"schema"` // a rehearsal.Schema
+}
+
+// Of says whether b belongs to the database created at created from
+// generation.
+func (b Baseline) Of(generation int, created time.Time) bool {
+	return len(b.Schema) > 0 && !created.IsZero() && b.Generation == generation && b.DatabaseCreated.Equal(created)
 }
 
 // Delivery is a webhook delivery waiting to be carried out.

@@ -211,6 +211,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		db.URL = url(db.User, pw, db.Host, db.Port, db.DBName, o.SSLMode)
 	}
 	db.Ready, err = c.ready(ctx, db)
+	db.Created = created
 	return db, err
 }
 

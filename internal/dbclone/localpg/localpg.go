@@ -285,6 +285,7 @@ func (c *Cloner) create(ctx context.Context, bin pgserver.Binaries, u pgserver.U
 		return db, err
 	}
 	ok = true
+	db.Created = true
 	return db, nil
 }
 

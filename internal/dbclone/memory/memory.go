@@ -65,6 +65,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	}
 	db := dbcloneDatabase(req.Key, labels, time.Now().UTC(), port, c.World.generation)
 	c.World.dbs[req.Name] = record{owner: c.Owner, db: db}
+	db.Created = true
 	return db, nil
 }
 

@@ -100,6 +100,7 @@ var addedColumns = []struct{ table, column, def string }{
 	{"envs", "down_reason", `TEXT NOT NULL DEFAULT ''`},
 	{"envs", "down_commit", `TEXT NOT NULL DEFAULT ''`},
 	{"runs", "migration", `TEXT NOT NULL DEFAULT ''`},
+	{"envs", "baseline", `TEXT NOT NULL DEFAULT ''`},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
@@ -269,6 +270,39 @@ func (s *Store) SaveRun(ctx context.Context, r *store.Run) error {
 // LastRun implements store.Store.
 func (s *Store) LastRun(ctx context.Context, k env.Key) (store.Run, error) {
 	return s.lastRun(ctx, k, "")
+}
+
+// Baseline implements store.Store.
+func (s *Store) Baseline(ctx context.Context, k env.Key) (store.Baseline, error) {
+	var b store.Baseline
+	var data string
+	err := s.db.QueryRowContext(ctx, `SELECT baseline FROM envs WHERE key = ?`, k.String()).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && data == "") {
+		return b, fmt.Errorf("the schema baseline of %s: %w", k, store.ErrNotFound)
+	}
+	if err != nil {
+		return b, err
+	}
+	if err := json.Unmarshal([]byte(data), &b); err != nil {
+		return b, fmt.Errorf("the schema baseline of %s does not parse: %w", k, err)
+	}
+	return b, nil
+}
+
+// SaveBaseline implements store.Store.
+func (s *Store) SaveBaseline(ctx context.Context, k env.Key, b store.Baseline) error {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE envs SET baseline = ? WHERE key = ?`, string(data), k.String())
+	if err != nil {
+		return fmt.Errorf("save the schema baseline of %s: %w", k, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("save the schema baseline of %s: %w", k, store.ErrNotFound)
+	}
+	return nil
 }
 
 // LastMigration implements store.Store.

@@ -2,10 +2,12 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/store"
@@ -99,5 +101,39 @@ func TestStore_RunsKeepTheirSteps(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, env.Key{PR: 77}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get of nothing = %v", err)
+	}
+}
+
+// The schema baseline of an environment's database is kept beside its
+// record: Save leaves it alone, and it belongs to one database only.
+func TestStore_KeepsTheSchemaBaselineOfTheDatabase(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "prenv.db"))
+	ctx := context.Background()
+	k := env.Key{PR: 4}
+	created := time.Date(2026, 11, 27, 3, 4, 5, 123456789, time.UTC)
+	b := store.Baseline{Generation: 2, DatabaseCreated: created, Schema: json.RawMessage(`{"tables":[{"name":"public.orders","columns":[]}]}`)}
+	if err := s.SaveBaseline(ctx, k, b); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SaveBaseline without a record: %v; want ErrNotFound", err)
+	}
+	if _, err := s.Request(ctx, k, "pr-4", "abc", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Baseline(ctx, k); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Baseline before any: %v; want ErrNotFound", err)
+	}
+	if err := s.SaveBaseline(ctx, k, b); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := s.Get(ctx, k)
+	e.State = env.StateReady
+	if err := s.Save(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Baseline(ctx, k)
+	if err != nil || string(got.Schema) != string(b.Schema) || !got.Of(2, created) {
+		t.Fatalf("Baseline = %+v, %v", got, err)
+	}
+	if got.Of(3, created) || got.Of(2, created.Add(time.Second)) || got.Of(2, time.Time{}) {
+		t.Fatal("the baseline belongs to another generation's or another database's clone too")
 	}
 }
