@@ -177,24 +177,47 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 			return err
 		}
 	}
+	// A chart's hooks migrate inside the deploy: the rehearsal watches the
+	// deploy then, and the migrate step does nothing.
+	dm, ok := l.Runtime.(runtime.DeployMigrator)
+	inDeploy := ok && dm.MigratesInDeploy(spec)
 	if !sameCommit {
 		save(env.StateMigrating)
-		watch := l.watchMigration(ctx, k, db)
+		var watch *rehearsal.Watch
+		if !inDeploy {
+			watch = l.watchMigration(ctx, k, db)
+		}
 		err := r.step(ctx, "migrate", func(ctx context.Context) error { return l.Runtime.Migrate(ctx, spec) })
 		if watch != nil {
-			r.rec.Migration = l.finishWatch(ctx, k, watch, err)
+			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	save(env.StateDeploying)
+	var watch *rehearsal.Watch
+	if inDeploy && !sameCommit {
+		watch = l.watchMigration(ctx, k, db)
+	}
 	var rel runtime.Release
-	if err := r.step(ctx, "deploy", func(ctx context.Context) error {
+	err := r.step(ctx, "deploy", func(ctx context.Context) error {
 		var err error
 		rel, err = l.Runtime.Deploy(ctx, spec)
 		return err
-	}); err != nil {
+	})
+	if watch != nil {
+		var se *runtime.StepError
+		switch {
+		case errors.As(err, &se) && se.Step == "migrate":
+			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
+		case err == nil && rel.Migrated != nil:
+			r.rec.Migration = l.finishWatch(ctx, k, watch, nil, rel.Migrated)
+		default:
+			watch.Close() // no hook migrated (none, or the deploy failed before them)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	e.Commit, e.URL = rel.Commit, rel.URL
@@ -269,14 +292,19 @@ func (l *Lifecycle) watchMigration(ctx context.Context, k env.Key, db dbclone.Da
 }
 
 // finishWatch ends the watch and returns its report as JSON (nil, with a
-// warning, if it cannot be made).
-func (l *Lifecycle) finishWatch(ctx context.Context, k env.Key, w *rehearsal.Watch, migrateErr error) []byte {
+// warning, if it cannot be made). hooks, when the migration ran in the
+// deploy's hooks, is when: the report's duration is theirs.
+func (l *Lifecycle) finishWatch(ctx context.Context, k env.Key, w *rehearsal.Watch, migrateErr error, hooks *runtime.Span) []byte {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	rep, err := w.Finish(fctx, migrateErr)
 	if err != nil {
 		l.log().Warn("no rehearsal report for the migration", "env", k.Name(), "err", err)
 		return nil
+	}
+	if hooks != nil {
+		rep.Seconds = hooks.End.Sub(hooks.Start).Seconds()
+		rep.Notes = append(rep.Notes, "the migration ran in the chart's pre-install/pre-upgrade hooks: the watch covered the whole deploy, so rows the new release wrote as it started count too")
 	}
 	data, err := json.Marshal(rep)
 	if err != nil {

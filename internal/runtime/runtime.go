@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
@@ -34,6 +35,21 @@ type Spec struct {
 type Release struct {
 	Commit string
 	URL    string
+	// Migrated, set by a DeployMigrator's Deploy, is when the migration
+	// the deploy ran (a chart's pre-install/pre-upgrade hooks) started
+	// and finished; nil when the deploy ran none.
+	Migrated *Span
+}
+
+// Span is a time from Start to End.
+type Span struct{ Start, End time.Time }
+
+// DeployMigrator is a runtime whose Deploy may run the migration itself
+// (a Helm chart's pre-install/pre-upgrade hook Jobs), in which case its
+// Migrate does nothing: the migration rehearsal watches the deploy then. A
+// migration that fails there is a *StepError of step "migrate".
+type DeployMigrator interface {
+	MigratesInDeploy(spec Spec) bool
 }
 
 // Instance is an environment's home as List sees it.
@@ -111,3 +127,6 @@ type LogStreamer interface {
 // migration rehearsal tells the migration's sessions from the running
 // app's.
 const MigrationApplicationName = "prenv-migrate"
+
+// MigrationEnv is the variable that carries MigrationApplicationName.
+const MigrationEnv = "PGAPPNAME"

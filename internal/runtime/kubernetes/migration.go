@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -100,6 +101,12 @@ func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error {
 	for k, v := range m.Env {
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
+	// The migration rehearsal tells the migration's sessions by their
+	// application name, unless the template names its own.
+	if _, set := m.Env[runtime.MigrationEnv]; !set {
+		env = append(env, corev1.EnvVar{Name: runtime.MigrationEnv, Value: runtime.MigrationApplicationName})
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	job := &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{
 		BackoffLimit: &zero, ActiveDeadlineSeconds: &deadline,
 		Template: corev1.PodTemplateSpec{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"text/template"
 
 	"gopkg.in/yaml.v3"
@@ -178,7 +179,43 @@ func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Releas
 		}
 		return runtime.Release{}, &runtime.StepError{Step: "deploy", Err: err}
 	}
-	return r.release(spec.Key, rel), nil
+	out := r.release(spec.Key, rel)
+	out.Migrated = preHooksRun(rel)
+	return out, nil
+}
+
+// MigratesInDeploy implements runtime.DeployMigrator: without a migration
+// Job of prenv's (runtime.kubernetes.migration), the chart's
+// pre-install/pre-upgrade hooks are the migration, if it has any.
+func (r *Runtime) MigratesInDeploy(runtime.Spec) bool {
+	return strings.TrimSpace(r.Migration) == ""
+}
+
+// preHooksRun is when the pre-install/pre-upgrade hooks of rel ran: from the
+// first one's start to the last one's completion; nil when none ran.
+func preHooksRun(rel *releasev1.Release) *runtime.Span {
+	var s *runtime.Span
+	for _, h := range rel.Hooks {
+		pre := false
+		for _, e := range h.Events {
+			pre = pre || e == releasev1.HookPreInstall || e == releasev1.HookPreUpgrade
+		}
+		run := h.LastRun
+		if !pre || run.StartedAt.IsZero() || run.CompletedAt.IsZero() {
+			continue
+		}
+		if s == nil {
+			s = &runtime.Span{Start: run.StartedAt, End: run.CompletedAt}
+			continue
+		}
+		if run.StartedAt.Before(s.Start) {
+			s.Start = run.StartedAt
+		}
+		if run.CompletedAt.After(s.End) {
+			s.End = run.CompletedAt
+		}
+	}
+	return s
 }
 
 // release is what serves k, from its deployed Helm revision.
