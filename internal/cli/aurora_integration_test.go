@@ -80,10 +80,24 @@ func TestAurora_UpMigratesTheAppAgainstTheClonedClusterAndDownRemovesIt(t *testi
 	if got := strings.Join(clusters(t, api), " "); !strings.Contains(got, "prenv-pr-7=available") {
 		t.Fatalf("clusters: %s", got)
 	}
+	// The migration was rehearsed on the cluster, through its endpoint.
+	rehearsed := func(commit, want string) {
+		t.Helper()
+		m := h.migrationStatus("7").Migration
+		var diff []string
+		for _, c := range m.SchemaDiff {
+			diff = append(diff, c.Action+" "+c.Kind+" "+c.Object)
+		}
+		if m.Commit != commit || m.DiffBase != "golden" || m.Seconds <= 0 || strings.Join(diff, ",") != want {
+			t.Fatalf("the rehearsal of %s on Aurora: %+v\n diff %s\n want %s", commit, *m, strings.Join(diff, ","), want)
+		}
+	}
+	rehearsed(c1, "added column status,added index orders_ordered_at")
 	h.must("up", "--pr", "7", "--sha", c2)
 	if st := h.status(7); st.Commit != c2 || st.Database.URL != s.Database.URL {
 		t.Fatalf("a new commit got another database: %+v", st)
 	}
+	rehearsed(c2, "added column status,added index orders_ordered_at,added table reviews")
 	for i := 0; i < 2; i++ {
 		h.must("down", "--pr", "7")
 	}

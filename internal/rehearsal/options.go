@@ -43,10 +43,13 @@ type Options struct {
 	Golden Golden
 }
 
-// Golden identifies the golden generation a migration ran on.
+// Golden identifies the golden generation a migration ran on, and the
+// size of the data it ran on.
 type Golden struct {
 	Generation string `json:"generation,omitempty"`
-	Bytes      int64  `json:"bytes,omitempty"`
+	// Bytes is the database's size when the migration began
+	// (pg_database_size), unless the caller gave it.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // DefaultOptions returns the defaults of issue 12.

@@ -56,7 +56,8 @@ func Begin(ctx context.Context, dsn string, opts Options) (*Watch, error) {
 	}
 	w.conn = conn
 	var version int
-	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+	var size int64
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, pg_database_size(current_database())`).Scan(&version, &size); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("rehearsal: read server version: %w", err)
 	}
@@ -64,6 +65,9 @@ func Begin(ctx context.Context, dsn string, opts Options) (*Watch, error) {
 	if err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("rehearsal: read the database before the migration: %w", err)
+	}
+	if w.opts.Golden.Bytes == 0 {
+		w.opts.Golden.Bytes = size
 	}
 	w.rec = newRecorder(opts, version, w.before.at)
 	w.began = time.Now()
