@@ -45,6 +45,7 @@ func main() {
 	skipWebhook := flag.Bool("skip-webhook", false, "skip the webhook acceptance measurements")
 	skipSweep := flag.Bool("skip-sweep", false, "skip the sweep measurements")
 	skipMasking := flag.Bool("skip-masking", false, "skip the masking measurements (the demo seed at the largest size)")
+	skipMigration := flag.Bool("skip-migration", false, "skip the migration rehearsal measurements")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -184,6 +185,9 @@ func main() {
 	if !*skipSweep {
 		root, _ := os.Getwd()
 		sweepBench(ctx, root, work)
+	}
+	if !*skipMigration {
+		migrationBench(ctx, work, bin, u, max(*runs, 3))
 	}
 	if !*skipMasking {
 		maskingBench(ctx, work, bin, u, chosen[len(chosen)-1].label)
