@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -63,7 +64,8 @@ environment has no report yet.`,
 			case "json":
 				return printJSON(a.opts.Stdout, migrationView{Commit: r.Commit, Report: rep})
 			case "markdown":
-				fmt.Fprintf(a.opts.Stdout, "### Migration rehearsal of %s (commit %s)\n\n%s\n", k.Name(), short(r.Commit), rep.Markdown())
+				md := strings.Replace(rep.Markdown(), "### Migration rehearsal: ", fmt.Sprintf("### Migration rehearsal of %s (commit %s): ", k.Name(), short(r.Commit)), 1)
+				fmt.Fprintln(a.opts.Stdout, md)
 			default:
 				fmt.Fprintf(a.opts.Stdout, "migration rehearsal of %s (commit %s):\n%s\n", k.Name(), short(r.Commit), rep.Text())
 			}

@@ -405,8 +405,11 @@ func wrap(s string, width int) string {
 	return b.String()
 }
 
-// code is an inline code span that survives backticks in s.
+// code is an inline code span that survives backticks in s, on one line:
+// a quoted identifier may hold a line break, which would end a table row
+// or a list item and let the rest be read as Markdown.
 func code(s string) string {
+	s = oneLine.Replace(s)
 	ticks := "`"
 	for strings.Contains(s, ticks) {
 		ticks += "`"
@@ -416,6 +419,8 @@ func code(s string) string {
 	}
 	return ticks + s + ticks
 }
+
+var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ")
 
 // cell is an inline code span inside a table row, where GitHub needs a
 // pipe escaped even in code.
@@ -438,6 +443,7 @@ func fence(s, lang string) string {
 // mdEscape keeps text from being read as Markdown or HTML, and a table's
 // pipes as text.
 func mdEscape(s string) string {
+	s = oneLine.Replace(s)
 	r := strings.NewReplacer("\\", "\\\\", "|", "\\|", "<", "&lt;", "&", "&amp;", "*", "\\*", "_", "\\_", "`", "\\`", "[", "\\[", "]", "\\]")
 	return r.Replace(s)
 }

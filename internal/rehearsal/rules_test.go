@@ -2,6 +2,7 @@ package rehearsal
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -209,5 +210,22 @@ SELECT 1`
 	}
 	if s := statementMatching(sql, "update", "odd;name"); s != want[2] {
 		t.Errorf("statementMatching found %q", s)
+	}
+}
+
+// A name PostgreSQL allows with a line break in it (a quoted identifier)
+// stays inside its table cell or list item in the Markdown.
+func TestMarkdown_ALineBreakInANameStaysInItsCell(t *testing.T) {
+	r := Report{Seconds: 1, DiffBase: DiffFromBegin,
+		Locks:    []LockHold{{Table: "public.\"a\n| injected | row |\"", Mode: "ACCESS EXCLUSIVE", Seconds: 2, Rows: 10, Bytes: 8192}},
+		Warnings: []Warning{{Code: TableRewrite, Table: "x\n### Deployed to production", Message: "m\n- [ ] fake", Statement: "ALTER\nTABLE"}}}
+	md := r.Markdown()
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "### Deployed") || strings.HasPrefix(line, "- [ ] fake") || strings.HasPrefix(line, "| injected") || line == "TABLE`" {
+			t.Fatalf("a line break in a name started a line of its own:\n%s", md)
+		}
+	}
+	if !strings.Contains(md, "`x ### Deployed to production`") {
+		t.Fatalf("the name is not shown on one line:\n%s", md)
 	}
 }
