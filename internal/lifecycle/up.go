@@ -187,9 +187,14 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 		if !inDeploy {
 			watch = l.watchMigration(ctx, k, db)
 		}
-		err := r.step(ctx, "migrate", func(ctx context.Context) error { return l.Runtime.Migrate(ctx, spec) })
-		if watch != nil {
+		ran := false
+		err := r.step(ctx, "migrate", func(ctx context.Context) error { ran = true; return l.Runtime.Migrate(ctx, spec) })
+		switch {
+		case watch == nil:
+		case ran:
 			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
+		default:
+			watch.Close() // superseded or cancelled before the migration started
 		}
 		if err != nil {
 			return err
@@ -201,14 +206,18 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 		watch = l.watchMigration(ctx, k, db)
 	}
 	var rel runtime.Release
+	ran := false
 	err := r.step(ctx, "deploy", func(ctx context.Context) error {
 		var err error
+		ran = true
 		rel, err = l.Runtime.Deploy(ctx, spec)
 		return err
 	})
 	if watch != nil {
 		var se *runtime.StepError
 		switch {
+		case !ran:
+			watch.Close() // superseded or cancelled before the deploy started
 		case errors.As(err, &se) && se.Step == "migrate":
 			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
 		case err == nil && rel.Migrated != nil:
