@@ -172,7 +172,7 @@ type masker struct {
 // that captures it (and would otherwise swallow the masks).
 func (a *app) masker(out string) *masker {
 	w := a.opts.Stdout
-	if out == "json" {
+	if out != "text" {
 		w = a.opts.Stderr
 	}
 	return &masker{w: w, on: a.opts.Getenv("GITHUB_ACTIONS") == "true", seen: map[string]bool{}}

@@ -49,7 +49,7 @@ func TestBadInput_IsRefusedWithAClearErrorAndChangesNothing(t *testing.T) {
 		})
 	}
 	t.Run("MissingPR", func(t *testing.T) { h.refused(2, "--pr is required", "up") })
-	t.Run("UnknownOutputFormat", func(t *testing.T) { h.refused(2, `-o "yaml": want text or json`, "ls", "-o", "yaml") })
+	t.Run("UnknownOutputFormat", func(t *testing.T) { h.refused(2, `-o "xml": want text, json or yaml`, "ls", "-o", "xml") })
 	t.Run("UpBeforeAnyGoldenSource", func(t *testing.T) {
 		h.refused(3, "golden source not built: run 'prenv golden build", "up", "--pr", "1")
 		h.nothingRecorded()

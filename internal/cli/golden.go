@@ -301,11 +301,11 @@ the same on any machine. -o json adds each build step's time.`,
 			if err != nil {
 				return err
 			}
-			if out == "json" {
+			if out != "text" {
 				if gens == nil {
 					gens = []golden.Generation{}
 				}
-				return printJSON(a.opts.Stdout, gens)
+				return printAs(a.opts.Stdout, out, gens)
 			}
 			if len(gens) == 0 {
 				fmt.Fprintln(a.opts.Stdout, "no golden generations: build one with 'prenv golden build --from-sql FILE'")
@@ -345,11 +345,11 @@ func (a *app) auroraGoldenLs(ctx context.Context, cfg config.Config, out string)
 	if err != nil {
 		return err
 	}
-	if out == "json" {
+	if out != "text" {
 		if gens == nil {
 			gens = []aurora.GoldenGeneration{}
 		}
-		return printJSON(a.opts.Stdout, gens)
+		return printAs(a.opts.Stdout, out, gens)
 	}
 	if len(gens) == 0 {
 		fmt.Fprintln(a.opts.Stdout, "no golden generations: build one with 'prenv golden build' (from golden.source.aurora)")

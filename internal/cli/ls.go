@@ -41,8 +41,8 @@ func (a *app) lsCmd() *cobra.Command {
 			for _, v := range views {
 				m.view(v)
 			}
-			if out == "json" {
-				return printJSON(a.opts.Stdout, views)
+			if out != "text" {
+				return printAs(a.opts.Stdout, out, views)
 			}
 			if len(views) == 0 {
 				fmt.Fprintln(a.opts.Stdout, "no environments: create one with 'prenv up --pr N'")

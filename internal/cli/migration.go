@@ -20,7 +20,7 @@ func (a *app) migrationCmd() *cobra.Command {
 	var pr prFlag
 	var repo, out string
 	report := &cobra.Command{
-		Use:   "report --pr N [-o markdown|json|text]",
+		Use:   "report --pr N [-o markdown|json|yaml|text]",
 		Short: "Print the rehearsal report of an environment's newest migration",
 		Long: `Print what the environment's newest migration did on its full-size clone of
 the golden data (docs/migration.md): its duration, schema diff, rows written,
@@ -31,10 +31,10 @@ environment has no report yet.`,
 		Args: cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
 			switch out {
-			case "text", "markdown", "json":
+			case "text", "markdown", "json", "yaml":
 				return nil
 			}
-			return usageError{fmt.Errorf("-o %q: want text, markdown or json", out)}
+			return usageError{fmt.Errorf("-o %q: want text, markdown, json or yaml", out)}
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, err := a.target(pr, repo)
@@ -61,8 +61,8 @@ environment has no report yet.`,
 				return fmt.Errorf("the migration report of %s does not read: %w", k.Name(), err)
 			}
 			switch out {
-			case "json":
-				return printJSON(a.opts.Stdout, migrationView{Commit: r.Commit, Report: rep})
+			case "json", "yaml":
+				return printAs(a.opts.Stdout, out, migrationView{Commit: r.Commit, Report: rep})
 			case "markdown":
 				md := strings.Replace(rep.Markdown(), "### Migration rehearsal: ", fmt.Sprintf("### Migration rehearsal of %s (commit %s): ", k.Name(), short(r.Commit)), 1)
 				fmt.Fprintln(a.opts.Stdout, md)
@@ -74,7 +74,7 @@ environment has no report yet.`,
 	}
 	report.Flags().Var(&pr, "pr", "pull request number (a positive integer)")
 	report.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
-	report.Flags().StringVarP(&out, "output", "o", "text", "output format: text, markdown or json")
+	report.Flags().StringVarP(&out, "output", "o", "text", "output format: text, markdown, json or yaml")
 	cmd.AddCommand(report)
 	return cmd
 }

@@ -78,6 +78,6 @@ func TestUp_RecordsTheMigrationRehearsalAndStatusShowsIt(t *testing.T) {
 	if err := json.Unmarshal([]byte(h.must("migration", "report", "--pr", "1", "-o", "json")), &rep); err != nil || rep.Commit != bad || rep.Failed == "" {
 		t.Fatalf("migration report -o json: %+v %v", rep, err)
 	}
-	h.refused(2, `-o "yaml": want text, markdown or json`, "migration", "report", "--pr", "1", "-o", "yaml")
+	h.refused(2, `-o "xml": want text, markdown, json or yaml`, "migration", "report", "--pr", "1", "-o", "xml")
 	h.must("down", "--pr", "1")
 }

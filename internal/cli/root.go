@@ -18,6 +18,7 @@ import (
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/version"
 )
 
 // Options are the process's surroundings, injected so that tests can run
@@ -129,7 +130,9 @@ Environment variables:
 	root.PersistentFlags().StringVar(&a.home, "home", "", "PRENV_HOME: where prenv keeps its state, golden data and clones")
 	root.PersistentFlags().StringVar(&a.listen, "listen", "", "PRENV_LISTEN: address of prenv serve")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
-	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd())
+	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd(), a.versionCmd())
+	root.Version = version.Get().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
 
@@ -212,13 +215,6 @@ func key(cfg config.Config, pr prFlag, repo string) (env.Key, error) {
 
 // outputFlag adds -o to cmd and checks its value before cmd runs.
 func outputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(out, "output", "o", "text", "output format: text, json or yaml")
 	cmd.PreRunE = func(*cobra.Command, []string) error { return checkOutput(*out) }
-}
-
-func checkOutput(out string) error {
-	if out != "text" && out != "json" {
-		return usageError{fmt.Errorf("-o %q: want text or json", out)}
-	}
-	return nil
 }

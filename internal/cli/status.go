@@ -35,8 +35,8 @@ func (a *app) statusCmd() *cobra.Command {
 			rt, _ := a.runtime(cfg) // only for the login: an unusable runtime shows none
 			v := view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, k, login(cfg)))
 			a.masker(out).view(v)
-			if out == "json" {
-				return printJSON(a.opts.Stdout, v)
+			if out != "text" {
+				return printAs(a.opts.Stdout, out, v)
 			}
 			printStatus(a.opts.Stdout, v)
 			return nil

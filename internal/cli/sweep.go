@@ -73,11 +73,11 @@ deleted as orphaned in that run. Deletion protection is reported, never forced.`
 					}
 				}
 			}
-			if out == "json" {
+			if out != "text" {
 				if shown.Items == nil {
 					shown.Items = []lifecycle.Item{}
 				}
-				if jerr := printJSON(a.opts.Stdout, shown); jerr != nil {
+				if jerr := printAs(a.opts.Stdout, out, shown); jerr != nil {
 					return jerr
 				}
 			} else {
@@ -280,8 +280,8 @@ is kept whatever its expiry.`,
 			if err != nil && e.Name == "" {
 				return err
 			}
-			if out == "json" {
-				if jerr := printJSON(a.opts.Stdout, map[string]any{"name": k.Name(), "expires_at": e.ExpiresAt}); jerr != nil {
+			if out != "text" {
+				if jerr := printAs(a.opts.Stdout, out, map[string]any{"name": k.Name(), "expires_at": e.ExpiresAt}); jerr != nil {
 					return jerr
 				}
 			} else if !e.ExpiresAt.IsZero() {

@@ -50,8 +50,8 @@ app in prenv.yaml the environment is database-only and its DATABASE_URL is print
 			v := view(cmd.Context(), lc.Store, cfg, e, envLogin(cmd.Context(), lc.Runtime, k, login(cfg)))
 			a.masker(out).view(v) // before the values reach the log, the outputs or the summary
 			a.finishWorkflow(wf, v)
-			if out == "json" {
-				if jerr := printJSON(a.opts.Stdout, v); jerr != nil {
+			if out != "text" {
+				if jerr := printAs(a.opts.Stdout, out, v); jerr != nil {
 					return jerr
 				}
 			}

@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prenv/prenv/internal/rehearsal"
+	"gopkg.in/yaml.v3"
 
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/env"
@@ -141,6 +143,61 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 		}
 	}
 	return v
+}
+
+// printAs writes v as JSON or YAML (the same fields and names: YAML is
+// made from the JSON).
+func printAs(w io.Writer, format string, v any) error {
+	if format != "yaml" {
+		return printJSON(w, v)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var node yaml.Node
+	if err := yaml.Unmarshal(data, &node); err != nil { // JSON is YAML: the keys keep their order
+		return err
+	}
+	clearStyle(&node)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&node); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// clearStyle turns JSON's flow style into YAML's block style, strings
+// quoted only where YAML needs it.
+func clearStyle(n *yaml.Node) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		n.Style = 0
+	} else if n.Style == yaml.DoubleQuotedStyle {
+		n.Style = 0
+	}
+	for _, c := range n.Content {
+		clearStyle(c)
+	}
+}
+
+// checkOutput refuses an -o that is not one of formats (default text,
+// json and yaml).
+func checkOutput(out string, formats ...string) error {
+	if len(formats) == 0 {
+		formats = []string{"text", "json", "yaml"}
+	}
+	if slices.Contains(formats, out) {
+		return nil
+	}
+	return usageError{fmt.Errorf("-o %q: want %s", out, orList(formats))}
+}
+
+func orList(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 func printJSON(w io.Writer, v any) error {
