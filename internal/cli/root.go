@@ -133,6 +133,7 @@ Environment variables:
 	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd(), a.versionCmd())
 	root.Version = version.Get().String()
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print prenv's version (as 'prenv version')")
 	return root
 }
 
