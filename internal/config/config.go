@@ -164,6 +164,18 @@ func (m Migration) FailOnCodes() []rehearsal.Code {
 	return out
 }
 
+// KubeSecret is the Secret prenv writes with an environment's database
+// connection, named and keyed as the chart reads it.
+type KubeSecret struct {
+	// Name is a template (.PR .Name .Repo .Namespace .Release); default
+	// prenv-database.
+	Name string `yaml:"name"`
+	// Keys maps each key the chart reads to url, host, port, database,
+	// user or password; default DATABASE_URL and url (url), host, port,
+	// database, user, password.
+	Keys map[string]string `yaml:"keys"`
+}
+
 // Golden configures where the golden data comes from, when it is rebuilt,
 // how many generations are kept and how it is made safe to clone.
 type Golden struct {
@@ -289,6 +301,7 @@ type Kubernetes struct {
 	Timeout          Duration          `yaml:"timeout"`           // bound on a release's rollout
 	DeleteTimeout    Duration          `yaml:"delete_timeout"`    // bound on a namespace's deletion
 	BasicAuth        BasicAuth         `yaml:"basic_auth"`        // a basic-auth Secret per environment for the ingress controller
+	Secret           KubeSecret        `yaml:"secret"`            // the Secret with the database connection: its name and keys
 }
 
 // BasicAuth asks the kubernetes runtime for a basic-auth Secret

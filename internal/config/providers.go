@@ -33,6 +33,7 @@ func (c Config) KubernetesOptions() kubert.Options {
 	o := kubert.Options{
 		Owner: c.Owner, NamespaceTemplate: k.Namespace, Quota: k.Quota, DefaultRequests: k.DefaultRequests, DefaultLimits: k.DefaultLimits,
 		IngressNamespace: k.IngressNamespace, PodSecurity: k.PodSecurity, DeleteTimeout: k.DeleteTimeout.D(),
+		SecretTemplate: k.Secret.Name, SecretKeys: k.Secret.Keys,
 	}
 	if k.BasicAuth.Enabled {
 		o.BasicAuth = &kubert.BasicAuth{User: k.BasicAuth.User, Password: k.BasicAuth.Password}
@@ -66,6 +67,7 @@ func providerDefaults(c *Config) {
 	c.Runtime.Kubernetes.DefaultRequests, c.Runtime.Kubernetes.DefaultLimits = k.DefaultRequests, k.DefaultLimits
 	c.Runtime.Kubernetes.IngressNamespace, c.Runtime.Kubernetes.PodSecurity = k.IngressNamespace, k.PodSecurity
 	c.Runtime.Kubernetes.DeleteTimeout = Duration(k.DeleteTimeout)
+	c.Runtime.Kubernetes.Secret = KubeSecret{Name: kubert.SecretName, Keys: kubert.DefaultSecretKeys()}
 	c.Runtime.Kubernetes.Timeout = Duration(kubert.DefaultTimeout)
 }
 

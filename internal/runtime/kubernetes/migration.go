@@ -88,6 +88,10 @@ func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error {
 	} else if !apierrors.IsNotFound(err) {
 		return describe(err, "get", "jobs")
 	}
+	secretName, err := r.Namespaces.Options.SecretName(spec.Key)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, runtime.ErrInvalid)
+	}
 	meta := r.Namespaces.meta(name, spec.Key, spec.Labels)
 	meta.Namespace = ns
 	timeout := 10 * time.Minute
@@ -110,13 +114,13 @@ func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error {
 	job := &batchv1.Job{ObjectMeta: meta, Spec: batchv1.JobSpec{
 		BackoffLimit: &zero, ActiveDeadlineSeconds: &deadline,
 		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: merge(m.PodLabels, map[string]string{LabelOwner: r.Namespaces.Options.Owner, "prenv.dev/role": "migration"})},
+			ObjectMeta: metav1.ObjectMeta{Labels: merge(m.PodLabels, map[string]string{LabelOwner: r.Namespaces.Options.Owner, LabelRole: "migration"})},
 			Spec: corev1.PodSpec{
 				RestartPolicy:   corev1.RestartPolicyNever,
 				SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &yes, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 				Containers: []corev1.Container{{
 					Name: "migrate", Image: m.Image, Command: m.Command, Args: m.Args, Env: env,
-					EnvFrom:         []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: SecretName}}}},
+					EnvFrom:         []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secretName}}}},
 					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 				}},
 			},

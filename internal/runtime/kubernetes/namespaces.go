@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime"
 )
@@ -45,6 +47,11 @@ const (
 	AnnotationRepo      = "prenv.dev/repository"
 	AnnotationCreatedAt = "prenv.dev/created-at"
 	AnnotationExpiresAt = "prenv.dev/expires-at"
+	// LabelRole says what an object is for, where a namespace holds several
+	// of a kind: RoleDatabase (the database Secret), migration (the pods of
+	// prenv's migration Job).
+	LabelRole    = "prenv.dev/role"
+	RoleDatabase = "database"
 )
 
 // Options configure the environment's namespace.
@@ -69,6 +76,76 @@ type Options struct {
 	// BasicAuth, if set, makes a basic-auth Secret (AuthSecretName) in
 	// each environment for the ingress controller to enforce.
 	BasicAuth *BasicAuth
+	// SecretTemplate renders the name of the Secret with the database
+	// connection from .PR, .Name, .Repo, .Namespace and .Release (default
+	// SecretName), so that a chart reading its own Secret deploys
+	// unchanged.
+	SecretTemplate string
+	// SecretKeys maps each key of that Secret to what it holds: url, host,
+	// port, database, user or password. Empty: DefaultSecretKeys.
+	SecretKeys map[string]string
+}
+
+// SecretValues are what a key of the database Secret can hold.
+var SecretValues = []string{"url", "host", "port", "database", "user", "password"}
+
+// DefaultSecretKeys are the database Secret's keys unless
+// runtime.kubernetes.secret.keys says otherwise.
+func DefaultSecretKeys() map[string]string {
+	return map[string]string{"DATABASE_URL": "url", "url": "url", "host": "host", "port": "port", "database": "database", "user": "user", "password": "password"}
+}
+
+var (
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	secretKey    = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+)
+
+// SecretName renders the name of k's database Secret.
+func (o Options) SecretName(k env.Key) (string, error) {
+	tmpl := o.SecretTemplate
+	if tmpl == "" {
+		tmpl = SecretName
+	}
+	ns, err := o.namespace(k)
+	if err != nil {
+		return "", err
+	}
+	t, err := template.New("secret").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.secret.name: %q: %v", tmpl, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, struct {
+		PR                             int
+		Name, Repo, Namespace, Release string
+	}{k.PR, k.Name(), k.Repo, ns, releaseName(k)}); err != nil {
+		return "", fmt.Errorf("runtime.kubernetes.secret.name: %q: %v (fields: .PR, .Name, .Repo, .Namespace, .Release)", tmpl, err)
+	}
+	name := b.String()
+	switch {
+	case len(name) > 253 || !dnsSubdomain.MatchString(name):
+		return "", fmt.Errorf("runtime.kubernetes.secret.name: %q renders %q, not a Secret's name (lower-case letters, digits, '-' and '.', at most 253)", tmpl, name)
+	case name == AuthSecretName:
+		return "", fmt.Errorf("runtime.kubernetes.secret.name: %q renders %q, the basic-auth Secret's name: choose another", tmpl, name)
+	}
+	return name, nil
+}
+
+// secretData is the database Secret's data for db.
+func (o Options) secretData(db dbclone.Database) map[string]string {
+	keys := o.SecretKeys
+	if len(keys) == 0 {
+		keys = DefaultSecretKeys()
+	}
+	values := map[string]string{"url": db.URL, "host": db.Host, "port": strconv.Itoa(db.Port), "database": db.DBName, "user": db.User, "password": db.Password}
+	data := map[string]string{}
+	for k, v := range keys {
+		data[k] = values[v]
+	}
+	if db.SecretRef != "" {
+		data["password_secret"] = db.SecretRef // the password is in the provider's secret store
+	}
+	return data
 }
 
 // DefaultOptions are the defaults of the kubernetes runtime.
@@ -79,6 +156,7 @@ func DefaultOptions(owner string) Options {
 		DefaultRequests:  map[string]string{"cpu": "100m", "memory": "128Mi"},
 		DefaultLimits:    map[string]string{"cpu": "500m", "memory": "512Mi"},
 		IngressNamespace: "ingress-nginx", PodSecurity: "baseline", DeleteTimeout: 2 * time.Minute,
+		SecretTemplate: SecretName, SecretKeys: DefaultSecretKeys(),
 	}
 }
 
@@ -110,6 +188,22 @@ func (o Options) Validate() error {
 	}
 	if o.IngressNamespace != "" && !dnsLabel.MatchString(o.IngressNamespace) {
 		errs = append(errs, fmt.Sprintf("runtime.kubernetes.ingress_namespace: %q is not a namespace name", o.IngressNamespace))
+	}
+	if _, err := o.SecretName(env.Key{Repo: "an-organisation/a-repository", PR: 123456}); err != nil {
+		errs = append(errs, err.Error())
+	}
+	keys := make([]string, 0, len(o.SecretKeys))
+	for k := range o.SecretKeys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if len(k) > 253 || !secretKey.MatchString(k) || k == "password_secret" {
+			errs = append(errs, fmt.Sprintf("runtime.kubernetes.secret.keys: %q is not a key a Secret can have (letters, digits, '-', '_' and '.'; password_secret is prenv's)", k))
+		}
+		if v := o.SecretKeys[k]; !slices.Contains(SecretValues, v) {
+			errs = append(errs, fmt.Sprintf("runtime.kubernetes.secret.keys.%s: %q: want one of %s", k, v, strings.Join(SecretValues, ", ")))
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -239,13 +333,13 @@ func (n *Namespaces) Prepare(ctx context.Context, spec runtime.Spec) error {
 		Type: corev1.LimitTypeContainer, Default: quantities(n.Options.DefaultLimits), DefaultRequest: quantities(n.Options.DefaultRequests),
 	}}}}
 	policy := &networkingv1.NetworkPolicy{ObjectMeta: objMeta(PolicyName), Spec: n.policy()}
-	db := spec.Database
-	secret := &corev1.Secret{ObjectMeta: objMeta(SecretName), Type: corev1.SecretTypeOpaque, StringData: map[string]string{
-		"DATABASE_URL": db.URL, "url": db.URL, "host": db.Host, "port": strconv.Itoa(db.Port), "database": db.DBName, "user": db.User, "password": db.Password,
-	}}
-	if db.SecretRef != "" {
-		secret.StringData["password_secret"] = db.SecretRef // the password is in the provider's secret store
+	secretName, err := n.Options.SecretName(k)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, runtime.ErrInvalid)
 	}
+	secretMeta := objMeta(secretName)
+	secretMeta.Labels = merge(secretMeta.Labels, map[string]string{LabelRole: RoleDatabase})
+	secret := &corev1.Secret{ObjectMeta: secretMeta, Type: corev1.SecretTypeOpaque, StringData: n.Options.secretData(spec.Database)}
 	c := n.Client.CoreV1()
 	steps := []struct {
 		resource string
@@ -286,6 +380,29 @@ func (n *Namespaces) Prepare(ctx context.Context, spec runtime.Spec) error {
 	for _, s := range steps {
 		if err := s.upsert(); err != nil {
 			return describe(err, "create or update", s.resource)
+		}
+	}
+	return n.removeStaleSecrets(ctx, k, name, secretName)
+}
+
+// removeStaleSecrets deletes the database Secrets of k that prenv made
+// under another name (runtime.kubernetes.secret.name changed since): the
+// password must not stay readable where nothing uses it. Only Secrets with
+// prenv's labels for k are deleted.
+func (n *Namespaces) removeStaleSecrets(ctx context.Context, k env.Key, ns, current string) error {
+	c := n.Client.CoreV1().Secrets(ns)
+	list, err := c.List(ctx, metav1.ListOptions{LabelSelector: LabelOwner + "=" + n.Options.Owner})
+	if err != nil {
+		return describe(err, "list", "secrets")
+	}
+	for _, s := range list.Items {
+		stale := s.Labels[LabelRole] == RoleDatabase || s.Name == SecretName // prenv-database: made before the role label
+		if !stale || s.Name == current || n.ours("secret", &s, k) != nil {
+			continue
+		}
+		pre := metav1.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion}
+		if err := c.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &pre}); err != nil && !apierrors.IsNotFound(err) {
+			return describe(err, "delete", "secrets")
 		}
 	}
 	return nil

@@ -77,8 +77,12 @@ func (r *Runtime) data(spec runtime.Spec) (ValuesData, error) {
 	if err != nil {
 		return ValuesData{}, err
 	}
+	secret, err := r.Namespaces.Options.SecretName(spec.Key)
+	if err != nil {
+		return ValuesData{}, fmt.Errorf("%v: %w", err, runtime.ErrInvalid)
+	}
 	d := ValuesData{PR: spec.Key.PR, Name: spec.Key.Name(), Repo: spec.Key.Repo, Namespace: ns, Release: releaseName(spec.Key),
-		Commit: spec.Commit, SecretName: SecretName}
+		Commit: spec.Commit, SecretName: secret}
 	if r.Namespaces.Options.BasicAuth != nil {
 		d.AuthSecretName = AuthSecretName
 	}
