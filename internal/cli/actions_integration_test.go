@@ -112,11 +112,21 @@ func TestActions_UpFromTheEventReportsDeploymentsAndOneStickyComment(t *testing.
 	if c := gh.CommentsOf("acme/shop", 12); !strings.Contains(c[1].Body, "### Migration rehearsal: 1 warning") || !strings.Contains(c[1].Body, "**table-rewrite** on `orders`") {
 		t.Fatalf("the comment after the fix:\n%s", c[1].Body)
 	}
+	// A push that migrates nothing new does not clear the check: the
+	// rewrite is still what the pull request does to orders.
+	readme := h.commit("docs", map[string]string{"README.md": "the shop\n"})
+	h.inActions(gh, "synchronize", readme)
+	h.must("up")
+	runs := gh.CheckRunsOf("acme/shop")
+	if c := runs[len(runs)-1]; c.HeadSHA != readme || c.Conclusion != "failure" || c.Output.Title != "1 of migration.fail_on: table-rewrite on orders" ||
+		!strings.Contains(c.Output.Summary, "Still on this database from earlier migrations") {
+		t.Fatalf("the check run of a push after the rewrite: %+v", c)
+	}
 
 	// The pull request closes: down reports every deployment inactive.
 	h.inActions(gh, "closed", bad)
 	h.must("down")
-	if got := gh.StatusesOf("acme/shop", "pr-12"); !strings.HasSuffix(strings.Join(got, " "), ":inactive") || gh.CallCount("POST /repos/acme/shop/deployments/") != 12 {
+	if got := gh.StatusesOf("acme/shop", "pr-12"); !strings.HasSuffix(strings.Join(got, " "), ":inactive") || gh.CallCount("POST /repos/acme/shop/deployments/") != 15 {
 		t.Fatalf("after down: %v", got)
 	}
 	if c := gh.CommentsOf("acme/shop", 12); len(c) != 2 || !strings.Contains(c[1].Body, "torn down") {

@@ -133,7 +133,7 @@ func TestKubernetes_TheMigrationRehearsalWatchesTheHookJobAndPrenvsMigrationJob(
 		held = held || (l.Table == "orders" && l.Mode == "ACCESS EXCLUSIVE" && l.Seconds >= 0.4)
 	}
 	if m.Commit != "c1" || m.DiffBase != "golden" || m.Seconds < 0.5 || !held || len(m.Warnings) == 0 || m.Warnings[0].Code != "table-rewrite" ||
-		len(m.Notes) == 0 || !strings.Contains(strings.Join(m.Notes, " "), "pre-install/pre-upgrade hooks") {
+		len(m.Notes) == 0 || !strings.Contains(strings.Join(m.Notes, " "), "pre-install/pre-upgrade hook Jobs") {
 		t.Fatalf("the hook's rehearsal: %+v", *m)
 	}
 

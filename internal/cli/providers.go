@@ -162,6 +162,8 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 			d.LogURL = func(env.Key) string { return wf.LogURL }
 		}
 		lc.Reporter = d
+	} else if cfg.Migration.Check {
+		a.log.Warn("migration.check is on, but prenv has no GitHub token here (GITHUB_TOKEN, or github.token): no check run is posted")
 	}
 	return lc, nil
 }

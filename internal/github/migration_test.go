@@ -139,3 +139,42 @@ func TestDeployments_AReportTooLongForACommentStillShowsItsWarnings(t *testing.T
 		t.Fatalf("check run summary of %d bytes", len(c.Output.Summary))
 	}
 }
+
+// The warnings of earlier migrations on the database fail the check of a
+// push that migrates nothing new; a migration that ran unwatched gets a
+// neutral check saying so, never a stale report.
+func TestDeployments_EarlierWarningsStillFailAndAnUnwatchedMigrationIsNeutral(t *testing.T) {
+	gh := githubtest.New(t, "tok")
+	d, warned := deployments(gh, rehearsal.TableRewrite)
+	later := rehearsal.Report{Seconds: 0.1, DiffBase: rehearsal.DiffFromGolden,
+		Earlier: []rehearsal.Earlier{{Commit: "c0ffee", Warning: rewriteReport().Warnings[0]}}}
+	finish(t, d, "beef", later, env.StateReady)
+	c := gh.CheckRunsOf("acme/shop")[0]
+	if c.HeadSHA != "beef" || c.Conclusion != "failure" || c.Output.Title != "1 of migration.fail_on: table-rewrite on public.orders" ||
+		!strings.Contains(c.Output.Summary, "**table-rewrite** on `public.orders` (commit `c0ffee`)") {
+		t.Fatalf("check run of a push after the rewrite: %+v", c)
+	}
+	if body := gh.CommentsOf("acme/shop", 12)[0].Body; !strings.Contains(body, "### Migration rehearsal: no warnings, 1 earlier") {
+		t.Fatalf("the comment:\n%s", body)
+	}
+	// Migrated, no report: neutral, with the reason.
+	k := env.Key{PR: 12}
+	e := store.Env{Key: k, Name: "pr-12", State: env.StateReady, Commit: "face", DesiredCommit: "face"}
+	d.Finished(context.Background(), e, store.Run{Key: k, Kind: "up", Commit: "face", Steps: []store.Step{{Name: "clone"}, {Name: "migrate"}, {Name: "deploy"}}})
+	c = gh.CheckRunsOf("acme/shop")[1]
+	if c.HeadSHA != "face" || c.Conclusion != "neutral" || !strings.HasPrefix(c.Output.Title, "Not rehearsed: the migration ran unwatched") {
+		t.Fatalf("check run of an unwatched migration: %+v", c)
+	}
+	if len(*warned) > 0 {
+		t.Fatalf("warnings: %v", *warned)
+	}
+}
+
+// A failed run's output cannot close the comment's code block.
+func TestSummary_TheErrorStaysInItsCodeBlock(t *testing.T) {
+	out := "applying 0004.sql\n```\n</details><img src=x>\n# Approved\n```"
+	s := github.Summary(github.View{Name: "pr-1", State: "failed", Error: out})
+	if !strings.Contains(s, "````\n"+out+"\n````") {
+		t.Fatalf("the error is not fenced beyond its own backticks:\n%s", s)
+	}
+}

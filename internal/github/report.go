@@ -83,7 +83,7 @@ func Summary(v View) string {
 		fmt.Fprintf(&b, "\n**To bring it back:** %s\n", v.Back)
 	}
 	if v.Error != "" {
-		fmt.Fprintf(&b, "\n**Why it failed**\n\n```\n%s\n```\n", strings.TrimSpace(truncate(v.Error, 3000)))
+		fmt.Fprintf(&b, "\n**Why it failed**\n\n%s\n", fence(strings.TrimSpace(truncate(v.Error, 3000))))
 		if v.LogURL != "" {
 			fmt.Fprintf(&b, "\n[Full log](%s)\n", v.LogURL)
 		}
@@ -118,9 +118,14 @@ const CheckName = "migration rehearsal"
 // commit: a failure when the migration failed or warned of a code in
 // failOn, else a success (warnings outside failOn are listed, not
 // failing).
+//
+// The warnings of the database's earlier migrations (rep.Earlier) count as
+// this commit's: a push that migrates nothing new must not clear a
+// failure the pull request's migration still causes.
 func MigrationCheck(rep rehearsal.Report, commit string, failOn []rehearsal.Code, logURL, more string) CheckRun {
 	var failing []string
-	for _, w := range rep.Warnings {
+	all := rep.AllWarnings()
+	for _, w := range all {
 		if slices.Contains(failOn, w.Code) {
 			failing = append(failing, fmt.Sprintf("%s on %s", w.Code, w.Table))
 		}
@@ -133,15 +138,25 @@ func MigrationCheck(rep rehearsal.Report, commit string, failOn []rehearsal.Code
 	case len(failing) > 0:
 		c.Conclusion = "failure"
 		c.Output.Title = fmt.Sprintf("%d of migration.fail_on: %s", len(failing), clipTitle(strings.Join(failing, ", ")))
-	case len(rep.Warnings) > 0:
-		c.Output.Title = fmt.Sprintf("%d warnings, none in migration.fail_on", len(rep.Warnings))
-		if len(rep.Warnings) == 1 {
+	case len(all) > 0:
+		c.Output.Title = fmt.Sprintf("%d warnings, none in migration.fail_on", len(all))
+		if len(all) == 1 {
 			c.Output.Title = "1 warning, not in migration.fail_on"
 		}
 	default:
 		c.Output.Title = "No warnings"
 	}
 	c.Output.Summary = rep.MarkdownWithin(commentLimit, more)
+	return c
+}
+
+// UnrehearsedCheck is the check run of a commit whose migration ran
+// unwatched, or did not run: neutral, saying why, so that a required check
+// does not wait forever.
+func UnrehearsedCheck(commit, why, logURL string) CheckRun {
+	c := CheckRun{Name: CheckName, HeadSHA: commit, Status: "completed", Conclusion: "neutral", DetailsURL: logURL}
+	c.Output.Title = clipTitle("Not rehearsed: " + why)
+	c.Output.Summary = "prenv has no rehearsal report for this commit's migration: " + why + ". prenv's log says more (a warning names what failed)."
 	return c
 }
 
@@ -159,11 +174,22 @@ func short(sha string) string {
 	return sha
 }
 
+// truncate keeps the last n bytes of s, whole characters only.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return "…" + s[len(s)-n:]
+	return "…" + strings.ToValidUTF8(s[len(s)-n:], "")
+}
+
+// fence is a fenced code block that the text in it cannot close: the
+// output of a pull request's build or migration may hold backticks.
+func fence(s string) string {
+	ticks := "```"
+	for strings.Contains(s, ticks) {
+		ticks += "`"
+	}
+	return ticks + "\n" + s + "\n" + ticks
 }
 
 // Reporter tells GitHub about environments: a deployment per commit with

@@ -239,3 +239,42 @@ func TestUp_AHomeNotOursIsRefusedBeforeTheDatabaseIsCloned(t *testing.T) {
 		t.Fatalf("the refused environment was recorded: %v", list)
 	}
 }
+
+// A run that did not migrate (its commit was migrated by an earlier run)
+// is reported with that run's rehearsal report; a run that migrated
+// without a report (unwatched) is reported with none, never an older one.
+func TestReportFinished_CarriesTheCommitsReportOnlyWhenTheRunDidNotMigrate(t *testing.T) {
+	f, _, rep := sweepFixture(t)
+	ctx := context.Background()
+	k := env.Key{PR: 4}
+	// An earlier, watched migration of c1 and of c2 (the memory database
+	// is not watched: the report is recorded as prenv up records it).
+	for _, c := range []string{"c1", "c2"} {
+		seq, err := f.l.Store.Request(ctx, k, k.Name(), c, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := &store.Run{Key: k, Seq: seq, Kind: "up", Commit: c, State: store.RunFailed, StartedAt: time.Now(), FinishedAt: time.Now(),
+			Migration: []byte(`{"seconds":1,"diff_base":"golden","failed":"an earlier attempt of ` + c + `","interval":0.05}`)}
+		if err := f.l.Store.SaveRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c2"}); err != nil { // migrates c2 unwatched
+		t.Fatal(err)
+	}
+	if _, err := f.l.Up(ctx, UpOptions{Key: k, Commit: "c2"}); err != nil { // c2 again: no migrate step
+		t.Fatal(err)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if len(rep.finished) != 2 {
+		t.Fatalf("%d runs reported", len(rep.finished))
+	}
+	if m := rep.finished[0].Migration; m != nil {
+		t.Fatalf("the run that migrated unwatched was reported with %s", m)
+	}
+	if m := string(rep.finished[1].Migration); !strings.Contains(m, "an earlier attempt of c2") {
+		t.Fatalf("the run that did not migrate was reported with %q; want c2's report", m)
+	}
+}

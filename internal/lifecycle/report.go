@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"slices"
 
 	"github.com/prenv/prenv/internal/store"
 )
@@ -48,15 +49,16 @@ func (l *Lifecycle) reportStarted(ctx context.Context, e store.Env, commit strin
 	}
 }
 
-// reportFinished reports run r. A run that did not migrate (its commit
+// reportFinished reports run r. A run that had no migrate step (its commit
 // was already migrated by an earlier run) carries that run's rehearsal
-// report, so the comment keeps showing what the commit's migration did.
+// report, so the comment keeps showing what the commit's migration did; a
+// run that migrated without a report carries none.
 func (l *Lifecycle) reportFinished(ctx context.Context, e store.Env, r store.Run) {
 	if l.Reporter == nil {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	if len(r.Migration) == 0 && r.Kind == "up" {
+	if len(r.Migration) == 0 && r.Kind == "up" && !slices.ContainsFunc(r.Steps, func(s store.Step) bool { return s.Name == "migrate" }) {
 		if m, err := l.Store.LastMigration(ctx, e.Key); err == nil && m.Commit == r.Commit {
 			r.Migration = m.Migration
 		}

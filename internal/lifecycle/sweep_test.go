@@ -41,12 +41,17 @@ func sweepFixture(t *testing.T) (*fixture, *clock, *reports) {
 
 // reports is a Reporter that remembers what it was told.
 type reports struct {
-	mu   sync.Mutex
-	down []string // "pr-1 expired"
+	mu       sync.Mutex
+	down     []string    // "pr-1 expired"
+	finished []store.Run // the runs Finished was told of
 }
 
-func (r *reports) Started(context.Context, store.Env, string)     {}
-func (r *reports) Finished(context.Context, store.Env, store.Run) {}
+func (r *reports) Started(context.Context, store.Env, string) {}
+func (r *reports) Finished(_ context.Context, _ store.Env, run store.Run) {
+	r.mu.Lock()
+	r.finished = append(r.finished, run)
+	r.mu.Unlock()
+}
 func (r *reports) TornDown(_ context.Context, e store.Env, why Why) {
 	r.mu.Lock()
 	r.down = append(r.down, e.Key.Name()+" "+why.Reason)

@@ -2,15 +2,12 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
-	"github.com/prenv/prenv/internal/rehearsal"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/store"
 )
@@ -183,27 +180,27 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	inDeploy := ok && dm.MigratesInDeploy(spec)
 	if !sameCommit {
 		save(env.StateMigrating)
-		var watch *rehearsal.Watch
+		var watch *watching
 		if !inDeploy {
-			watch = l.watchMigration(ctx, k, db)
+			watch = l.watchMigration(ctx, k, db, commit)
 		}
 		ran := false
 		err := r.step(ctx, "migrate", func(ctx context.Context) error { ran = true; return l.Runtime.Migrate(ctx, spec) })
 		switch {
 		case watch == nil:
 		case ran:
-			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
+			r.rec.Migration = watch.finish(ctx, err, nil)
 		default:
-			watch.Close() // superseded or cancelled before the migration started
+			watch.close() // superseded or cancelled before the migration started
 		}
 		if err != nil {
 			return err
 		}
 	}
 	save(env.StateDeploying)
-	var watch *rehearsal.Watch
+	var watch *watching
 	if inDeploy && !sameCommit {
-		watch = l.watchMigration(ctx, k, db)
+		watch = l.watchMigration(ctx, k, db, commit)
 	}
 	var rel runtime.Release
 	ran := false
@@ -217,13 +214,16 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 		var se *runtime.StepError
 		switch {
 		case !ran:
-			watch.Close() // superseded or cancelled before the deploy started
+			watch.close() // superseded or cancelled before the deploy started
 		case errors.As(err, &se) && se.Step == "migrate":
-			r.rec.Migration = l.finishWatch(ctx, k, watch, err, nil)
+			r.rec.Migration = watch.finish(ctx, err, nil)
 		case err == nil && rel.Migrated != nil:
-			r.rec.Migration = l.finishWatch(ctx, k, watch, nil, rel.Migrated)
+			r.rec.Migration = watch.finish(ctx, nil, rel.Migrated)
+		case errors.As(err, &se) && se.Migrated != nil:
+			// The hooks migrated; the rollout after them failed.
+			r.rec.Migration = watch.finish(ctx, nil, se.Migrated)
 		default:
-			watch.Close() // no hook migrated (none, or the deploy failed before them)
+			watch.close() // no hook migrated (none, or the deploy failed before them)
 		}
 	}
 	if err != nil {
@@ -258,67 +258,4 @@ func (l *Lifecycle) labels(e store.Env) map[string]string {
 		labels[name] = v
 	}
 	return labels
-}
-
-// watchMigration starts the rehearsal's watch of k's migration on db, or
-// returns nil when rehearsals are off, the database is not one prenv can
-// watch, or its endpoint does not answer from here (a warning says so: the
-// migration runs unwatched).
-func (l *Lifecycle) watchMigration(ctx context.Context, k env.Key, db dbclone.Database) *rehearsal.Watch {
-	if l.Rehearsal == nil || db.Password == "" || (db.Provider != "localpg" && db.Provider != "aurora") {
-		return nil
-	}
-	opts := *l.Rehearsal
-	opts.ApplicationName = runtime.MigrationApplicationName
-	opts.Golden = rehearsal.Golden{Generation: strconv.Itoa(db.Generation)}
-	// The schema diff starts from the golden generation's schema: read
-	// just before the first migration of a database this run cloned, and
-	// kept with the environment for the migrations of later pushes.
-	if b, err := l.Store.Baseline(ctx, k); err == nil && b.Of(db.Generation, db.CreatedAt) {
-		var s rehearsal.Schema
-		if err := json.Unmarshal(b.Schema, &s); err == nil {
-			opts.Baseline = &s
-		}
-	}
-	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	w, err := rehearsal.Begin(bctx, db.URL, opts)
-	if err != nil {
-		l.log().Warn("the migration runs unwatched: no rehearsal report", "env", k.Name(), "err", err)
-		return nil
-	}
-	if opts.Baseline == nil && db.Created {
-		w.BeganOnGolden()
-		data, err := json.Marshal(w.Schema())
-		if err == nil {
-			err = l.Store.SaveBaseline(context.WithoutCancel(ctx), k, store.Baseline{Generation: db.Generation, DatabaseCreated: db.CreatedAt, Schema: data})
-		}
-		if err != nil {
-			l.log().Warn("cannot keep the golden schema: later migrations' schema diffs start from the schema before each", "env", k.Name(), "err", err)
-		}
-	}
-	return w
-}
-
-// finishWatch ends the watch and returns its report as JSON (nil, with a
-// warning, if it cannot be made). hooks, when the migration ran in the
-// deploy's hooks, is when: the report's duration is theirs.
-func (l *Lifecycle) finishWatch(ctx context.Context, k env.Key, w *rehearsal.Watch, migrateErr error, hooks *runtime.Span) []byte {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	rep, err := w.Finish(fctx, migrateErr)
-	if err != nil {
-		l.log().Warn("no rehearsal report for the migration", "env", k.Name(), "err", err)
-		return nil
-	}
-	if hooks != nil {
-		rep.Seconds = hooks.End.Sub(hooks.Start).Seconds()
-		rep.Notes = append(rep.Notes, "the migration ran in the chart's pre-install/pre-upgrade hooks: the watch covered the whole deploy, so rows the new release wrote as it started count too")
-	}
-	data, err := json.Marshal(rep)
-	if err != nil {
-		l.log().Warn("no rehearsal report for the migration", "env", k.Name(), "err", err)
-		return nil
-	}
-	return data
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 )
 
 // Text renders the report for a terminal (prenv status): a summary line,
@@ -25,6 +26,12 @@ func (r Report) Text() string {
 			if w.Statement != "" {
 				b.WriteString("    statement: " + w.Statement + "\n")
 			}
+		}
+	}
+	if len(r.Earlier) > 0 {
+		fmt.Fprintf(&b, "\nEarlier warnings, from earlier migrations on this database (%d)\n", len(r.Earlier))
+		for _, e := range r.Earlier {
+			fmt.Fprintf(&b, "  ! %s on %s (commit %s)\n", e.Code, e.Table, shortCommit(e.Commit))
 		}
 	}
 	if len(r.SchemaDiff) == 0 {
@@ -88,7 +95,19 @@ func (r Report) Text() string {
 			b.WriteString(indent(wrap("- "+n, 96), "  ") + "\n")
 		}
 	}
-	return b.String()
+	return printable(b.String())
+}
+
+// printable replaces control characters but line breaks and tabs: names
+// and statements come from the pull request, and a terminal would obey an
+// escape sequence among them.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || !unicode.IsControl(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }
 
 // Markdown renders the report for a pull request comment: the summary and
@@ -108,6 +127,7 @@ func (r Report) Markdown() string {
 			}
 		}
 	}
+	b.WriteString(r.earlierMarkdown())
 	var parts []string
 	if len(r.SchemaDiff) > 0 {
 		parts = append(parts, plural(len(r.SchemaDiff), "schema change"))
@@ -206,15 +226,42 @@ func (r Report) MarkdownWithin(n int, more string) string {
 		}
 		b.WriteString(line)
 	}
+	if e := r.earlierMarkdown(); b.Len()+len(e)+len(tail) <= n {
+		b.WriteString(e)
+	}
 	b.WriteString(tail)
 	return b.String()
 }
 
-// title is the heading's verdict: "no warnings", "failed, 2 warnings".
+// earlierMarkdown lists the earlier migrations' warnings, one line each.
+func (r Report) earlierMarkdown() string {
+	if len(r.Earlier) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nStill on this database from earlier migrations of the pull request:\n\n")
+	for _, e := range r.Earlier {
+		fmt.Fprintf(&b, "- :warning: **%s** on %s (commit %s)\n", e.Code, code(e.Table), code(shortCommit(e.Commit)))
+	}
+	return b.String()
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
+
+// title is the heading's verdict: "no warnings", "failed, 2 warnings",
+// "1 warning, 2 earlier".
 func (r Report) title() string {
 	title := "no warnings"
 	if n := len(r.Warnings); n > 0 {
 		title = plural(n, "warning")
+	}
+	if n := len(r.Earlier); n > 0 {
+		title += fmt.Sprintf(", %d earlier", n)
 	}
 	if r.Failed != "" {
 		title = "failed, " + title
@@ -442,8 +489,11 @@ func fence(s, lang string) string {
 
 // mdEscape keeps text from being read as Markdown or HTML, and a table's
 // pipes as text.
+//
+// An @ gets a zero-width space after it, so that a name the pull request
+// chose (a table "@acme/security") mentions nobody.
 func mdEscape(s string) string {
 	s = oneLine.Replace(s)
-	r := strings.NewReplacer("\\", "\\\\", "|", "\\|", "<", "&lt;", "&", "&amp;", "*", "\\*", "_", "\\_", "`", "\\`", "[", "\\[", "]", "\\]")
+	r := strings.NewReplacer("@", "@\u200b", "\\", "\\\\", "|", "\\|", "<", "&lt;", "&", "&amp;", "*", "\\*", "_", "\\_", "`", "\\`", "[", "\\[", "]", "\\]")
 	return r.Replace(s)
 }

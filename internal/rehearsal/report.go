@@ -22,8 +22,13 @@ type Report struct {
 	Waits      []Wait     `json:"waits,omitempty"`
 	Rewrites   []Rewrite  `json:"rewrites,omitempty"`
 	Warnings   []Warning  `json:"warnings,omitempty"`
-	Notes      []string   `json:"notes,omitempty"` // what limited the measurement, if anything
-	Interval   float64    `json:"interval"`        // seconds between samples: the precision of Locks and Waits
+	// Earlier are the warnings of earlier migrations on the same database
+	// (earlier commits of the pull request), set by the caller: a push that
+	// migrates nothing new does not make them go away. They are gone when
+	// the database is cloned again.
+	Earlier  []Earlier `json:"earlier,omitempty"`
+	Notes    []string  `json:"notes,omitempty"` // what limited the measurement, if anything
+	Interval float64   `json:"interval"`        // seconds between samples: the precision of Locks and Waits
 }
 
 // DiffBase is what a report's SchemaDiff starts from.
@@ -116,6 +121,21 @@ const (
 	DataDropped               Code = "data-dropped"
 	LongBackfill              Code = "long-backfill"
 )
+
+// Earlier is a warning of an earlier migration on the same database.
+type Earlier struct {
+	Commit string `json:"commit"`
+	Warning
+}
+
+// AllWarnings are the report's warnings and the earlier ones.
+func (r Report) AllWarnings() []Warning {
+	out := append([]Warning(nil), r.Warnings...)
+	for _, e := range r.Earlier {
+		out = append(out, e.Warning)
+	}
+	return out
+}
 
 // Codes returns every warning's code, in the order of the rules.
 func Codes() []Code {
@@ -536,7 +556,7 @@ func (b *builder) warnings(own []Change, locks []LockHold, rows []RowDelta) []Wa
 				continue
 			}
 			stmt := b.statementNaming("index", c.Object)
-			concurrent := strings.Contains(strings.ToLower(stmt), "concurrently")
+			concurrent := concurrentIndex(stmt)
 			if stmt == "" {
 				t := b.byName[b.qualified(c.Table)]
 				s, sawShare := b.lockModes[t.oid][share]

@@ -229,3 +229,34 @@ func TestMarkdown_ALineBreakInANameStaysInItsCell(t *testing.T) {
 		t.Fatalf("the name is not shown on one line:\n%s", md)
 	}
 }
+
+// CONCURRENTLY counts as a keyword of CREATE INDEX only, not in a comment
+// or a name.
+func TestConcurrentIndex_ByItsKeywordsOnly(t *testing.T) {
+	for stmt, want := range map[string]bool{
+		"CREATE INDEX CONCURRENTLY orders_item ON orders (item)":           true,
+		"create unique index\n  concurrently orders_item on orders (item)": true,
+		"/* x */ CREATE INDEX /* y */ CONCURRENTLY i ON t (c)":             true,
+		"CREATE INDEX /* concurrently */ orders_item ON orders (item)":     false,
+		"CREATE INDEX orders_built_concurrently ON orders (item)":          false,
+		"CREATE INDEX i ON t (c) -- should be concurrently":                false,
+		"CREATE INDEX concurrently_named ON t (c)":                         false,
+	} {
+		if got := concurrentIndex(stmt); got != want {
+			t.Errorf("concurrentIndex(%q) = %v, want %v", stmt, got, want)
+		}
+	}
+}
+
+// Names the pull request chose mention nobody in Markdown and send no
+// escape sequence to a terminal in text.
+func TestRender_NoMentionsInMarkdownNoEscapesInText(t *testing.T) {
+	r := Report{Seconds: 1, DiffBase: DiffFromBegin,
+		Warnings: []Warning{{Code: TableRewrite, Table: "\x1b[2J@acme/security", Message: "@acme/security was rewritten \x1b]0;owned\x07"}}}
+	if md := r.Markdown(); strings.Contains(md, "@acme/security was") {
+		t.Fatalf("the message mentions @acme/security:\n%s", md)
+	}
+	if txt := r.Text(); strings.ContainsAny(txt, "\x1b\x07") || !strings.Contains(txt, "?[2J@acme/security") {
+		t.Fatalf("control characters reach the terminal: %q", txt)
+	}
+}

@@ -1,6 +1,7 @@
 package rehearsal
 
 import (
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -102,4 +103,15 @@ func shorten(s string) string {
 	}
 	r := []rune(s)
 	return strings.TrimSpace(string(r[:maxStatement-1])) + "…"
+}
+
+var (
+	sqlComments     = regexp.MustCompile(`(?s)--[^\n]*|/\*.*?\*/`)
+	createIndexConc = regexp.MustCompile(`(?i)^\s*create\s+(unique\s+)?index\s+concurrently\b`)
+)
+
+// concurrentIndex says whether stmt is CREATE [UNIQUE] INDEX CONCURRENTLY,
+// by its keywords, not by a comment or a name that says "concurrently".
+func concurrentIndex(stmt string) bool {
+	return createIndexConc.MatchString(sqlComments.ReplaceAllString(stmt, " "))
 }

@@ -65,6 +65,9 @@ type StepError struct {
 	Step   string // build, migrate, deploy
 	Err    error
 	Output string
+	// Migrated, on a failed deploy of a DeployMigrator, is when the
+	// migration it ran before failing ran (as Release.Migrated).
+	Migrated *Span
 }
 
 func (e *StepError) Error() string { return fmt.Sprintf("%s failed: %v", e.Step, e.Err) }

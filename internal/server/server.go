@@ -309,6 +309,7 @@ func (s *Server) envLog(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff") // the page holds what the pull request's code printed
 		fmt.Fprintf(w, "%s (%s): %s\n", e.Name, e.Key, e.State)
 		if e.Commit != "" {
 			fmt.Fprintf(w, "serving: %s\n", e.Commit)

@@ -213,6 +213,10 @@ type Baseline struct {
 	Generation      int             `json:"generation"`
 	DatabaseCreated time.Time       `json:"database_created"`
 	Schema          json.RawMessage `json:"schema"` // a rehearsal.Schema
+	// Warnings are the warnings of the migrations that succeeded on this
+	// database, with their commits ([]rehearsal.Earlier): a later push's
+	// report carries them.
+	Warnings json.RawMessage `json:"warnings,omitempty"`
 }
 
 // Of says whether b belongs to the database created at created from

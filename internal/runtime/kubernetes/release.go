@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prenv/prenv/internal/runtime"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -51,6 +52,9 @@ type DeployError struct {
 	Release   string
 	Err       error
 	Diagnosis string
+	// Migrated is when the pre-install/pre-upgrade hook Jobs ran to
+	// completion before the rollout failed; nil when they did not.
+	Migrated *runtime.Span
 	// Migration is true when a pre-install or pre-upgrade hook failed: the
 	// migration gate closed before any workload changed.
 	Migration bool
@@ -124,21 +128,31 @@ func (r *Releases) Deploy(ctx context.Context, ns, name string, ch *chart.Chart,
 		rel, err = i.RunWithContext(ctx, ch, vals)
 	}
 	if err != nil {
-		return nil, &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns), Migration: preHookFailed(cfg, name)}
+		de := &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns), Migration: preHookFailed(cfg, name)}
+		if !de.Migration {
+			de.Migrated = preHooksRun(lastRelease(cfg, name))
+		}
+		return nil, de
 	}
 	out, _ := rel.(*releasev1.Release)
 	return out, nil
 }
 
+// lastRelease is the newest revision of release name, nil if none reads.
+func lastRelease(cfg *action.Configuration, name string) *releasev1.Release {
+	last, err := cfg.Releases.Last(name)
+	if err != nil {
+		return nil
+	}
+	rel, _ := last.(*releasev1.Release)
+	return rel
+}
+
 // preHookFailed reads from the release record whether the last revision's
 // pre-install or pre-upgrade hook failed (Helm's error carries no type).
 func preHookFailed(cfg *action.Configuration, name string) bool {
-	last, err := cfg.Releases.Last(name)
-	if err != nil {
-		return false
-	}
-	rel, ok := last.(*releasev1.Release)
-	if !ok {
+	rel := lastRelease(cfg, name)
+	if rel == nil {
 		return false
 	}
 	for _, h := range rel.Hooks {

@@ -179,7 +179,7 @@ func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Releas
 			if de.Migration {
 				step = "migrate"
 			}
-			return runtime.Release{}, &runtime.StepError{Step: step, Err: de.Err, Output: de.Diagnosis}
+			return runtime.Release{}, &runtime.StepError{Step: step, Err: de.Err, Output: de.Diagnosis, Migrated: de.Migrated}
 		}
 		return runtime.Release{}, &runtime.StepError{Step: "deploy", Err: err}
 	}
@@ -195,11 +195,18 @@ func (r *Runtime) MigratesInDeploy(runtime.Spec) bool {
 	return strings.TrimSpace(r.Migration) == ""
 }
 
-// preHooksRun is when the pre-install/pre-upgrade hooks of rel ran: from the
-// first one's start to the last one's completion; nil when none ran.
+// preHooksRun is when the pre-install/pre-upgrade hook Jobs of rel ran
+// (other kinds of hooks are not migrations): from the first one's start to
+// the last one's completion; nil when none ran to completion.
 func preHooksRun(rel *releasev1.Release) *runtime.Span {
 	var s *runtime.Span
+	if rel == nil {
+		return nil
+	}
 	for _, h := range rel.Hooks {
+		if h.Kind != "Job" {
+			continue
+		}
 		pre := false
 		for _, e := range h.Events {
 			pre = pre || e == releasev1.HookPreInstall || e == releasev1.HookPreUpgrade
