@@ -278,16 +278,24 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 func (w *Worker) dispatch(ctx context.Context, a *action) {
 	id := a.key.String()
 	w.mu.Lock()
+	_, busy := w.boxes[id]
+	w.mu.Unlock()
+	if busy {
+		// Record the newer request first, so that the running one stops
+		// early. Only then may the runner take a: recorded after a's own
+		// run began, the request would supersede that run too, and nothing
+		// would carry it out.
+		if err := w.Lifecycle.Supersede(ctx, a.key, a.sha, a.kind == "down"); err != nil {
+			w.Log.Warn("record a newer request", "env", a.key.Name(), "error", err)
+		}
+	}
+	w.mu.Lock()
 	if box, busy := w.boxes[id]; busy {
 		old := box.next
 		box.next = a
 		w.mu.Unlock() // finish takes the lock
 		if old != nil {
 			w.finish(old.delivery, "done", "superseded by delivery "+a.delivery)
-		}
-		// Record the newer request now so the running one stops early.
-		if err := w.Lifecycle.Supersede(ctx, a.key, a.sha, a.kind == "down"); err != nil {
-			w.Log.Warn("record a newer request", "env", a.key.Name(), "error", err)
 		}
 		return
 	}
