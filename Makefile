@@ -7,7 +7,7 @@ DEMO_PEOPLE ?= 2000
 PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
 export PRENV_HOME
 
-.PHONY: all build setup demo demo-down test test-short bench reflink cluster cluster-down clean
+.PHONY: all build setup demo demo-down test test-short bench release reflink cluster cluster-down clean
 
 all: build
 
@@ -47,6 +47,12 @@ test-short:
 # control plane (1 and 20 environments, API requests).
 bench: setup build
 	PRENV_BENCH_DIR="$$(scripts/reflink-volume.sh 16G)" $(GO) run ./internal/bench/cmd $(BENCH_ARGS)
+
+# Stripped, reproducible release archives for linux and darwin on amd64 and
+# arm64, and their SHA256SUMS, in dist/ (VERSION=v1.2.3; default the tag at
+# HEAD). The same commit gives the same bytes.
+release:
+	$(GO) run ./internal/release/cmd -out dist $(if $(VERSION),-version $(VERSION))
 
 reflink:
 	@scripts/reflink-volume.sh

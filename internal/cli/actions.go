@@ -131,8 +131,9 @@ func githubView(v envView, logURL string) github.View {
 	return gv
 }
 
-// finishWorkflow writes the step's outputs (url, environment) and its job
-// summary, when prenv runs in Actions.
+// finishWorkflow writes the step's outputs (url, environment, state, and
+// database-url for a database-only environment) and its job summary, when
+// prenv runs in Actions.
 func (a *app) finishWorkflow(w *workflow, v envView) {
 	if w == nil {
 		return
@@ -150,7 +151,13 @@ func (a *app) finishWorkflow(w *workflow, v envView) {
 		defer f.Close()
 		f.WriteString(text)
 	}
-	appendTo("GITHUB_OUTPUT", fmt.Sprintf("url=%s\nenvironment=%s\nstate=%s\n", oneLine(v.URL), v.Name, v.State))
+	outputs := fmt.Sprintf("url=%s\nenvironment=%s\nstate=%s\n", oneLine(v.URL), v.Name, v.State)
+	if v.URL == "" && v.Database.URL != "" && v.State != "deleted" {
+		// A database-only environment's job needs its database; the URL
+		// carries the password, masked (::add-mask::) before this is written.
+		outputs += "database-url=" + oneLine(v.Database.URL) + "\n"
+	}
+	appendTo("GITHUB_OUTPUT", outputs)
 	appendTo("GITHUB_STEP_SUMMARY", github.Summary(githubView(v, w.LogURL))+"\n")
 }
 

@@ -119,3 +119,26 @@ func TestActions_SecretsAreMaskedBeforeTheyArePrintedAndAFailedMigrationShowsIts
 		t.Fatalf("the step summary does not show the migration's output:\n%s", s)
 	}
 }
+
+// A database-only environment's step has its database URL as an output,
+// masked in the job's log before it is written (issue 13).
+func TestActions_ADatabaseOnlyEnvironmentOutputsItsMaskedDatabaseURL(t *testing.T) {
+	h := newHarness(t)
+	h.golden(10)
+	gh := githubtest.New(t, "tok")
+	output, _ := h.inActions(gh, "opened", "c0ffee")
+	log, code := h.runLog("up")
+	if code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, log)
+	}
+	st := h.status(12)
+	if st.URL != "" || st.Database.URL == "" {
+		t.Fatalf("not a database-only environment: %+v", st)
+	}
+	if o := read(t, output); !strings.Contains(o, "database-url="+st.Database.URL+"\n") || !strings.Contains(o, "url=\n") {
+		t.Fatalf("GITHUB_OUTPUT:\n%s", o)
+	}
+	if !strings.Contains(log, "::add-mask::"+st.Database.URL) {
+		t.Fatalf("the database URL is not masked in the job's log:\n%s", log)
+	}
+}

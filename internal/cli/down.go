@@ -10,14 +10,14 @@ import (
 
 func (a *app) downCmd() *cobra.Command {
 	var pr prFlag
-	var repo string
+	var repo, out string
 	cmd := &cobra.Command{
-		Use:   "down --pr N",
+		Use:   "down [pr-N | --pr N] [-o text|json|yaml]",
 		Short: "Destroy the environment of a pull request",
 		Long: `Destroy the environment of pull request N: stop its app, remove its home and
 delete its database. What is already gone is success. Nothing that does not
 carry prenv's owner id is deleted.`,
-		Args: cobra.NoArgs,
+		Args: envArg(&pr),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, wf, err := a.ciTarget(pr, repo)
 			if err != nil {
@@ -40,13 +40,17 @@ carry prenv's owner id is deleted.`,
 			}
 			v := view(cmd.Context(), lc.Store, cfg, e, nil)
 			v.Name = k.Name()
-			a.masker("text").view(v)
+			a.masker(out).view(v)
 			a.finishWorkflow(wf, v)
+			if out != "text" {
+				return printAs(a.opts.Stdout, out, v)
+			}
 			fmt.Fprintf(a.opts.Stdout, "%s is gone\n", k.Name())
 			return nil
 		},
 	}
 	cmd.Flags().Var(&pr, "pr", "pull request number (default in GitHub Actions: the event's pull request)")
 	cmd.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository, in Actions the workflow's)")
+	outputFlag(cmd, &out)
 	return cmd
 }

@@ -21,7 +21,7 @@ func (a *app) goldenCmd() *cobra.Command {
 		Short: "Build and list the golden data that environments are cloned from",
 	}
 	cmd.AddCommand(a.goldenBuildCmd(), a.goldenCheckCmd(), a.goldenLsCmd())
-	return cmd
+	return group(cmd)
 }
 
 func (a *app) goldenBuildCmd() *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/prenv/prenv/internal/version"
 	"github.com/spf13/cobra"
 )
 
@@ -168,6 +169,17 @@ var (
 	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow, "preview-golden.yml": goldenWorkflow}
 )
 
+var releaseTag = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// defaultActionRef is the ref of prenv's action the workflows pin: the release
+// that writes them, or main for a build from source.
+func defaultActionRef(v string) string {
+	if releaseTag.MatchString(v) && !strings.HasPrefix(v, "v0.0.0-") {
+		return v
+	}
+	return "main"
+}
+
 func (a *app) initCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "init", Short: "Write the files that connect prenv to a CI system"}
 	var role, goldenRole, region, ref, dir, branch string
@@ -242,9 +254,9 @@ their previews and teardowns need prenv serve or the sweeper.`,
 	gh.Flags().StringVar(&goldenRole, "golden-role-arn", "", "the IAM role of the nightly golden build (reads production): writes preview-golden.yml; never the pull requests' role")
 	gh.Flags().StringVar(&branch, "default-branch", "main", "the branch whose prenv.yaml the nightly golden build uses")
 	gh.Flags().StringVar(&region, "region", "", "the AWS region")
-	gh.Flags().StringVar(&ref, "ref", "v1", "the version of prenv's action the workflows use")
+	gh.Flags().StringVar(&ref, "ref", defaultActionRef(version.Get().Version), "the version of prenv's action (and of prenv) the workflows use: default the version that writes them")
 	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")
 	gh.Flags().BoolVar(&force, "force", false, "replace workflows that exist")
 	cmd.AddCommand(gh)
-	return cmd
+	return group(cmd)
 }

@@ -65,7 +65,7 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 		if aws := job.Steps[1]; !strings.HasPrefix(aws.Uses, "aws-actions/configure-aws-credentials@") || aws.With["role-to-assume"] != role || aws.With["aws-region"] != "eu-west-1" {
 			t.Errorf("%s credentials step %+v", name, aws)
 		}
-		if p := job.Steps[2]; p.Uses != "prenv/prenv@v1" || p.With["command"] != command {
+		if p := job.Steps[2]; p.Uses != "prenv/prenv@main" || p.With["command"] != command {
 			t.Errorf("%s prenv step %+v", name, p)
 		}
 	}
@@ -102,7 +102,7 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 		t.Errorf("preview-sweep.yml permissions %v, concurrency %q", sweep.Permissions, sweep.Concurrency.Group)
 	}
 	steps := sweep.Jobs["sweep"].Steps
-	if len(steps) != 3 || steps[1].With["role-to-assume"] != role || steps[2].Uses != "prenv/prenv@v1" || steps[2].With["command"] != "sweep" || steps[2].With["args"] != "--apply" {
+	if len(steps) != 3 || steps[1].With["role-to-assume"] != role || steps[2].Uses != "prenv/prenv@main" || steps[2].With["command"] != "sweep" || steps[2].With["args"] != "--apply" {
 		t.Errorf("preview-sweep.yml steps %+v", steps)
 	}
 
@@ -144,7 +144,7 @@ func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 		t.Errorf("preview-golden.yml job if %q environment %q: want the default branch only, in the environment the golden role trusts", job.If, job.Environment)
 	}
 	gsteps := nightly.Jobs["golden"].Steps
-	if len(gsteps) != 3 || gsteps[1].With["role-to-assume"] != goldenRole || gsteps[2].Uses != "prenv/prenv@v1" || gsteps[2].With["command"] != "golden" || gsteps[2].With["args"] != "build" ||
+	if len(gsteps) != 3 || gsteps[1].With["role-to-assume"] != goldenRole || gsteps[2].Uses != "prenv/prenv@main" || gsteps[2].With["command"] != "golden" || gsteps[2].With["args"] != "build" ||
 		gsteps[2].Env["PRENV_MASKING_SALT"] != "${{ secrets.PRENV_MASKING_SALT }}" {
 		t.Errorf("preview-golden.yml steps %+v: want prenv golden build with the masking salt from a secret", gsteps)
 	}

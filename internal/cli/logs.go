@@ -12,6 +12,7 @@ import (
 
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/runtime/local"
+	"github.com/prenv/prenv/internal/store"
 )
 
 func (a *app) logsCmd() *cobra.Command {
@@ -20,11 +21,12 @@ func (a *app) logsCmd() *cobra.Command {
 	var lines int
 	var follow, database bool
 	cmd := &cobra.Command{
-		Use:   "logs --pr N [-n LINES] [-f]",
+		Use:   "logs [pr-N | --pr N] [-n LINES] [-f]",
 		Short: "Show an environment's output: build, migrations and the app",
 		Long:  "Show an environment's output: with the local runtime, the build, migrations and the app;\non Kubernetes, every container of every pod in its namespace (the app, its migration hooks).",
-		Args:  cobra.NoArgs,
+		Args:  envArg(&pr),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			recorded := false
 			cfg, k, err := a.target(pr, repo)
 			if err != nil {
 				return err
@@ -38,6 +40,7 @@ func (a *app) logsCmd() *cobra.Command {
 				if err == nil {
 					// The app or a migration may print its DATABASE_URL.
 					if e, gerr := s.Get(cmd.Context(), k); gerr == nil {
+						recorded = true
 						m := a.masker("text")
 						m.url(e.Database.URL)
 						if au := login(cfg); au != nil && e.URL != "" {
@@ -68,8 +71,11 @@ func (a *app) logsCmd() *cobra.Command {
 				path = filepath.Join(cfg.Home, "clones", k.Name(), "postgres.log")
 			}
 			f, err := os.Open(path)
+			if os.IsNotExist(err) && !recorded {
+				return fmt.Errorf("no environment %s, and no log at %s: see 'prenv ls': %w", k.Name(), path, store.ErrNotFound)
+			}
 			if os.IsNotExist(err) {
-				return notFound(fmt.Errorf("%s has no log at %s: %w", k.Name(), path, errNoLog), k.Name())
+				return fmt.Errorf("%s has no log at %s: %w", k.Name(), path, errNoLog)
 			}
 			if err != nil {
 				return err

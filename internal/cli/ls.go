@@ -2,13 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/prenv/prenv/internal/env"
 	"github.com/spf13/cobra"
 )
 
 func (a *app) lsCmd() *cobra.Command {
-	var out string
+	var out, repo string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "ls",
@@ -31,8 +33,16 @@ func (a *app) lsCmd() *cobra.Command {
 			views := []envView{}
 			auth := login(cfg)
 			rt, _ := a.runtime(cfg) // only for logins: an unusable runtime shows none
+			if repo != "" {
+				if _, err := env.NewKey(repo, 1); err != nil {
+					return usageError{fmt.Errorf("--repo %q: want owner/name", repo)}
+				}
+			}
 			for _, e := range list {
 				if e.State == "deleted" && !all {
+					continue
+				}
+				if r := e.Key.Repo; repo != "" && !strings.EqualFold(r, repo) && !(r == "" && strings.EqualFold(cfg.Repository, repo)) {
 					continue
 				}
 				views = append(views, view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, e.Key, auth)))
@@ -67,5 +77,6 @@ func (a *app) lsCmd() *cobra.Command {
 	}
 	outputFlag(cmd, &out)
 	cmd.Flags().BoolVar(&all, "all", false, "include deleted environments")
+	cmd.Flags().StringVar(&repo, "repo", "", "only the environments of this repository (owner/name)")
 	return cmd
 }

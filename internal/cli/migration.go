@@ -20,7 +20,7 @@ func (a *app) migrationCmd() *cobra.Command {
 	var pr prFlag
 	var repo, out string
 	report := &cobra.Command{
-		Use:   "report --pr N [-o markdown|json|yaml|text]",
+		Use:   "report [pr-N | --pr N] [-o markdown|json|yaml|text]",
 		Short: "Print the rehearsal report of an environment's newest migration",
 		Long: `Print what the environment's newest migration did on its full-size clone of
 the golden data (docs/migration.md): its duration, schema diff, rows written,
@@ -28,7 +28,7 @@ locks held, tables rewritten and warnings, warnings first. -o markdown is
 what a CI step posts (a pull request comment, a job summary); -o json the
 report as 'prenv status -o json' shows it under migration. Exit 3 when the
 environment has no report yet.`,
-		Args: cobra.NoArgs,
+		Args: envArg(&pr),
 		PreRunE: func(*cobra.Command, []string) error {
 			switch out {
 			case "text", "markdown", "json", "yaml":
@@ -76,5 +76,5 @@ environment has no report yet.`,
 	report.Flags().StringVar(&repo, "repo", "", "repository owner/name (default: prenv.yaml's repository)")
 	report.Flags().StringVarP(&out, "output", "o", "text", "output format: text, markdown, json or yaml")
 	cmd.AddCommand(report)
-	return cmd
+	return group(cmd)
 }

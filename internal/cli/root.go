@@ -26,6 +26,7 @@ import (
 type Options struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	Environ        func() []string // every variable, to find a mistyped PRENV_ one (default os.Environ)
 	Dir            string // working directory
 	Now            func() time.Time
 	// Cloner and Runtime, when set, replace the providers named in the
@@ -48,6 +49,13 @@ type app struct {
 func (a *app) config() (config.Config, error) {
 	cfg, err := config.Load(a.configPath, a.opts.Dir, a.opts.Getenv)
 	if err != nil {
+		return cfg, err
+	}
+	var source []byte
+	if filepath.IsAbs(cfg.Source) {
+		source, _ = os.ReadFile(cfg.Source)
+	}
+	if err := config.MistypedEnv(a.opts.Environ(), source); err != nil {
 		return cfg, err
 	}
 	if a.home != "" {
@@ -75,6 +83,9 @@ func Run(ctx context.Context, args []string, opts Options) int {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
+	if opts.Environ == nil {
+		opts.Environ = os.Environ
+	}
 	if opts.Dir == "" {
 		opts.Dir, _ = os.Getwd()
 	}
@@ -87,6 +98,9 @@ func Run(ctx context.Context, args []string, opts Options) int {
 	root.SetOut(opts.Stdout)
 	root.SetErr(opts.Stderr)
 	err := root.ExecuteContext(ctx)
+	if err != nil && cobraUsage(err) {
+		err = usageError{err}
+	}
 	if err != nil {
 		fmt.Fprintln(opts.Stderr, "prenv: "+strings.TrimSpace(err.Error()))
 	}
@@ -155,6 +169,58 @@ func (p *prFlag) Set(s string) error {
 	return nil
 }
 func (p *prFlag) Type() string { return "N" }
+
+// group makes cmd, a command of subcommands only, refuse an unknown
+// subcommand (exit 2) instead of printing its help and exiting 0.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], c.CommandPath(), c.CommandPath())}
+		}
+		return c.Help()
+	}
+	return cmd
+}
+
+// cobraUsage says whether err is cobra's own refusal of the command line
+// (an unknown command, a wrong number of arguments): bad input, exit 2.
+func cobraUsage(err error) bool {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown command ", "accepts ", "requires at least ", "requires at most ", "required flag(s) ", "invalid argument "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// envArg lets a command name its environment as an argument, pr-12 or 12,
+// as well as with --pr 12.
+func envArg(pr *prFlag) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch len(args) {
+		case 0:
+			return nil
+		case 1:
+		default:
+			return usageError{fmt.Errorf("%s takes one environment, not %d arguments: %s", cmd.CommandPath(), len(args), strings.Join(args, " "))}
+		}
+		n, err := env.ParsePR(strings.TrimPrefix(strings.ToLower(args[0]), "pr-"))
+		if err != nil {
+			return usageError{fmt.Errorf("%q is not an environment: want pr-N or N, for example pr-12", args[0])}
+		}
+		if pr.n != 0 && pr.n != n {
+			return usageError{fmt.Errorf("%s names pr-%d and --pr %d: give one", cmd.CommandPath(), n, pr.n)}
+		}
+		pr.n = n
+		return nil
+	}
+}
 
 // target loads the configuration and resolves --pr and --repo to a key.
 func (a *app) target(pr prFlag, repo string) (config.Config, env.Key, error) {

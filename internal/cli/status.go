@@ -8,9 +8,9 @@ func (a *app) statusCmd() *cobra.Command {
 	var pr prFlag
 	var repo, out string
 	cmd := &cobra.Command{
-		Use:   "status --pr N",
+		Use:   "status [pr-N | --pr N]",
 		Short: "Show an environment: state, URL, login, database and the last run's steps",
-		Args:  cobra.NoArgs,
+		Args:  envArg(&pr),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, err := a.target(pr, repo)
 			if err != nil {

@@ -247,13 +247,13 @@ func (a *app) extendCmd() *cobra.Command {
 	var repo, out string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use:   "extend",
+		Use:   "extend [pr-N | --pr N] [--ttl DURATION]",
 		Short: "Keep an environment longer: its expiry becomes now + --ttl",
 		Long: `Move an environment's expiry to now + --ttl (default: ttl from prenv.yaml), on
 its record and on its resources, so that the sweeper keeps it. Each up renews
 the expiry by itself; a pull request labelled sweep.keep_label (prenv:keep)
 is kept whatever its expiry.`,
-		Args: cobra.NoArgs,
+		Args: envArg(&pr),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
 				return err

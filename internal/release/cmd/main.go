@@ -1,0 +1,58 @@
+// Command release builds prenv's release archives (make release).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/prenv/prenv/internal/release"
+)
+
+func main() {
+	out := flag.String("out", "dist", "where the archives and SHA256SUMS go")
+	version := flag.String("version", "", "the version (default: the tag at HEAD, else v0.0.0-<commit date>-<commit>)")
+	targets := flag.String("targets", "", "os/arch,... (default: linux and darwin on amd64 and arm64)")
+	flag.Parse()
+	git := func(args ...string) string {
+		b, err := exec.Command("git", args...).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	commit := git("rev-parse", "HEAD")
+	date, err := time.Parse(time.RFC3339, git("show", "-s", "--format=%cI", "HEAD"))
+	if commit == "" || err != nil {
+		log.Fatal("release: run it in prenv's git checkout: the commit and its date are stamped into the binaries")
+	}
+	if git("status", "--porcelain", "--untracked-files=no") != "" {
+		log.Fatal("release: the checkout has uncommitted changes: a release is built from a commit")
+	}
+	if *version == "" {
+		*version = git("describe", "--tags", "--exact-match", "--match", "v*")
+	}
+	if *version == "" {
+		*version = fmt.Sprintf("v0.0.0-%s-%s", date.UTC().Format("20060102150405"), commit[:12])
+	}
+	o := release.Options{Module: ".", Out: *out, Version: *version, Commit: commit, Date: date}
+	if *targets != "" {
+		if o.Targets, err = release.ParseTargets(*targets); err != nil {
+			log.Fatal("release: ", err)
+		}
+	}
+	paths, err := release.Build(context.Background(), o)
+	if err != nil {
+		log.Fatal("release: ", err)
+	}
+	for _, p := range paths {
+		st, _ := os.Stat(p)
+		fmt.Printf("%s  %.1f MB\n", p, float64(st.Size())/1e6)
+	}
+	fmt.Printf("%s/SHA256SUMS\n", *out)
+}
