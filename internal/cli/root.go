@@ -27,7 +27,7 @@ type Options struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Environ        func() []string // every variable, to find a mistyped PRENV_ one (default os.Environ)
-	Dir            string // working directory
+	Dir            string          // working directory
 	Now            func() time.Time
 	// Cloner and Runtime, when set, replace the providers named in the
 	// configuration (tests; --dry-run).
