@@ -55,7 +55,7 @@ func MistypedEnv(environ []string, source []byte) error {
 	for _, name := range names {
 		best, dist := "", 3
 		for _, f := range fields {
-			if d := distance(name, f); d < dist {
+			if d := editDistance(name, f); d < dist {
 				best, dist = f, d
 			}
 		}
@@ -73,25 +73,4 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
