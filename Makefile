@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/prenv
-DEMO_LISTEN ?= 127.0.0.1:8080
+DEMO_LISTEN ?= $(or $(PRENV_LISTEN),127.0.0.1:8080)
 DEMO_PEOPLE ?= 2000
 PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
 export PRENV_HOME
@@ -28,8 +28,10 @@ demo: setup build
 	@echo "Open the URL above in a browser (user prenv, the password above); 'bin/prenv status --pr 1' shows it again."
 	@echo "Tear it down with: make demo-down"
 
+# Removes PR 1 of the demo and stops the prenv serve its up started.
 demo-down: build
 	cd examples/demo && PRENV_LISTEN=$(DEMO_LISTEN) ../../$(BIN) down --pr 1
+	@scripts/stop-serve.sh "$(PRENV_HOME)"
 
 # Every test, against the real PostgreSQL server binaries; the reflink tests
 # use a loop-mounted XFS volume when this machine can make one.
