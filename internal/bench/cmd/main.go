@@ -46,6 +46,7 @@ func main() {
 	skipSweep := flag.Bool("skip-sweep", false, "skip the sweep measurements")
 	skipMasking := flag.Bool("skip-masking", false, "skip the masking measurements (the demo seed at the largest size)")
 	skipMigration := flag.Bool("skip-migration", false, "skip the migration rehearsal measurements")
+	skipInstall := flag.Bool("skip-install", false, "skip the GitHub Action's install measurements (builds prenv from an empty cache)")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -185,6 +186,10 @@ func main() {
 	if !*skipSweep {
 		root, _ := os.Getwd()
 		sweepBench(ctx, root, work)
+	}
+	if !*skipInstall {
+		root, _ := os.Getwd()
+		installBench(ctx, root, work)
 	}
 	if !*skipMigration {
 		migrationBench(ctx, work, bin, u, max(*runs, 3))
