@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/version"
 	"github.com/spf13/cobra"
 )
@@ -169,6 +170,28 @@ var (
 	workflowOf = map[string]string{"preview.yml": previewWorkflow, "preview-teardown.yml": teardownWorkflow, "preview-sweep.yml": sweepWorkflow, "preview-golden.yml": goldenWorkflow}
 )
 
+// webhookInstructions says how to point a repository's webhooks at prenv
+// serve, for the providers that keep environments on prenv's own machine.
+func (a *app) webhookInstructions(cfg config.Config) {
+	public := cfg.PublicURL
+	if public == "" {
+		public = "https://<prenv serve's public address>"
+	}
+	fmt.Fprintf(a.opts.Stdout, `prenv.yaml's database.provider is %s: the environments live on the machine that runs 'prenv serve',
+so GitHub's webhooks drive it (no workflows are written: a GitHub Actions runner is gone after each job).
+
+1. In prenv.yaml: public_url: %s, and github.webhook_secret: ${PRENV_GITHUB_WEBHOOK_SECRET}
+   (a random secret: openssl rand -hex 32); for its reports, PRENV_GITHUB_TOKEN or a GitHub App (github.app_id).
+2. Run 'prenv serve' where that address reaches it (docs/serve.md).
+3. In the repository's Settings > Webhooks > Add webhook:
+     Payload URL:  %s/webhooks/github
+     Content type: application/json
+     Secret:       the same secret
+     Events:       Pull requests
+See docs/github.md.
+`, cfg.Database.Provider, public, strings.TrimSuffix(public, "/"))
+}
+
 var releaseTag = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 
 // defaultActionRef is the ref of prenv's action the workflows pin: the release
@@ -200,6 +223,23 @@ no AWS keys are stored in GitHub. Fork pull requests get no OIDC token, so the w
 their previews and teardowns need prenv serve or the sweeper.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			if cfg.Database.Provider != "aurora" {
+				// Without AWS the environments live on the machine that
+				// runs prenv: GitHub's runners are gone after each job, so
+				// prenv serve receives GitHub's webhooks instead.
+				if role != "" || goldenRole != "" {
+					return usageError{fmt.Errorf("--role-arn: prenv.yaml's database.provider is %s, which assumes no AWS role; the workflows are for database.provider: aurora, where the environments outlive the job", cfg.Database.Provider)}
+				}
+				a.webhookInstructions(cfg)
+				return nil
+			}
+			if region == "" {
+				region = cfg.Database.Aurora.Region
+			}
 			var errs []string
 			if !roleARN.MatchString(role) {
 				errs = append(errs, fmt.Sprintf("--role-arn %q: want the IAM role the workflows assume, such as arn:aws:iam::111122223333:role/prenv-previews (docs/aurora.md shows its policy)", role))
@@ -253,7 +293,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 	gh.Flags().StringVar(&role, "role-arn", "", "the IAM role the workflows assume with GitHub's OIDC token")
 	gh.Flags().StringVar(&goldenRole, "golden-role-arn", "", "the IAM role of the nightly golden build (reads production): writes preview-golden.yml; never the pull requests' role")
 	gh.Flags().StringVar(&branch, "default-branch", "main", "the branch whose prenv.yaml the nightly golden build uses")
-	gh.Flags().StringVar(&region, "region", "", "the AWS region")
+	gh.Flags().StringVar(&region, "region", "", "the AWS region (default: database.aurora.region)")
 	gh.Flags().StringVar(&ref, "ref", defaultActionRef(version.Get().Version), "the version of prenv's action (and of prenv) the workflows use: default the version that writes them")
 	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")
 	gh.Flags().BoolVar(&force, "force", false, "replace workflows that exist")

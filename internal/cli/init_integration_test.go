@@ -29,6 +29,9 @@ type workflowFile struct {
 
 func TestInitGitHub_WritesThePreviewAndTeardownWorkflows(t *testing.T) {
 	h := newHarness(t)
+	// The workflows are for Aurora, whose environments outlive the job.
+	h.extra = append(h.extra, "PRENV_DATABASE_PROVIDER=aurora", "PRENV_DATABASE_AURORA_SOURCE_CLUSTER=prod-golden",
+		"PRENV_DATABASE_AURORA_REGION=eu-west-1", "PRENV_DATABASE_AURORA_REQUIRE_SECURITY_GROUPS=false")
 	repo := t.TempDir()
 	const role = "arn:aws:iam::111122223333:role/prenv-previews"
 	goldenRole := "arn:aws:iam::111122223333:role/prenv-golden"
@@ -202,4 +205,23 @@ func TestActionYML_RunsPrenvWithItsInputsAsEnvironmentNotInterpolatedIntoTheScri
 			t.Errorf("step %q interpolates an expression into its script (script injection): %s", s.ID, s.Run)
 		}
 	}
+}
+
+// With the embedded default the environments live on prenv serve's machine:
+// init github writes no workflows, says how to point the repository's
+// webhooks at prenv serve, and refuses an AWS role (issue 13).
+func TestInitGitHub_TheEmbeddedDefaultGetsWebhooksNotWorkflows(t *testing.T) {
+	h := newHarness(t)
+	repo := t.TempDir()
+	h.extra = append(h.extra, "PRENV_PUBLIC_URL=https://prenv.example.com")
+	out := h.must("init", "github", "--dir", repo)
+	for _, want := range []string{"database.provider is localpg", "Payload URL:  https://prenv.example.com/webhooks/github", "Events:       Pull requests", "github.webhook_secret"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("init github says no %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(repo, ".github")); !os.IsNotExist(err) {
+		t.Fatalf("workflows were written for the embedded default: %v", err)
+	}
+	h.refused(2, "--role-arn: prenv.yaml's database.provider is localpg, which assumes no AWS role", "init", "github", "--dir", repo, "--role-arn", "arn:aws:iam::111122223333:role/prenv-previews", "--region", "eu-west-1")
 }
