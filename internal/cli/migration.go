@@ -30,11 +30,7 @@ report as 'prenv status -o json' shows it under migration. Exit 3 when the
 environment has no report yet.`,
 		Args: envArg(&pr),
 		PreRunE: func(*cobra.Command, []string) error {
-			switch out {
-			case "text", "markdown", "json", "yaml":
-				return nil
-			}
-			return usageError{fmt.Errorf("-o %q: want text, markdown, json or yaml", out)}
+			return checkOutput(out, "text", "markdown", "json", "yaml")
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, err := a.target(pr, repo)

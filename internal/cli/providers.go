@@ -163,7 +163,7 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		}
 		lc.Reporter = d
 	} else if cfg.Migration.Check {
-		a.log.Warn("migration.check is on, but prenv has no GitHub token here (GITHUB_TOKEN, or github.token): no check run is posted")
+		a.log.Warn("migration.check is on, but prenv has no GitHub token here (PRENV_GITHUB_TOKEN or GITHUB_TOKEN): no check run is posted")
 	}
 	return lc, nil
 }

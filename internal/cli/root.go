@@ -51,11 +51,7 @@ func (a *app) config() (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	var source []byte
-	if filepath.IsAbs(cfg.Source) {
-		source, _ = os.ReadFile(cfg.Source)
-	}
-	if err := config.MistypedEnv(a.opts.Environ(), source); err != nil {
+	if err := config.MistypedEnv(a.opts.Environ(), cfg.Referenced); err != nil {
 		return cfg, err
 	}
 	if a.home != "" {

@@ -14,9 +14,6 @@ func (a *app) versionCmd() *cobra.Command {
 		Use:   "version [-o text|json|yaml]",
 		Short: "Print prenv's version, commit, commit date, Go version and platform",
 		Args:  cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return checkOutput(out, "text", "json", "yaml")
-		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			info := version.Get()
 			if out == "text" {
@@ -26,6 +23,6 @@ func (a *app) versionCmd() *cobra.Command {
 			return printAs(a.opts.Stdout, out, info)
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "text", "output format: text, json or yaml")
+	outputFlag(cmd, &out)
 	return cmd
 }

@@ -55,6 +55,9 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// Source names where the config came from, for messages.
 	Source string `yaml:"-"`
+	// Referenced are the variables the file names as ${NAME}: the user's
+	// own, never taken for a mistyped field (MistypedEnv).
+	Referenced map[string]bool `yaml:"-"`
 }
 
 // Database configures how environments get their database.
@@ -387,9 +390,12 @@ func Load(path, dir string, getenv func(string) string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("read config: %w", err)
 		}
-		if err := Parse(data, path, getenv, &c); err != nil {
+		referenced := map[string]bool{}
+		recording := func(name string) string { referenced[name] = true; return getenv(name) }
+		if err := Parse(data, path, recording, &c); err != nil {
 			return Config{}, err
 		}
+		c.Referenced = referenced
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			return Config{}, fmt.Errorf("read config: %w", err)

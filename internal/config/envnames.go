@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -14,8 +13,6 @@ import (
 var notFields = map[string]bool{"PRENV_PR": true, "PRENV_SHA": true, "PRENV_ENV": true, "PRENV_COMMAND": true, "PRENV_ARGS": true, "PRENV_VERSION": true}
 
 var notFieldPrefixes = []string{"PRENV_TEST_", "PRENV_BENCH_", "PRENV_REFLINK_", "PRENV_CLUSTER_", "PRENV_RELEASE_"}
-
-var referenced = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
 
 // FieldVariables are the PRENV_ variables that set a field of prenv.yaml.
 func FieldVariables() []string {
@@ -33,16 +30,16 @@ func FieldVariables() []string {
 // variable in environ that sets no field but is a typo's distance from one
 // (PRENV_DATABASE_LOCALPG_PORT for PRENV_DATABASE_LOCALPG_PORTS): prenv
 // would otherwise go on without the setting the user meant. A variable that
-// source (prenv.yaml's text) references as ${NAME}, or that is far from
-// every field, is the user's own and passes.
-func MistypedEnv(environ []string, source []byte) error {
+// prenv.yaml references as ${NAME} (referenced, Config.Referenced), or
+// that is far from every field, is the user's own and passes.
+func MistypedEnv(environ []string, referenced map[string]bool) error {
 	fields := FieldVariables()
 	known := map[string]bool{}
 	for _, f := range fields {
 		known[f] = true
 	}
-	for _, m := range referenced.FindAllSubmatch(source, -1) {
-		known[string(m[1])] = true
+	for name := range referenced {
+		known[name] = true
 	}
 	var names []string
 	for _, kv := range environ {

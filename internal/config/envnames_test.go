@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -17,7 +19,18 @@ func TestMistypedEnv_ATyposDistanceFromAFieldIsRefused(t *testing.T) {
 	// The user's own variables pass: referenced by prenv.yaml, far from
 	// every field, or the app's and the action's.
 	ok := []string{"PRENV_MASKING_SALT=s", "PRENV_SHA=abc", "PRENV_PR=3", "PRENV_COMMAND=up", "PRENV_TEST_REFLINK_DIR=/mnt", "PRENV_DATABASE_LOCALPG_PORTS=1-2", "PRENV_WHATEVER_THE_TEAM_USES=1"}
-	if err := MistypedEnv(append(ok, "PRENV_OWNR=x"), []byte("owner: ${PRENV_OWNR}\nsalt: ${PRENV_MASKING_SALT}")); err != nil {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, FileName), []byte("version: 1\nowner: ${PRENV_OWNR}\n"), 0o644)
+	c, err := Load("", dir, func(n string) string {
+		if n == "PRENV_OWNR" {
+			return "x"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := MistypedEnv(append(ok, "PRENV_OWNR=x"), c.Referenced); err != nil {
 		t.Fatalf("the user's own variables: %v", err)
 	}
 	for _, f := range []string{"PRENV_DATABASE_LOCALPG_PORTS", "PRENV_MIGRATION_FAIL_ON", "PRENV_RUNTIME_KUBERNETES_SECRET_NAME"} {

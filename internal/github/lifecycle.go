@@ -105,7 +105,7 @@ func (d *Deployments) Finished(ctx context.Context, e store.Env, r store.Run) {
 	switch {
 	case v.Migration != nil:
 		c = MigrationCheck(*v.Migration, r.Commit, d.FailOn, v.LogURL, v.reportCommand())
-	case migrated(r):
+	case r.Ran("migrate"):
 		c = UnrehearsedCheck(r.Commit, "the migration ran unwatched (its database did not answer from where prenv runs, or the report could not be made)", v.LogURL)
 	default:
 		c = UnrehearsedCheck(r.Commit, "this up ran no migration (an earlier up of the commit did, unwatched, or this one ended before it)", v.LogURL)
@@ -113,16 +113,6 @@ func (d *Deployments) Finished(ctx context.Context, e store.Env, r store.Run) {
 	d.send(ctx, "post the migration rehearsal's check run", e.Key, func(ctx context.Context) error {
 		return d.Reporter.Check(ctx, repo, c)
 	})
-}
-
-// migrated says whether run r ran a migrate step.
-func migrated(r store.Run) bool {
-	for _, s := range r.Steps {
-		if s.Name == "migrate" {
-			return true
-		}
-	}
-	return false
 }
 
 // TornDown implements lifecycle.Reporter.

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"slices"
 
 	"github.com/prenv/prenv/internal/store"
 )
@@ -58,7 +57,7 @@ func (l *Lifecycle) reportFinished(ctx context.Context, e store.Env, r store.Run
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	if len(r.Migration) == 0 && r.Kind == "up" && !slices.ContainsFunc(r.Steps, func(s store.Step) bool { return s.Name == "migrate" }) {
+	if len(r.Migration) == 0 && r.Kind == "up" && !r.Ran("migrate") {
 		if m, err := l.Store.LastMigration(ctx, e.Key); err == nil && m.Commit == r.Commit {
 			r.Migration = m.Migration
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -172,6 +173,12 @@ type Run struct {
 	Steps      []Step
 	StartedAt  time.Time
 	FinishedAt time.Time
+}
+
+// Ran says whether the run began step (a step that was reached is
+// recorded, whatever its outcome).
+func (r Run) Ran(step string) bool {
+	return slices.ContainsFunc(r.Steps, func(s Step) bool { return s.Name == step })
 }
 
 // Store is the persistence prenv needs. It is safe for concurrent use by

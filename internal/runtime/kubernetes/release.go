@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prenv/prenv/internal/runtime"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,6 +25,8 @@ import (
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
+
+	"github.com/prenv/prenv/internal/runtime"
 )
 
 // LabelCommit is the Helm release label carrying the deployed commit.
@@ -128,9 +129,10 @@ func (r *Releases) Deploy(ctx context.Context, ns, name string, ch *chart.Chart,
 		rel, err = i.RunWithContext(ctx, ch, vals)
 	}
 	if err != nil {
-		de := &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns), Migration: preHookFailed(cfg, name)}
+		last := lastRelease(cfg, name)
+		de := &DeployError{Release: name, Err: err, Diagnosis: r.diagnose(context.WithoutCancel(ctx), ns), Migration: preHookFailed(last)}
 		if !de.Migration {
-			de.Migrated = preHooksRun(lastRelease(cfg, name))
+			de.Migrated = preHooksRun(last)
 		}
 		return nil, de
 	}
@@ -148,10 +150,9 @@ func lastRelease(cfg *action.Configuration, name string) *releasev1.Release {
 	return rel
 }
 
-// preHookFailed reads from the release record whether the last revision's
-// pre-install or pre-upgrade hook failed (Helm's error carries no type).
-func preHookFailed(cfg *action.Configuration, name string) bool {
-	rel := lastRelease(cfg, name)
+// preHookFailed reads from the release record whether rel's pre-install
+// or pre-upgrade hook failed (Helm's error carries no type).
+func preHookFailed(rel *releasev1.Release) bool {
 	if rel == nil {
 		return false
 	}
