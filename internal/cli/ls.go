@@ -1,12 +1,19 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/prenv/prenv/internal/env"
 	"github.com/spf13/cobra"
+
+	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lifecycle"
+	"github.com/prenv/prenv/internal/store"
 )
 
 func (a *app) lsCmd() *cobra.Command {
@@ -26,18 +33,18 @@ func (a *app) lsCmd() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			list, err := s.List(cmd.Context())
+			if repo != "" {
+				if _, err := env.NewKey(repo, 1); err != nil {
+					return usageError{fmt.Errorf("--repo %q: want owner/name", repo)}
+				}
+			}
+			list, err := a.known(cmd.Context(), cfg, s)
 			if err != nil {
 				return err
 			}
 			views := []envView{}
 			auth := login(cfg)
 			rt, _ := a.runtime(cfg) // only for logins: an unusable runtime shows none
-			if repo != "" {
-				if _, err := env.NewKey(repo, 1); err != nil {
-					return usageError{fmt.Errorf("--repo %q: want owner/name", repo)}
-				}
-			}
 			for _, e := range list {
 				if e.State == "deleted" && !all {
 					continue
@@ -45,7 +52,9 @@ func (a *app) lsCmd() *cobra.Command {
 				if r := e.Key.Repo; repo != "" && !strings.EqualFold(r, repo) && !(r == "" && strings.EqualFold(cfg.Repository, repo)) {
 					continue
 				}
-				views = append(views, view(cmd.Context(), s, cfg, e, envLogin(cmd.Context(), rt, e.Key, auth)))
+				v := view(cmd.Context(), s, cfg, e.Env, envLogin(cmd.Context(), rt, e.Key, auth))
+				v.Resources = e.Resources
+				views = append(views, v)
 			}
 			m := a.masker(out)
 			for _, v := range views {
@@ -79,4 +88,45 @@ func (a *app) lsCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&all, "all", false, "include deleted environments")
 	cmd.Flags().StringVar(&repo, "repo", "", "only the environments of this repository (owner/name)")
 	return cmd
+}
+
+// known is every environment of this installation: this store's records
+// and, where the providers keep a status on their resources (Kubernetes,
+// Aurora), those the resources show, merged (lifecycle.Merge). Resources
+// that cannot be listed are said on stderr; the records are shown.
+func (a *app) known(ctx context.Context, cfg config.Config, s store.Store) ([]lifecycle.Merged, error) {
+	list, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := a.reader(cfg, s)
+	var found map[env.Key]env.Status
+	if err == nil {
+		found, err = lc.Discover(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(a.opts.Stderr, "warning: the environments' resources cannot be listed (%v): showing this machine's records only\n", err)
+		lc, found = &lifecycle.Lifecycle{Owner: cfg.Owner}, nil
+	}
+	lockDir := filepath.Join(cfg.Home, "locks")
+	out := make([]lifecycle.Merged, 0, len(list)+len(found))
+	for _, e := range list {
+		st, ok := found[e.Key]
+		delete(found, e.Key)
+		out = append(out, lc.Merge(lifecycle.Observed(lockDir, e), true, st, ok, err == nil))
+	}
+	keys := make([]env.Key, 0, len(found))
+	for k := range found {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Repo != keys[j].Repo {
+			return keys[i].Repo < keys[j].Repo
+		}
+		return keys[i].PR < keys[j].PR
+	})
+	for _, k := range keys {
+		out = append(out, lc.Merge(store.Env{}, false, found[k], true, true))
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/dbclone"
+	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/dbclone/localpg"
 	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
 	"github.com/prenv/prenv/internal/env"
@@ -141,6 +142,7 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	if err != nil {
 		return nil, err
 	}
+	keep(cl, rt)
 	s, err := a.store(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -166,6 +168,35 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		a.log.Warn("migration.check is on, but prenv has no GitHub token here (PRENV_GITHUB_TOKEN or GITHUB_TOKEN): no check run is posted")
 	}
 	return lc, nil
+}
+
+// keep lets an Aurora cloner read its master passwords back from where
+// the runtime keeps them (the Kubernetes runtime's database Secret), so
+// that an up on a fresh runner does not set a new one.
+func keep(cl dbclone.Cloner, rt runtime.Runtime) {
+	ac, ok := cl.(*aurora.Cloner)
+	if !ok {
+		return
+	}
+	if pk, ok := rt.(dbclone.PasswordKeeper); ok {
+		ac.Keeper = pk
+	}
+}
+
+// reader is a Lifecycle that reads: s and cfg's providers, for ls and
+// status to merge what the resources say with the records.
+func (a *app) reader(cfg config.Config, s store.Store) (*lifecycle.Lifecycle, error) {
+	rt, err := a.runtime(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := a.cloner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	keep(cl, rt)
+	return &lifecycle.Lifecycle{Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
+		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now}, nil
 }
 
 // providersOf is what cfg chooses, as an environment made with it records

@@ -48,6 +48,9 @@ type envView struct {
 	// Migration is the rehearsal report of the newest run that migrated
 	// (docs/migration.md), with the commit it migrated to.
 	Migration *migrationView `json:"migration,omitempty"`
+	// Resources are the resources that show it, where the providers keep
+	// each environment's status on them (Kubernetes, Aurora).
+	Resources []string `json:"resources,omitempty"`
 }
 
 type migrationView struct {

@@ -84,3 +84,13 @@ func URL(user, password, host string, port int, db string) string {
 type Checker interface {
 	Check(ctx context.Context, k env.Key) error
 }
+
+// PasswordKeeper is where an environment's database password is kept
+// besides the cloner, on resources other machines read (the Kubernetes
+// runtime's database Secret): a cloner on a runner that does not keep the
+// password reads it back instead of setting a new one, which would break
+// the app still using the old one.
+type PasswordKeeper interface {
+	// Password is k's database password as kept, "" when none is.
+	Password(ctx context.Context, k env.Key) (string, error)
+}

@@ -53,6 +53,9 @@ type Resource struct {
 	// Legacy says it was selected by sweep.legacy: not made by prenv, and
 	// listed, planned and deleted apart from prenv's own.
 	Legacy bool `json:"legacy,omitempty"`
+	// Address is where it answers, when the provider says (an Aurora
+	// cluster's endpoint, host:port).
+	Address string `json:"address,omitempty"`
 }
 
 // Owner is the owner id the resource carries, or "" for none.

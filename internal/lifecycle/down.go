@@ -28,6 +28,9 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	if err := l.checkProviders(ctx, k); err != nil {
 		return store.Env{}, err
 	}
+	if err := l.adopt(ctx, k); err != nil {
+		return store.Env{}, err
+	}
 	head := l.head(ctx, k)
 	seq, unlock, err := l.begin(ctx, k, "", true)
 	if err != nil {

@@ -188,6 +188,9 @@ func (l *Lifecycle) Extend(ctx context.Context, k env.Key, ttl time.Duration) (s
 	if ttl <= 0 {
 		return store.Env{}, fmt.Errorf("--ttl %s: want a positive duration, for example 72h", ttl)
 	}
+	if err := l.adopt(ctx, k); err != nil {
+		return store.Env{}, err
+	}
 	e, err := l.Store.Get(ctx, k)
 	if err != nil {
 		return e, err

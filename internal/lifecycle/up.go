@@ -47,6 +47,9 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 			return store.Env{}, err
 		}
 	}
+	if err := l.adopt(ctx, k); err != nil {
+		return store.Env{}, err
+	}
 	seq, unlock, err := l.begin(ctx, k, opts.Commit, false)
 	if err != nil {
 		return store.Env{}, err
@@ -117,6 +120,9 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 		} else {
 			l.log().Warn("cannot record the failed up", "env", k.Name(), "err", serr)
 		}
+	}
+	if !errors.Is(err, ErrSuperseded) {
+		l.recordStatus(ctx, e)
 	}
 	if started && !errors.Is(err, ErrSuperseded) && ctx.Err() == nil {
 		l.reportFinished(ctx, e, r.rec)

@@ -106,9 +106,12 @@ type Options struct {
 type Cloner struct {
 	API     API
 	Options Options
-	// Home keeps the master passwords prenv set (mode password); a run
-	// without them (a fresh CI machine) sets a new one.
-	Home string
+	// Home keeps the master passwords prenv set (mode password). A run
+	// without them (a fresh CI machine) reads the password back from
+	// Keeper (the Kubernetes runtime's database Secret) when the cluster's
+	// fingerprint tag says it is current, else sets a new one.
+	Home   string
+	Keeper dbclone.PasswordKeeper
 	// Credentials, if set, are retrieved by Check so that missing
 	// credentials are reported before anything happens.
 	Credentials aws.CredentialsProvider

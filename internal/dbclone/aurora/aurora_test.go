@@ -153,8 +153,11 @@ func TestClone_IsCopyOnWriteWithAWriterTagsNetworkAndItsOwnPassword(t *testing.T
 		t.Fatalf("network: %+v %v", cl.VpcSecurityGroups, cl.DBSubnetGroup)
 	}
 	if len(insts) != 1 || aws.ToString(insts[0].DBInstanceIdentifier) != id+"-writer" || aws.ToString(insts[0].DBInstanceClass) != "db.t4g.medium" ||
-		aws.ToString(insts[0].DBInstanceStatus) != "available" || len(insts[0].TagList) != len(cl.TagList)-1 {
+		aws.ToString(insts[0].DBInstanceStatus) != "available" || len(insts[0].TagList) != len(cl.TagList)-2 {
 		t.Fatalf("writer: %+v", insts)
+	}
+	if fp := tags[aurora.LabelPassword]; len(fp) != 16 || strings.Contains(db.Password, fp) {
+		t.Fatalf("the cluster's password fingerprint tag is %q: want 16 hex digits that are not part of the password", fp)
 	}
 	if db.Password == "" || !strings.Contains(db.URL, ":"+db.Password+"@"+aws.ToString(cl.Endpoint)+":5432/app") || db.Key != k || db.Provider != "aurora" {
 		t.Fatalf("database %+v", db)

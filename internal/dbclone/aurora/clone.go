@@ -192,15 +192,13 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		}
 		db = c.database(req.Key, cl)
 	default:
-		pw := c.storedPassword(id)
+		pw := ""
+		if !created {
+			pw = c.keptPassword(ctx, req.Key, cl)
+		}
 		if pw == "" {
-			pw = password()
-			if _, err := c.API.ModifyDBCluster(ctx, &rds.ModifyDBClusterInput{DBClusterIdentifier: aws.String(id),
-				MasterUserPassword: aws.String(pw), ApplyImmediately: aws.Bool(true)}); err != nil {
-				return dbclone.Database{}, c.explain(err, "set the master password of "+id)
-			}
-			if err := c.storePassword(id, pw); err != nil {
-				return dbclone.Database{}, fmt.Errorf("keep the master password of %s: %w", id, err)
+			if pw, err = c.setPassword(ctx, id, cl); err != nil {
+				return dbclone.Database{}, err
 			}
 			if cl, err = c.waitAvailable(ctx, id, wid); err != nil {
 				return dbclone.Database{}, err
@@ -448,7 +446,7 @@ func (c *Cloner) Get(ctx context.Context, k env.Key) (dbclone.Database, error) {
 		return dbclone.Database{}, err
 	}
 	db := c.database(k, cl)
-	if pw := c.storedPassword(id); pw != "" {
+	if pw := c.keptPassword(ctx, k, cl); pw != "" {
 		db.Password = pw
 		db.URL = url(db.User, pw, db.Host, db.Port, db.DBName, c.opts().SSLMode)
 	}

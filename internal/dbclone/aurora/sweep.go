@@ -104,6 +104,7 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 			continue
 		}
 		r := c.resource(q, KindCluster, id, cl.TagList, aws.ToTime(cl.ClusterCreateTime), id == source)
+		r.Address = address(&cl)
 		switch {
 		case aws.ToBool(cl.DeletionProtection):
 			r.Protected = fmt.Sprintf("deletion protection is on: prenv never turns it off; if it should go, run aws rds modify-db-cluster --db-cluster-identifier %s --no-deletion-protection --apply-immediately", id)

@@ -76,3 +76,43 @@ func (w *World) Leak(owner string, k env.Key, labels map[string]string, created 
 	w.nextPort++
 	w.dbs[k.Name()] = record{owner: owner, db: dbcloneDatabase(k, labels, created, w.nextPort, w.generation)}
 }
+
+var _ env.Recorder = (*Cloner)(nil)
+
+// Record implements env.Recorder: s goes on k's database as labels.
+func (c *Cloner) Record(ctx context.Context, k env.Key, s env.Status) error {
+	c.World.mu.Lock()
+	defer c.World.mu.Unlock()
+	r, ok := c.World.dbs[k.Name()]
+	if !ok {
+		return nil
+	}
+	if r.owner != c.Owner || r.db.Key != k {
+		return fmt.Errorf("record on database %s: %w", k.Name(), env.ErrNotOurs)
+	}
+	labels := map[string]string{}
+	for name, v := range r.db.Labels {
+		labels[name] = v
+	}
+	for name, v := range env.StatusLabels(s) {
+		labels[name] = v
+	}
+	r.db.Labels = labels
+	c.World.dbs[k.Name()] = r
+	return nil
+}
+
+// Find implements env.Recorder.
+func (c *Cloner) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resource, error) {
+	all, err := c.Resources(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []env.Resource
+	for _, res := range all {
+		if res.Key == k {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}

@@ -70,3 +70,43 @@ func (r *Runtime) Renew(ctx context.Context, k env.Key, expiresAt time.Time) err
 	r.homes[k.Name()] = h
 	return nil
 }
+
+var _ env.Recorder = (*Runtime)(nil)
+
+// Record implements env.Recorder: s goes on k's home as labels.
+func (r *Runtime) Record(ctx context.Context, k env.Key, s env.Status) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.homes[k.Name()]
+	if !ok {
+		return nil
+	}
+	if h.owner != r.Owner || h.key != k {
+		return fmt.Errorf("record on home %s: %w", k.Name(), env.ErrNotOurs)
+	}
+	labels := map[string]string{}
+	for name, v := range h.labels {
+		labels[name] = v
+	}
+	for name, v := range env.StatusLabels(s) {
+		labels[name] = v
+	}
+	h.labels = labels
+	r.homes[k.Name()] = h
+	return nil
+}
+
+// Find implements env.Recorder.
+func (r *Runtime) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resource, error) {
+	all, err := r.Resources(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []env.Resource
+	for _, res := range all {
+		if res.Key == k {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
