@@ -287,7 +287,10 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if goldenRole == "" {
 				fmt.Fprintln(a.opts.Stdout, "preview-golden.yml (the nightly golden build) not written: give --golden-role-arn, a role of its own that may read production (docs/masking.md)")
 			}
-			return nil
+			// Each runner starts empty and reads the environments from
+			// their resources: by the owner id, which must be the same on
+			// all of them.
+			return a.pinOwner(cfg)
 		},
 	}
 	gh.Flags().StringVar(&role, "role-arn", "", "the IAM role the workflows assume with GitHub's OIDC token")

@@ -225,3 +225,36 @@ func TestInitGitHub_TheEmbeddedDefaultGetsWebhooksNotWorkflows(t *testing.T) {
 	}
 	h.refused(2, "--role-arn: prenv.yaml's database.provider is localpg, which assumes no AWS role", "init", "github", "--dir", repo, "--role-arn", "arn:aws:iam::111122223333:role/prenv-previews", "--region", "eu-west-1")
 }
+
+func TestInitGitHub_PinsTheOwnerIDEveryRunnerReads(t *testing.T) {
+	h := newHarness(t)
+	h.dir = t.TempDir()
+	cfg := "version: 1\n# previews of the shop\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: prod-golden, region: eu-west-1, require_security_groups: false}\n"
+	path := filepath.Join(h.dir, "prenv.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	const role = "arn:aws:iam::111122223333:role/prenv-previews"
+	out := h.must("init", "github", "--dir", h.dir, "--role-arn", role)
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(out, "wrote owner: prenv in "+path) || !strings.HasPrefix(string(data), "version: 1\nowner: prenv  # ") || !strings.HasSuffix(string(data), cfg[len("version: 1\n"):]) {
+		t.Fatalf("init github:\n%s\nprenv.yaml now:\n%s", out, data)
+	}
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {
+		t.Fatalf("prenv.yaml's mode became %v", info.Mode().Perm())
+	}
+	// The file still loads, and a second init leaves the owner as it is.
+	out = h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force")
+	again, _ := os.ReadFile(path)
+	if strings.Contains(out, "wrote owner") || string(again) != string(data) {
+		t.Fatalf("a second init github changed prenv.yaml:\n%s\n%s", out, again)
+	}
+	// A team's own owner id is never replaced.
+	if err := os.WriteFile(path, []byte("owner: team-a\n"+cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force")
+	if data, _ := os.ReadFile(path); string(data) != "owner: team-a\n"+cfg {
+		t.Fatalf("init github changed a prenv.yaml that names its owner:\n%s", data)
+	}
+}

@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/prenv/prenv/internal/config"
+)
+
+// pinOwner writes cfg's owner id into its prenv.yaml when the file does
+// not say it (the default, prenv, applies then): every runner and every
+// machine then read the same one from the file, and changing it becomes a
+// visible edit. The value is the one in effect, so nothing made under it
+// becomes foreign. It says what it did; a file it cannot read is left.
+func (a *app) pinOwner(cfg config.Config) error {
+	if cfg.Source == "" || cfg.Source == "defaults" {
+		fmt.Fprintf(a.opts.Stdout, "no prenv.yaml: every runner uses the default owner id %q; write owner: %s in prenv.yaml to keep it when the default changes\n", cfg.Owner, cfg.Owner)
+		return nil
+	}
+	data, err := os.ReadFile(cfg.Source)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil // Load already read it; a file of another shape is left as it is
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "owner" {
+			return nil
+		}
+	}
+	line := fmt.Sprintf("owner: %s  # this installation's owner id, on every resource it makes; the same on every runner. Changing it leaves what exists to be removed by hand.\n", cfg.Owner)
+	// After the version line when there is one, else first.
+	var out []byte
+	if i := bytes.Index(data, []byte("version:")); i == 0 || i > 0 && data[i-1] == '\n' {
+		end := bytes.IndexByte(data[i:], '\n')
+		if end < 0 {
+			out = append(append(append([]byte{}, data...), '\n'), line...)
+		} else {
+			out = append(append(append([]byte{}, data[:i+end+1]...), line...), data[i+end+1:]...)
+		}
+	} else {
+		out = append([]byte(line), data...)
+	}
+	info, err := os.Stat(cfg.Source)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg.Source, out, info.Mode().Perm()); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.opts.Stdout, "wrote owner: %s in %s: every runner reads the same owner id\n", cfg.Owner, cfg.Source)
+	return nil
+}
