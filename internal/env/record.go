@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"time"
+	"unicode"
 )
 
 // Labels that keep an environment's status on its resources (Recorder):
@@ -100,8 +101,10 @@ func StatusOf(owner string, rs []Resource) map[Key]Status {
 			s.Generation = g
 		}
 		if t := labelTime(r.Labels, LabelUpdatedAt); r.Labels[LabelState] != "" && !t.Before(s.UpdatedAt) {
-			s.UpdatedAt, s.State, s.Commit = t, State(r.Labels[LabelState]), r.Labels[LabelCommit]
-			if u := r.Labels[LabelURL]; u != "" {
+			// What a pull request's chart could write on its own namespace
+			// is shown in terminals: only printable text is read.
+			s.UpdatedAt, s.State, s.Commit = t, State(printable(r.Labels[LabelState], 32)), printable(r.Labels[LabelCommit], 64)
+			if u := printable(r.Labels[LabelURL], 2048); u != "" {
 				s.URL = u
 			}
 		}
@@ -125,4 +128,18 @@ func labelTime(labels map[string]string, name string) time.Time {
 		return time.Time{}
 	}
 	return t
+}
+
+// printable is v when it is at most max bytes of printable, non-space
+// text (a state, a commit, a URL), else "".
+func printable(v string, max int) string {
+	if len(v) > max {
+		return ""
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return ""
+		}
+	}
+	return v
 }
