@@ -237,7 +237,7 @@ func TestInitGitHub_PinsTheOwnerIDEveryRunnerReads(t *testing.T) {
 	const role = "arn:aws:iam::111122223333:role/prenv-previews"
 	out := h.must("init", "github", "--dir", h.dir, "--role-arn", role)
 	data, _ := os.ReadFile(path)
-	if !strings.Contains(out, "wrote owner: prenv in "+path) || !strings.HasPrefix(string(data), "version: 1\nowner: prenv  # ") || !strings.HasSuffix(string(data), cfg[len("version: 1\n"):]) {
+	if !strings.Contains(out, `wrote owner: "prenv" in `+path) || !strings.HasPrefix(string(data), "version: 1\nowner: \"prenv\"  # ") || !strings.HasSuffix(string(data), cfg[len("version: 1\n"):]) {
 		t.Fatalf("init github:\n%s\nprenv.yaml now:\n%s", out, data)
 	}
 	if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {

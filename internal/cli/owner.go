@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 
@@ -24,9 +25,11 @@ func (a *app) pinOwner(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	manual := fmt.Sprintf("write owner: %q in %s yourself, so that every runner reads the same one", cfg.Owner, cfg.Source)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil // Load already read it; a file of another shape is left as it is
+		fmt.Fprintf(a.opts.Stdout, "%s is not a plain mapping prenv can edit: %s\n", cfg.Source, manual)
+		return nil
 	}
 	top := doc.Content[0]
 	for i := 0; i+1 < len(top.Content); i += 2 {
@@ -34,8 +37,14 @@ func (a *app) pinOwner(cfg config.Config) error {
 			return nil
 		}
 	}
-	line := fmt.Sprintf("owner: %s  # this installation's owner id, on every resource it makes; the same on every runner. Changing it leaves what exists to be removed by hand.\n", cfg.Owner)
-	// After the version line when there is one, else first.
+	line := fmt.Sprintf("owner: %q  # this installation's owner id, on every resource it makes; the same on every runner. Changing it leaves what exists to be removed by hand.\n", cfg.Owner)
+	// After the version line when there is one, else first (after a
+	// byte order mark).
+	bom := []byte("\ufeff")
+	var head []byte
+	if bytes.HasPrefix(data, bom) {
+		head, data = bom, data[len(bom):]
+	}
 	var out []byte
 	if i := bytes.Index(data, []byte("version:")); i == 0 || i > 0 && data[i-1] == '\n' {
 		end := bytes.IndexByte(data[i:], '\n')
@@ -47,13 +56,34 @@ func (a *app) pinOwner(cfg config.Config) error {
 	} else {
 		out = append([]byte(line), data...)
 	}
-	info, err := os.Stat(cfg.Source)
+	out = append(head, out...)
+	// The file is replaced whole: a kill mid-write leaves the old one.
+	path, err := filepath.EvalSymlinks(cfg.Source)
 	if err != nil {
-		return err
+		return fmt.Errorf("%v: %s", err, manual)
 	}
-	if err := os.WriteFile(cfg.Source, out, info.Mode().Perm()); err != nil {
-		return err
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, manual)
 	}
-	fmt.Fprintf(a.opts.Stdout, "wrote owner: %s in %s: every runner reads the same owner id\n", cfg.Owner, cfg.Source)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".prenv.yaml-*")
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, manual)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(out)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp.Name(), info.Mode().Perm())
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		return fmt.Errorf("%v: %s", werr, manual)
+	}
+	fmt.Fprintf(a.opts.Stdout, "wrote owner: %q in %s: every runner reads the same owner id (another installation in the same cluster or AWS account needs an owner id of its own)\n", cfg.Owner, cfg.Source)
 	return nil
 }

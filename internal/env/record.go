@@ -78,12 +78,17 @@ func StatusLabels(s Status) map[string]string {
 func StatusOf(owner string, rs []Resource) map[Key]Status {
 	out := map[Key]Status{}
 	for _, r := range rs {
-		if r.Key == (Key{}) || r.Problem != "" || r.Owner() != owner || r.Legacy {
+		if r.Key == (Key{}) || r.Owner() != owner || r.Legacy {
 			continue
 		}
 		s := out[r.Key]
 		s.Key = r.Key
 		s.Resources = append(s.Resources, r.Provider+" "+r.Kind+" "+r.ID)
+		if r.Problem != "" {
+			// It exists; what it says cannot be trusted.
+			out[r.Key] = s
+			continue
+		}
 		created := labelTime(r.Labels, LabelCreatedAt)
 		if created.IsZero() {
 			created = r.CreatedAt
@@ -100,7 +105,9 @@ func StatusOf(owner string, rs []Resource) map[Key]Status {
 		if g, err := strconv.Atoi(r.Labels[LabelGeneration]); err == nil && g > 0 {
 			s.Generation = g
 		}
-		if t := labelTime(r.Labels, LabelUpdatedAt); r.Labels[LabelState] != "" && !t.Before(s.UpdatedAt) {
+		// A time to come is no later record: a chart that annotates its
+		// namespace so would outrank every real one.
+		if t := labelTime(r.Labels, LabelUpdatedAt); known[State(r.Labels[LabelState])] && !t.Before(s.UpdatedAt) && !t.After(time.Now().Add(5*time.Minute)) {
 			// What a pull request's chart could write on its own namespace
 			// is shown in terminals: only printable text is read.
 			s.UpdatedAt, s.State, s.Commit = t, State(printable(r.Labels[LabelState], 32)), printable(r.Labels[LabelCommit], 64)
@@ -129,6 +136,10 @@ func labelTime(labels map[string]string, name string) time.Time {
 	}
 	return t
 }
+
+// known are the states a status can record.
+var known = map[State]bool{StateReady: true, StateFailed: true, StateInterrupted: true, StateDeleting: true,
+	StatePending: true, StateCloning: true, StateMigrating: true, StateDeploying: true}
 
 // printable is v when it is at most max bytes of printable, non-space
 // text (a state, a commit, a URL), else "".

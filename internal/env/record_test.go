@@ -7,7 +7,7 @@ import (
 
 func TestStatusOf_TheLaterRecordWinsAndOnlyPrintableTextIsRead(t *testing.T) {
 	k := Key{Repo: "acme/shop", PR: 4}
-	at := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+	at := time.Date(2026, 1, 2, 7, 0, 0, 0, time.UTC)
 	res := func(kind string, s Status, extra map[string]string) Resource {
 		l := StatusLabels(s)
 		l[LabelOwner] = "prenv"
@@ -31,6 +31,13 @@ func TestStatusOf_TheLaterRecordWinsAndOnlyPrintableTextIsRead(t *testing.T) {
 	got = StatusOf("prenv", []Resource{hostile})[k]
 	if got.Commit != "" || got.URL != "" || got.State != StateReady {
 		t.Fatalf("control characters read from a namespace: %q %q", got.Commit, got.URL)
+	}
+	// A record dated in the future does not outrank the real ones, nor
+	// does a state prenv never writes.
+	future := res("namespace", Status{State: StateDeleted, Commit: "c9", UpdatedAt: time.Now().Add(24 * time.Hour)}, nil)
+	unknown := res("namespace", Status{State: "pwned", Commit: "c8", UpdatedAt: at.Add(time.Hour)}, nil)
+	if got := StatusOf("prenv", []Resource{newer, future, unknown})[k]; got.State != StateFailed || got.Commit != "c2" {
+		t.Fatalf("a future or unknown record was read: %s at %s", got.State, got.Commit)
 	}
 	// Resources without a status (made by a run that has not finished)
 	// say the environment exists.

@@ -29,7 +29,9 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		return store.Env{}, err
 	}
 	if err := l.adopt(ctx, k); err != nil {
-		return store.Env{}, err
+		// A teardown needs no record: what cannot be read is removed all
+		// the same.
+		l.log().Warn("cannot adopt the environment from its resources; tearing it down without", "env", k.Name(), "err", err)
 	}
 	head := l.head(ctx, k)
 	seq, unlock, err := l.begin(ctx, k, "", true)
@@ -81,6 +83,8 @@ func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head 
 		if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
 			return e, fmt.Errorf("record the down of %s: %w", k.Name(), err)
 		}
+		// Other machines see it going, not ready.
+		l.recordStatus(ctx, e)
 	}
 	err := func() error {
 		if l.Runtime != nil {
@@ -104,6 +108,9 @@ func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head 
 		e.State, e.Error = env.StateFailed, err.Error()
 	} else {
 		e.State, e.Error, e.URL, e.Commit, e.Database = env.StateDeleted, "", "", "", store.Database{}
+	}
+	if err != nil {
+		l.recordStatus(ctx, e) // failed: what is left says so
 	}
 	if serr := l.Store.Save(context.WithoutCancel(ctx), e); serr != nil {
 		if err == nil {

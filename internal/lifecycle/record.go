@@ -172,7 +172,8 @@ func (l *Lifecycle) Merge(e store.Env, local bool, st env.Status, found, listed 
 		m.Env = FromStatus(st, e)
 	case found:
 		m.Env = fill(st, e)
-	case local && listed && l.Shared() && e.State != env.StateDeleted && !e.State.Working() && (!e.Providers.Known() || e.Providers.Same(l.Providers)):
+	case local && listed && l.Shared() && e.State != env.StateDeleted && !e.State.Working() && (e.Commit != "" || e.Database.Host != "") &&
+		(!e.Providers.Known() || e.Providers.Same(l.Providers)):
 		m.State, m.URL, m.Commit = env.StateDeleted, "", ""
 		m.Error = "its resources are gone: it was brought down from another machine, or they were removed by hand; 'prenv up' makes it again"
 	}

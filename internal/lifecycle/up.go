@@ -174,7 +174,9 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	}
 	l.renew(ctx, l.Runtime, k, e.ExpiresAt)
 	cur, curErr := l.Runtime.Current(ctx, k)
-	sameCommit := curErr == nil && cur.Commit == commit && e.Commit == commit
+	// A database made by this run (a first up, or one re-cloned after its
+	// cluster went) is migrated whatever was served before.
+	sameCommit := curErr == nil && cur.Commit == commit && e.Commit == commit && !db.Created
 	if b, ok := l.Runtime.(runtime.Builder); ok {
 		if err := r.step(ctx, "build", func(ctx context.Context) error { return b.Build(ctx, spec) }); err != nil {
 			return err

@@ -262,7 +262,11 @@ func (r *recorder) sample(ctx context.Context, conn *pgx.Conn) {
 				bs = session{pid: b, text: -1}
 			}
 			blockerMine := bs.kind == "client backend" && r.isMigration(bs.app, bs.user)
-			if !mine && !blockerMine {
+			if !mine && !blockerMine || bs.app == WatcherApplicationName {
+				// A wait on the watcher's own queries (CREATE INDEX
+				// CONCURRENTLY waits out every open snapshot, the
+				// watcher's a few milliseconds included) is the watching's
+				// artifact, not the migration's behaviour.
 				continue
 			}
 			k := waitKey{waiter: s.pid, blocker: b, locktype: *s.locktype, modeName: *s.mode, mode: parseLockMode(*s.mode)}

@@ -194,7 +194,9 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	default:
 		pw := ""
 		if !created {
-			pw = c.keptPassword(ctx, req.Key, cl)
+			if pw, err = c.keptPassword(ctx, req.Key, cl); err != nil {
+				return dbclone.Database{}, err
+			}
 		}
 		if pw == "" {
 			if pw, err = c.setPassword(ctx, id, cl); err != nil {
@@ -446,7 +448,7 @@ func (c *Cloner) Get(ctx context.Context, k env.Key) (dbclone.Database, error) {
 		return dbclone.Database{}, err
 	}
 	db := c.database(k, cl)
-	if pw := c.keptPassword(ctx, k, cl); pw != "" {
+	if pw, _ := c.keptPassword(ctx, k, cl); pw != "" {
 		db.Password = pw
 		db.URL = url(db.User, pw, db.Host, db.Port, db.DBName, c.opts().SSLMode)
 	}

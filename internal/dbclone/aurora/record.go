@@ -39,43 +39,44 @@ func fingerprint(id, pw string) string {
 // none is known to be its current one: the one in Home, else the one the
 // Keeper holds, each only if the cluster's fingerprint tag matches it (a
 // cluster without the tag, made by a prenv before it, trusts Home only).
-func (c *Cloner) keptPassword(ctx context.Context, k env.Key, cl *types.DBCluster) string {
+func (c *Cloner) keptPassword(ctx context.Context, k env.Key, cl *types.DBCluster) (string, error) {
 	id := aws.ToString(cl.DBClusterIdentifier)
 	fp, tagged := tagMap(cl.TagList)[LabelPassword]
 	if pw := c.storedPassword(id); pw != "" && (!tagged || fp == fingerprint(id, pw)) {
-		return pw
+		return pw, nil
 	}
 	if c.Keeper == nil || !tagged {
-		return ""
+		return "", nil
 	}
 	pw, err := c.Keeper.Password(ctx, k)
 	switch {
 	case err != nil:
-		c.log().Warn("cannot read the master password back from where it is kept: setting a new one", "cluster", id, "err", err)
-		return ""
+		// Setting a new one would break the app still using the current
+		// one for what may be a passing error.
+		return "", fmt.Errorf("read the master password of %s back from where it is kept: %w; nothing was changed: run it again", id, err)
 	case pw == "" || fingerprint(id, pw) != fp:
-		return ""
+		return "", nil
 	}
 	c.log().Info("adopting the master password kept for the environment", "cluster", id)
 	if err := c.storePassword(id, pw); err != nil {
 		c.log().Warn("cannot keep the master password on this machine", "cluster", id, "err", err)
 	}
-	return pw
+	return pw, nil
 }
 
-// setPassword gives cluster id a new master password, then tags its
-// fingerprint and keeps it in Home. A run killed in between leaves a
-// fingerprint that matches no kept password: the next run sets another.
+// setPassword gives cluster id a new master password: its fingerprint is
+// tagged first, then the password set, then kept in Home. A run killed
+// anywhere in between leaves a fingerprint that matches no kept password
+// (the old one no longer matches once the tag is written): the next run
+// sets another, never trusts a stale one.
 func (c *Cloner) setPassword(ctx context.Context, id string, cl *types.DBCluster) (string, error) {
 	pw := password()
+	if err := c.tag(ctx, aws.ToString(cl.DBClusterArn), map[string]string{LabelPassword: fingerprint(id, pw)}); err != nil {
+		return "", c.explain(err, "tag the master password's fingerprint on "+id+" (rds:AddTagsToResource, which the IAM policy in docs/aurora.md allows)")
+	}
 	if _, err := c.API.ModifyDBCluster(ctx, &rds.ModifyDBClusterInput{DBClusterIdentifier: aws.String(id),
 		MasterUserPassword: aws.String(pw), ApplyImmediately: aws.Bool(true)}); err != nil {
 		return "", c.explain(err, "set the master password of "+id)
-	}
-	if err := c.tag(ctx, aws.ToString(cl.DBClusterArn), map[string]string{LabelPassword: fingerprint(id, pw)}); err != nil {
-		// The password works; another runner will set a new one rather
-		// than trust what it reads back.
-		c.log().Warn("cannot tag the master password's fingerprint: a runner without this machine's home will set a new one", "cluster", id, "err", err)
 	}
 	if err := c.storePassword(id, pw); err != nil {
 		return "", fmt.Errorf("keep the master password of %s: %w", id, err)

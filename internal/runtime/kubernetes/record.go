@@ -31,9 +31,12 @@ const maxAnnotation = 2048
 // is written on a namespace that is not ours, or when k has none.
 func (r *Runtime) Record(ctx context.Context, k env.Key, s env.Status) error {
 	n := r.Namespaces
-	ann := env.StatusLabels(s)
-	if !utf8.ValidString(ann[env.LabelURL]) || len(ann[env.LabelURL]) > maxAnnotation {
-		delete(ann, env.LabelURL)
+	ann := map[string]any{}
+	for name, v := range env.StatusLabels(s) {
+		ann[name] = v
+	}
+	if u := s.URL; u == "" || !utf8.ValidString(u) || len(u) > maxAnnotation {
+		ann[env.LabelURL] = nil // a merge patch's null removes an earlier URL
 	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		name, ns, err := n.existing(ctx, k)
