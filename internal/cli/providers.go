@@ -134,15 +134,10 @@ func (a *app) store(ctx context.Context, cfg config.Config) (store.Store, error)
 }
 
 func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Lifecycle, error) {
-	rt, err := a.runtime(cfg)
+	rt, cl, err := a.providers(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := a.cloner(cfg)
-	if err != nil {
-		return nil, err
-	}
-	keep(cl, rt)
 	s, err := a.store(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -183,18 +178,28 @@ func keep(cl dbclone.Cloner, rt runtime.Runtime) {
 	}
 }
 
-// reader is a Lifecycle that reads: s and cfg's providers, for ls and
-// status to merge what the resources say with the records.
-func (a *app) reader(cfg config.Config, s store.Store) (*lifecycle.Lifecycle, error) {
+// providers are cfg's runtime (nil for database-only environments) and
+// cloner, the cloner reading passwords back from the runtime (keep).
+func (a *app) providers(cfg config.Config) (runtime.Runtime, dbclone.Cloner, error) {
 	rt, err := a.runtime(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cl, err := a.cloner(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keep(cl, rt)
+	return rt, cl, nil
+}
+
+// reader is a Lifecycle that reads: s and cfg's providers, for ls and
+// status to merge what the resources say with the records.
+func (a *app) reader(cfg config.Config, s store.Store) (*lifecycle.Lifecycle, error) {
+	rt, cl, err := a.providers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &lifecycle.Lifecycle{Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now}, nil
 }

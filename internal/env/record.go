@@ -53,6 +53,17 @@ type Recorder interface {
 	Find(ctx context.Context, q Query, k Key) ([]Resource, error)
 }
 
+// Of is the resources of rs that belong to k.
+func Of(rs []Resource, k Key) []Resource {
+	var out []Resource
+	for _, r := range rs {
+		if r.Key == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // StatusLabels are the labels Record writes for s.
 func StatusLabels(s Status) map[string]string {
 	m := map[string]string{

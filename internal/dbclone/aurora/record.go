@@ -156,13 +156,7 @@ func (c *Cloner) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resour
 	if inst != nil {
 		out = append(out, c.resource(q, KindInstance, writerID(id), inst.TagList, aws.ToTime(inst.InstanceCreateTime), false))
 	}
-	var ours []env.Resource
-	for _, r := range out {
-		if r.Key == k {
-			ours = append(ours, r)
-		}
-	}
-	return ours, nil
+	return env.Of(out, k), nil
 }
 
 // address is where cl answers, host:port; "" before it has an endpoint.

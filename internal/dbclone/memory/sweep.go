@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -49,6 +50,11 @@ func (c *Cloner) Remove(ctx context.Context, q env.Query, res env.Resource) erro
 
 // Renew implements env.Renewer.
 func (c *Cloner) Renew(ctx context.Context, k env.Key, expiresAt time.Time) error {
+	return c.label(k, "renew", map[string]string{env.LabelExpiresAt: expiresAt.UTC().Format(time.RFC3339)})
+}
+
+// label sets m on k's database, ours only; nothing if it has none.
+func (c *Cloner) label(k env.Key, what string, m map[string]string) error {
 	c.World.mu.Lock()
 	defer c.World.mu.Unlock()
 	r, ok := c.World.dbs[k.Name()]
@@ -56,13 +62,13 @@ func (c *Cloner) Renew(ctx context.Context, k env.Key, expiresAt time.Time) erro
 		return nil
 	}
 	if r.owner != c.Owner || r.db.Key != k {
-		return fmt.Errorf("renew database %s: %w", k.Name(), env.ErrNotOurs)
+		return fmt.Errorf("%s database %s: %w", what, k.Name(), env.ErrNotOurs)
 	}
-	labels := map[string]string{}
-	for name, v := range r.db.Labels {
-		labels[name] = v
+	labels := maps.Clone(r.db.Labels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	labels[env.LabelExpiresAt] = expiresAt.UTC().Format(time.RFC3339)
+	maps.Copy(labels, m)
 	r.db.Labels = labels
 	c.World.dbs[k.Name()] = r
 	return nil
@@ -81,38 +87,11 @@ var _ env.Recorder = (*Cloner)(nil)
 
 // Record implements env.Recorder: s goes on k's database as labels.
 func (c *Cloner) Record(ctx context.Context, k env.Key, s env.Status) error {
-	c.World.mu.Lock()
-	defer c.World.mu.Unlock()
-	r, ok := c.World.dbs[k.Name()]
-	if !ok {
-		return nil
-	}
-	if r.owner != c.Owner || r.db.Key != k {
-		return fmt.Errorf("record on database %s: %w", k.Name(), env.ErrNotOurs)
-	}
-	labels := map[string]string{}
-	for name, v := range r.db.Labels {
-		labels[name] = v
-	}
-	for name, v := range env.StatusLabels(s) {
-		labels[name] = v
-	}
-	r.db.Labels = labels
-	c.World.dbs[k.Name()] = r
-	return nil
+	return c.label(k, "record on", env.StatusLabels(s))
 }
 
 // Find implements env.Recorder.
 func (c *Cloner) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resource, error) {
 	all, err := c.Resources(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out []env.Resource
-	for _, res := range all {
-		if res.Key == k {
-			out = append(out, res)
-		}
-	}
-	return out, nil
+	return env.Of(all, k), err
 }

@@ -2,15 +2,12 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
@@ -30,7 +27,6 @@ const maxAnnotation = 2048
 // 'prenv ls' on any machine with access to the cluster reads it. Nothing
 // is written on a namespace that is not ours, or when k has none.
 func (r *Runtime) Record(ctx context.Context, k env.Key, s env.Status) error {
-	n := r.Namespaces
 	ann := map[string]any{}
 	for name, v := range env.StatusLabels(s) {
 		ann[name] = v
@@ -38,29 +34,8 @@ func (r *Runtime) Record(ctx context.Context, k env.Key, s env.Status) error {
 	if u := s.URL; u == "" || !utf8.ValidString(u) || len(u) > maxAnnotation {
 		ann[env.LabelURL] = nil // a merge patch's null removes an earlier URL
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		name, ns, err := n.existing(ctx, k)
-		if err != nil || ns == nil {
-			return err
-		}
-		if ns.DeletionTimestamp != nil {
-			return nil // being deleted: there is nothing left to describe
-		}
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-			"resourceVersion": ns.ResourceVersion,
-			"annotations":     ann,
-		}})
-		_, err = n.Client.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil
-		case apierrors.IsConflict(err):
-			return err
-		case err != nil:
-			return describe(err, "patch", "namespaces")
-		}
-		return nil
-	})
+	// A namespace being deleted has nothing left to describe.
+	return r.Namespaces.annotate(ctx, k, ann, true)
 }
 
 // Find implements env.Recorder: k's namespace as Resources lists it, with

@@ -430,17 +430,23 @@ func protected(ns *corev1.Namespace) error {
 // error wrapping runtime.ErrNotOurs, and nothing changed, if it is not
 // ours or belongs to another environment.
 func (r *Runtime) Renew(ctx context.Context, k env.Key, expiresAt time.Time) error {
-	n := r.Namespaces
+	return r.Namespaces.annotate(ctx, k, map[string]any{AnnotationExpiresAt: expiresAt.UTC().Format(time.RFC3339)}, false)
+}
+
+// annotate merges ann into k's namespace's annotations (a nil value
+// removes one), ours only, nothing if it has none; with skipTerminating,
+// nothing on a namespace being deleted either. The resourceVersion makes
+// the patch apply only to the namespace just checked: one changed in
+// between is read again.
+func (n *Namespaces) annotate(ctx context.Context, k env.Key, ann map[string]any, skipTerminating bool) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		name, ns, err := n.existing(ctx, k)
-		if err != nil || ns == nil {
+		if err != nil || ns == nil || skipTerminating && ns.DeletionTimestamp != nil {
 			return err
 		}
-		// The resourceVersion makes the patch apply only to the namespace
-		// just checked: a namespace changed in between is read again.
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 			"resourceVersion": ns.ResourceVersion,
-			"annotations":     map[string]string{AnnotationExpiresAt: expiresAt.UTC().Format(time.RFC3339)},
+			"annotations":     ann,
 		}})
 		_, err = n.Client.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 		switch {

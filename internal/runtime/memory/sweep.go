@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -52,6 +53,11 @@ func (r *Runtime) Remove(ctx context.Context, q env.Query, res env.Resource) err
 
 // Renew implements env.Renewer.
 func (r *Runtime) Renew(ctx context.Context, k env.Key, expiresAt time.Time) error {
+	return r.label(k, "renew", map[string]string{env.LabelExpiresAt: expiresAt.UTC().Format(time.RFC3339)})
+}
+
+// label sets m on k's home, ours only; nothing if it has none.
+func (r *Runtime) label(k env.Key, what string, m map[string]string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h, ok := r.homes[k.Name()]
@@ -59,13 +65,13 @@ func (r *Runtime) Renew(ctx context.Context, k env.Key, expiresAt time.Time) err
 		return nil
 	}
 	if h.owner != r.Owner || h.key != k {
-		return fmt.Errorf("renew home %s: %w", k.Name(), env.ErrNotOurs)
+		return fmt.Errorf("%s home %s: %w", what, k.Name(), env.ErrNotOurs)
 	}
-	labels := map[string]string{}
-	for name, v := range h.labels {
-		labels[name] = v
+	labels := maps.Clone(h.labels)
+	if labels == nil {
+		labels = map[string]string{}
 	}
-	labels[env.LabelExpiresAt] = expiresAt.UTC().Format(time.RFC3339)
+	maps.Copy(labels, m)
 	h.labels = labels
 	r.homes[k.Name()] = h
 	return nil
@@ -75,38 +81,11 @@ var _ env.Recorder = (*Runtime)(nil)
 
 // Record implements env.Recorder: s goes on k's home as labels.
 func (r *Runtime) Record(ctx context.Context, k env.Key, s env.Status) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	h, ok := r.homes[k.Name()]
-	if !ok {
-		return nil
-	}
-	if h.owner != r.Owner || h.key != k {
-		return fmt.Errorf("record on home %s: %w", k.Name(), env.ErrNotOurs)
-	}
-	labels := map[string]string{}
-	for name, v := range h.labels {
-		labels[name] = v
-	}
-	for name, v := range env.StatusLabels(s) {
-		labels[name] = v
-	}
-	h.labels = labels
-	r.homes[k.Name()] = h
-	return nil
+	return r.label(k, "record on", env.StatusLabels(s))
 }
 
 // Find implements env.Recorder.
 func (r *Runtime) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resource, error) {
 	all, err := r.Resources(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out []env.Resource
-	for _, res := range all {
-		if res.Key == k {
-			out = append(out, res)
-		}
-	}
-	return out, nil
+	return env.Of(all, k), err
 }
