@@ -7,7 +7,7 @@ DEMO_PEOPLE ?= 2000
 PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
 export PRENV_HOME
 
-.PHONY: all build setup demo demo-down test test-short bench release reflink cluster cluster-down clean
+.PHONY: all build setup demo demo-down test test-short bench release sizes reflink cluster cluster-down clean
 
 all: build
 
@@ -55,6 +55,11 @@ bench: setup build
 # HEAD). The same commit gives the same bytes.
 release:
 	$(GO) run ./internal/release/cmd -out dist $(if $(VERSION),-version $(VERSION))
+
+# The size of this machine's release binary and what each module costs in
+# it (symbol bytes), the largest first.
+sizes:
+	$(GO) run ./internal/release/cmd -sizes 30
 
 reflink:
 	@scripts/reflink-volume.sh

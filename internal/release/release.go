@@ -42,6 +42,10 @@ func ParseTargets(s string) ([]Target, error) {
 	return out, nil
 }
 
+// MaxBinary is the most a release binary may weigh, stripped: what a
+// runner without a cached copy downloads before its first step.
+const MaxBinary = 80_000_000
+
 // Options say what to build.
 type Options struct {
 	Module  string // the module's root

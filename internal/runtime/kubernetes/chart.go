@@ -2,16 +2,20 @@ package kubernetes
 
 import (
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
-	"helm.sh/helm/v4/pkg/action"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/cli"
+	"helm.sh/helm/v4/pkg/downloader"
+	"helm.sh/helm/v4/pkg/getter"
 	"helm.sh/helm/v4/pkg/registry"
+	repo "helm.sh/helm/v4/pkg/repo/v1"
 
 	"github.com/prenv/prenv/internal/runtime"
 )
@@ -99,14 +103,70 @@ func locate(src ChartSource) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("runtime.kubernetes.chart %s: registry client: %w", src, err)
 	}
-	// Install is only the carrier of ChartPathOptions and the registry
-	// client: nothing is installed here.
-	in := action.NewInstall(action.NewConfiguration())
-	in.SetRegistryClient(rc)
-	in.Version, in.RepoURL, in.PlainHTTP, in.Username, in.Password = src.Version, src.Repo, src.PlainHTTP, src.Username, src.Password
-	path, err := in.LocateChart(src.Ref, settings)
+	path, err := download(src, settings, rc)
 	if err != nil {
 		return "", fmt.Errorf("runtime.kubernetes.chart %s cannot be fetched: %v: check chart, chart_version and chart_repo, and the credentials (helm registry login for OCI): %w", src, err, runtime.ErrInvalid)
 	}
 	return path, nil
+}
+
+// download fetches a remote chart into Helm's cache as 'helm pull' does,
+// with Helm's own getters for http(s) and oci only. Helm's getter plugins
+// are left out on purpose: loading them links a WebAssembly runtime into
+// prenv (about 5 MB of its binary), and a plugin would run whatever sits in
+// the machine's Helm plugin directory.
+func download(src ChartSource, settings *cli.EnvSettings, rc *registry.Client) (string, error) {
+	getters := getter.Getters()
+	dl := downloader.ChartDownloader{
+		Out:              io.Discard,
+		Getters:          getters,
+		Options:          []getter.Option{getter.WithPlainHTTP(src.PlainHTTP), getter.WithRegistryClient(rc)},
+		RepositoryConfig: settings.RepositoryConfig,
+		RepositoryCache:  settings.RepositoryCache,
+		ContentCache:     settings.ContentCache,
+		RegistryClient:   rc,
+	}
+	name, user, password := src.Ref, src.Username, src.Password
+	if src.Repo != "" {
+		u, err := repo.FindChartInRepoURL(src.Repo, src.Ref, getters,
+			repo.WithChartVersion(src.Version), repo.WithUsernamePassword(src.Username, src.Password))
+		if err != nil {
+			return "", err
+		}
+		// The repository's credentials go only where the repository is: an
+		// index.yaml naming an archive on another host does not get them
+		// (Helm's rule without --pass-credentials).
+		if !sameOrigin(src.Repo, u) {
+			user, password = "", ""
+		}
+		name = u
+	}
+	dl.Options = append(dl.Options, getter.WithBasicAuth(user, password))
+	if err := os.MkdirAll(settings.RepositoryCache, 0o755); err != nil {
+		return "", err
+	}
+	path, _, err := dl.DownloadToCache(name, src.Version)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(path)
+}
+
+// sameOrigin says whether two URLs have the same scheme, host and port.
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if u.Scheme == "http" {
+			return "80"
+		}
+		return "443"
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
 }

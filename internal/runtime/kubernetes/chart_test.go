@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -136,5 +137,67 @@ func TestChart_ALocalPathThatDoesNotExistSaysWhatToGive(t *testing.T) {
 	_, err := c.get(ChartSource{Ref: filepath.Join(t.TempDir(), "chart")})
 	if !errors.Is(err, runtime.ErrInvalid) || !strings.Contains(err.Error(), "oci://") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A chart repository behind basic auth gets its credentials, and only it:
+// an index.yaml that names archives on another host (a mirror, or a
+// hostile index) does not hand that host the repository's password.
+func TestChart_ARepositorysCredentialsGoOnlyToItsOwnHost(t *testing.T) {
+	dir := t.TempDir()
+	packaged(t, dir, "0.1.0")
+	var mu sync.Mutex
+	seen := map[string]string{} // what each server was sent as Authorization, by server and path
+	serve := func(name string, h http.Handler) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[name+" "+r.URL.Path] = r.Header.Get("Authorization")
+			mu.Unlock()
+			if u, p, ok := r.BasicAuth(); name == "repo" && (!ok || u != "ci" || p != "s3cret") {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	index := func(base string) string {
+		idx, err := repo.IndexDirectory(dir, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "index.yaml")
+		if err := idx.WriteFile(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	other := serve("other", http.FileServer(http.Dir(dir)))
+	mux := http.NewServeMux()
+	own := serve("repo", mux)
+	elsewhere, here := index(other.URL), index(own.URL) // archives on the other host, on the repository's
+	mux.HandleFunc("/elsewhere/index.yaml", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, elsewhere) })
+	mux.HandleFunc("/here/index.yaml", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, here) })
+	mux.Handle("/", http.FileServer(http.Dir(dir)))
+
+	var c chartCache
+	if _, err := c.get(ChartSource{Ref: "demo", Repo: own.URL + "/here", Username: "ci", Password: "s3cret", CacheDir: t.TempDir()}); err != nil {
+		t.Fatalf("a repository behind basic auth: %v", err)
+	}
+	if seen["repo /demo-0.1.0.tgz"] == "" {
+		t.Fatalf("the archive on the repository's own host was fetched without its credentials: %v", seen)
+	}
+	var c2 chartCache
+	if _, err := c2.get(ChartSource{Ref: "demo", Repo: own.URL + "/elsewhere", Username: "ci", Password: "s3cret", CacheDir: t.TempDir()}); err != nil {
+		t.Fatalf("archives on another host: %v", err)
+	}
+	if got, ok := seen["other /demo-0.1.0.tgz"]; !ok || got != "" {
+		t.Fatalf("the other host was sent Authorization %q (fetched: %v)", got, ok)
+	}
+	var c3 chartCache
+	_, err := c3.get(ChartSource{Ref: "demo", Repo: own.URL + "/here", CacheDir: t.TempDir()})
+	if !errors.Is(err, runtime.ErrInvalid) || !strings.Contains(err.Error(), "credentials") {
+		t.Fatalf("without credentials: %v", err)
 	}
 }
