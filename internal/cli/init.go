@@ -205,7 +205,7 @@ func defaultActionRef(v string) string {
 
 func (a *app) initCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "init", Short: "Write the files that connect prenv to a CI system"}
-	var role, goldenRole, region, ref, dir, branch string
+	var role, goldenRole, region, ref, dir, branch, ownerFlag string
 	var force bool
 	gh := &cobra.Command{
 		Use:   "github --role-arn ARN --region REGION",
@@ -262,6 +262,13 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if len(errs) > 0 {
 				return usageError{errors.New(strings.Join(errs, "; "))}
 			}
+			if cfg.HasApp() && cfg.Runtime.Provider == "local" {
+				return usageError{fmt.Errorf("prenv.yaml runs its app with runtime.provider local: in the workflows it would run on the GitHub runner and stop with the job; use runtime.provider: kubernetes, or no app (database-only environments), or prenv serve with webhooks (docs/github.md); nothing was written")}
+			}
+			owner, err := a.initOwner(cfg, ownerFlag, dir)
+			if err != nil {
+				return err
+			}
 			out := filepath.Join(dir, ".github", "workflows")
 			names := []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml", "preview-golden.yml"}
 			if goldenRole == "" {
@@ -290,7 +297,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			// Each runner starts empty and reads the environments from
 			// their resources: by the owner id, which must be the same on
 			// all of them.
-			return a.pinOwner(cfg)
+			return a.pinOwner(cfg, owner)
 		},
 	}
 	gh.Flags().StringVar(&role, "role-arn", "", "the IAM role the workflows assume with GitHub's OIDC token")
@@ -300,6 +307,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 	gh.Flags().StringVar(&ref, "ref", defaultActionRef(version.Get().Version), "the version of prenv's action (and of prenv) the workflows use: default the version that writes them")
 	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")
 	gh.Flags().BoolVar(&force, "force", false, "replace workflows that exist")
+	gh.Flags().StringVar(&ownerFlag, "owner", "", "the owner id written into prenv.yaml when it names none (default: made from repository, else the directory's name)")
 	cmd.AddCommand(gh)
 	return group(cmd)
 }

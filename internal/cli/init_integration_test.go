@@ -229,15 +229,31 @@ func TestInitGitHub_TheEmbeddedDefaultGetsWebhooksNotWorkflows(t *testing.T) {
 func TestInitGitHub_PinsTheOwnerIDEveryRunnerReads(t *testing.T) {
 	h := newHarness(t)
 	h.dir = t.TempDir()
-	cfg := "version: 1\n# previews of the shop\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: prod-golden, region: eu-west-1, require_security_groups: false}\n"
+	cfg := "version: 1\n# previews of the shop\nrepository: acme/shop\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: prod-golden, region: eu-west-1, require_security_groups: false}\n"
 	path := filepath.Join(h.dir, "prenv.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	const role = "arn:aws:iam::111122223333:role/prenv-previews"
+	// An owner id that is no label value, or an app that would run on the
+	// runner, is refused before anything is written.
+	h.refused(2, "--owner", "init", "github", "--dir", h.dir, "--role-arn", role, "--owner", "Acme Shop")
+	if err := os.WriteFile(filepath.Join(h.dir, "app.yaml"), []byte(cfg+"app: {start: ./server}\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.refused(2, "would run on the GitHub runner", "--config", filepath.Join(h.dir, "app.yaml"), "init", "github", "--dir", h.dir, "--role-arn", role)
+	if _, err := os.Stat(filepath.Join(h.dir, ".github")); err == nil {
+		t.Fatal("a refused init github wrote workflows")
+	}
+	if data, _ := os.ReadFile(path); string(data) != cfg {
+		t.Fatalf("a refused init github changed prenv.yaml:\n%s", data)
+	}
+	// The default owner, prenv, is every installation's: the nightly sweep
+	// would delete nothing with it. init pins one of this repository's.
 	out := h.must("init", "github", "--dir", h.dir, "--role-arn", role)
 	data, _ := os.ReadFile(path)
-	if !strings.Contains(out, `wrote owner: "prenv" in `+path) || !strings.HasPrefix(string(data), "version: 1\nowner: \"prenv\"  # ") || !strings.HasSuffix(string(data), cfg[len("version: 1\n"):]) {
+	if !strings.Contains(out, `wrote owner: "acme-shop" in `+path) || !strings.Contains(out, `PRENV_OWNER=prenv prenv down`) ||
+		!strings.HasPrefix(string(data), "version: 1\nowner: \"acme-shop\"  # ") || !strings.HasSuffix(string(data), cfg[len("version: 1\n"):]) {
 		t.Fatalf("init github:\n%s\nprenv.yaml now:\n%s", out, data)
 	}
 	if info, _ := os.Stat(path); info.Mode().Perm() != 0o640 {
@@ -249,12 +265,28 @@ func TestInitGitHub_PinsTheOwnerIDEveryRunnerReads(t *testing.T) {
 	if strings.Contains(out, "wrote owner") || string(again) != string(data) {
 		t.Fatalf("a second init github changed prenv.yaml:\n%s\n%s", out, again)
 	}
-	// A team's own owner id is never replaced.
+	// A team's own owner id is never replaced, nor contradicted by --owner.
 	if err := os.WriteFile(path, []byte("owner: team-a\n"+cfg), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force")
+	h.refused(2, `already names owner "team-a"`, "init", "github", "--dir", h.dir, "--role-arn", role, "--force", "--owner", "team-b")
+	h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force", "--owner", "team-a")
 	if data, _ := os.ReadFile(path); string(data) != "owner: team-a\n"+cfg {
 		t.Fatalf("init github changed a prenv.yaml that names its owner:\n%s", data)
+	}
+	// One that names the shared default on purpose is told what it costs.
+	if err := os.WriteFile(path, []byte("owner: prenv\n"+cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force"); !strings.Contains(out, "the nightly sweep deletes nothing") {
+		t.Fatalf("init github with owner: prenv said:\n%s", out)
+	}
+	// --owner names it when prenv.yaml does not.
+	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--force", "--owner", "shop-previews")
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "owner: \"shop-previews\"") {
+		t.Fatalf("--owner was not written:\n%s", data)
 	}
 }

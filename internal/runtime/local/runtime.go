@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -518,9 +519,14 @@ func (r *Runtime) checkout(ctx context.Context, spec runtime.Spec, dst string) e
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
-	verify := exec.CommandContext(ctx, "git", "-C", r.Dir, "rev-parse", "--verify", "--quiet", spec.Commit+"^{commit}")
-	if err := verify.Run(); err != nil {
-		return &runtime.StepError{Step: "build", Err: fmt.Errorf("commit %q is not in the repository at %s: fetch it (git fetch origin pull/%d/head) or give another --sha", spec.Commit, r.Dir, spec.Key.PR)}
+	if !r.hasCommit(ctx, spec.Commit) {
+		// prenv serve hears of a pull request's commit before the
+		// repository it builds from has it: fetch it from origin, as
+		// the pull request's head or by its hash (an older push).
+		out, err := r.fetch(ctx, spec)
+		if err != nil || !r.hasCommit(ctx, spec.Commit) {
+			return &runtime.StepError{Step: "build", Err: fmt.Errorf("commit %q is not in the repository at %s, and fetching it from origin did not bring it (%v): fetch it (git fetch origin pull/%d/head) or give another --sha", spec.Commit, r.Dir, err, spec.Key.PR), Output: out}
+		}
 	}
 	top, err := exec.CommandContext(ctx, "git", "-C", r.Dir, "rev-parse", "--show-toplevel").Output()
 	if err != nil {
@@ -546,6 +552,43 @@ func (r *Runtime) checkout(ctx context.Context, spec runtime.Spec, dst string) e
 		return &runtime.StepError{Step: "build", Err: fmt.Errorf("extract %s: %w", spec.Commit, err), Output: stderr.String()}
 	}
 	return nil
+}
+
+// hasCommit says whether the repository at r.Dir has commit.
+func (r *Runtime) hasCommit(ctx context.Context, commit string) bool {
+	return exec.CommandContext(ctx, "git", "-C", r.Dir, "rev-parse", "--verify", "--quiet", "--end-of-options", commit+"^{commit}").Run() == nil
+}
+
+var fullHash = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+
+// fetch brings spec's commit from the remote origin: the pull request's
+// head ref, and failing that the commit by its hash (which GitHub serves
+// for any commit it has). Only a full hash is fetched, so nothing in it is
+// read by git as an option; git asks no one for credentials, and a fetch
+// takes at most two minutes.
+func (r *Runtime) fetch(ctx context.Context, spec runtime.Spec) (string, error) {
+	if !fullHash.MatchString(spec.Commit) {
+		return "", fmt.Errorf("%q is not a full commit hash", spec.Commit)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	var err error
+	for _, ref := range []string{fmt.Sprintf("refs/pull/%d/head", spec.Key.PR), spec.Commit} {
+		if spec.Key.PR <= 0 && ref != spec.Commit {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "git", "-C", r.Dir, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "origin", ref)
+		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GCM_INTERACTIVE=never")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err = cmd.Run(); err == nil && r.hasCommit(ctx, spec.Commit) {
+			return out.String(), nil
+		}
+	}
+	if err == nil {
+		err = errors.New("origin does not have it")
+	}
+	return out.String(), err
 }
 
 // Migrate implements runtime.Runtime.
