@@ -697,7 +697,19 @@ func walkLeaves(v reflect.Value, path string, fn func(string, reflect.Value) err
 			}
 			continue
 		}
-		if fv.Kind() == reflect.Map {
+		if fv.Kind() == reflect.Pointer && fv.Type().Elem().Kind() == reflect.Struct {
+			// An optional section (golden.source.aurora): walked in a
+			// fresh value when absent, and kept only if something was set.
+			target := fv
+			if fv.IsNil() {
+				target = reflect.New(fv.Type().Elem())
+			}
+			if err := walkLeaves(target.Elem(), p, fn); err != nil {
+				return err
+			}
+			if fv.IsNil() && !target.Elem().IsZero() {
+				fv.Set(target)
+			}
 			continue
 		}
 		if err := fn(p, fv); err != nil {
@@ -742,6 +754,8 @@ func setString(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetBool(b)
+	case reflect.Map:
+		return fmt.Errorf("a map cannot be set from the environment: write it in prenv.yaml, where its values may reference variables (${NAME})")
 	default:
 		return fmt.Errorf("cannot be set from the environment")
 	}

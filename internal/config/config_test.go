@@ -84,6 +84,23 @@ func TestLoad_EnvironmentOverridesTheFile(t *testing.T) {
 	if c.Listen != "127.0.0.1:9100" || c.Home != "/x" || c.Database.LocalPG.Ports != "51000-51001" || c.App.HealthTimeout.D() != 5*time.Second {
 		t.Errorf("got listen %q home %q ports %q timeout %v", c.Listen, c.Home, c.Database.LocalPG.Ports, c.App.HealthTimeout)
 	}
+	if c.Golden.Source.Aurora != nil {
+		t.Errorf("golden.source.aurora appeared without a variable: %+v", c.Golden.Source.Aurora)
+	}
+	// An optional section is reached too: before, these were ignored.
+	dir = write(t, "version: 1\ndatabase:\n  provider: aurora\n  aurora: {region: eu-west-1, require_security_groups: false}\n")
+	c, err = Load("", dir, env(map[string]string{"PRENV_GOLDEN_SOURCE_AURORA_CLUSTER": "prod", "PRENV_GOLDEN_SOURCE_AURORA_FROM": "clone"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Golden.Source.Aurora; a == nil || a.Cluster != "prod" || a.From != "clone" {
+		t.Errorf("golden.source.aurora from the environment: %+v", a)
+	}
+	// A map is not set from a variable, and says so instead of ignoring it.
+	_, err = Load("", dir, env(map[string]string{"PRENV_RUNTIME_KUBERNETES_QUOTA": "pods=10"}))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "PRENV_RUNTIME_KUBERNETES_QUOTA") || !strings.Contains(err.Error(), "write it in prenv.yaml") {
+		t.Errorf("a map from the environment: %v", err)
+	}
 }
 
 func TestValidate_NamesEveryBadField(t *testing.T) {
