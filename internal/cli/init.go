@@ -45,7 +45,7 @@ jobs:
         with:
           role-to-assume: {{ROLE}}
           aws-region: {{REGION}}
-      - id: prenv
+{{KUBECONFIG}}      - id: prenv
         uses: prenv/prenv@{{REF}}
         with:
           command: up
@@ -76,7 +76,7 @@ jobs:
         with:
           role-to-assume: {{ROLE}}
           aws-region: {{REGION}}
-      - uses: prenv/prenv@{{REF}}
+{{KUBECONFIG}}      - uses: prenv/prenv@{{REF}}
         with:
           command: down
 `
@@ -110,7 +110,7 @@ jobs:
         with:
           role-to-assume: {{ROLE}}
           aws-region: {{REGION}}
-      - uses: prenv/prenv@{{REF}}
+{{KUBECONFIG}}      - uses: prenv/prenv@{{REF}}
         with:
           command: sweep
           args: --apply
@@ -192,6 +192,8 @@ See docs/github.md.
 `, cfg.Database.Provider, public, strings.TrimSuffix(public, "/"))
 }
 
+var eksName = regexp.MustCompile(`^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$`)
+
 var releaseTag = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 
 // defaultActionRef is the ref of prenv's action the workflows pin: the release
@@ -205,7 +207,7 @@ func defaultActionRef(v string) string {
 
 func (a *app) initCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "init", Short: "Write the files that connect prenv to a CI system"}
-	var role, goldenRole, region, ref, dir, branch, ownerFlag string
+	var role, goldenRole, region, ref, dir, branch, ownerFlag, eks string
 	var force bool
 	gh := &cobra.Command{
 		Use:   "github --role-arn ARN --region REGION",
@@ -269,6 +271,15 @@ their previews and teardowns need prenv serve or the sweeper.`,
 			if err != nil {
 				return err
 			}
+			kubeStep := ""
+			switch {
+			case eks != "" && cfg.Runtime.Provider != "kubernetes":
+				return usageError{fmt.Errorf("--eks-cluster: prenv.yaml's runtime.provider is %s, which needs no cluster", cfg.Runtime.Provider)}
+			case eks != "" && !eksName.MatchString(eks):
+				return usageError{fmt.Errorf("--eks-cluster %q: want the name of an EKS cluster, such as previews", eks)}
+			case eks != "":
+				kubeStep = fmt.Sprintf("      - name: kubeconfig of the EKS cluster %s (the role needs eks:DescribeCluster and an access entry)\n        run: aws eks update-kubeconfig --name %s --region %s\n", eks, eks, region)
+			}
 			out := filepath.Join(dir, ".github", "workflows")
 			names := []string{"preview.yml", "preview-teardown.yml", "preview-sweep.yml", "preview-golden.yml"}
 			if goldenRole == "" {
@@ -285,11 +296,14 @@ their previews and teardowns need prenv serve or the sweeper.`,
 				return err
 			}
 			for _, name := range names {
-				text := strings.NewReplacer("{{ROLE}}", role, "{{GOLDEN_ROLE}}", goldenRole, "{{REGION}}", region, "{{REF}}", ref, "{{BRANCH}}", branch).Replace(workflowOf[name])
+				text := strings.NewReplacer("{{KUBECONFIG}}", kubeStep, "{{ROLE}}", role, "{{GOLDEN_ROLE}}", goldenRole, "{{REGION}}", region, "{{REF}}", ref, "{{BRANCH}}", branch).Replace(workflowOf[name])
 				if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.opts.Stdout, "wrote %s\n", filepath.Join(out, name))
+			}
+			if cfg.Runtime.Provider == "kubernetes" && eks == "" && cfg.Runtime.Kubernetes.Kubeconfig == "" {
+				fmt.Fprintln(a.opts.Stdout, "runtime.provider is kubernetes: each job needs a kubeconfig before prenv's step; for EKS give --eks-cluster NAME, else add a step that writes one")
 			}
 			if goldenRole == "" {
 				fmt.Fprintln(a.opts.Stdout, "preview-golden.yml (the nightly golden build) not written: give --golden-role-arn, a role of its own that may read production (docs/masking.md)")
@@ -307,6 +321,7 @@ their previews and teardowns need prenv serve or the sweeper.`,
 	gh.Flags().StringVar(&ref, "ref", defaultActionRef(version.Get().Version), "the version of prenv's action (and of prenv) the workflows use: default the version that writes them")
 	gh.Flags().StringVar(&dir, "dir", ".", "the repository's root")
 	gh.Flags().BoolVar(&force, "force", false, "replace workflows that exist")
+	gh.Flags().StringVar(&eks, "eks-cluster", "", "runtime.provider kubernetes on EKS: the cluster the jobs write a kubeconfig for (aws eks update-kubeconfig)")
 	gh.Flags().StringVar(&ownerFlag, "owner", "", "the owner id written into prenv.yaml when it names none (default: made from repository, else the directory's name)")
 	cmd.AddCommand(gh)
 	return group(cmd)

@@ -290,3 +290,63 @@ func TestInitGitHub_PinsTheOwnerIDEveryRunnerReads(t *testing.T) {
 		t.Fatalf("--owner was not written:\n%s", data)
 	}
 }
+
+// With the Kubernetes runtime each job needs a kubeconfig before prenv's
+// step: --eks-cluster writes the step that makes one (the preview, the
+// teardown and the sweep; the golden build talks to AWS only).
+func TestInitGitHub_WritesTheEKSKubeconfigStepForTheKubernetesRuntime(t *testing.T) {
+	h := newHarness(t)
+	h.dir = t.TempDir()
+	cfg := `version: 1
+repository: acme/shop
+database:
+  provider: aurora
+  aurora: {source_cluster: prod-golden, region: eu-west-1, require_security_groups: false}
+runtime:
+  provider: kubernetes
+  kubernetes:
+    chart: ./chart
+    url: "https://{{ .Name }}.preview.example.com"
+`
+	if err := os.WriteFile(filepath.Join(h.dir, "prenv.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const role = "arn:aws:iam::111122223333:role/prenv-previews"
+	h.refused(2, "--eks-cluster", "init", "github", "--dir", h.dir, "--role-arn", role, "--eks-cluster", "pre views")
+	out := h.must("init", "github", "--dir", h.dir, "--role-arn", role)
+	if !strings.Contains(out, "each job needs a kubeconfig") {
+		t.Fatalf("init github with the kubernetes runtime and no --eks-cluster said:\n%s", out)
+	}
+	h.must("init", "github", "--dir", h.dir, "--role-arn", role, "--golden-role-arn", "arn:aws:iam::111122223333:role/prenv-golden", "--eks-cluster", "previews", "--force")
+	for name, want := range map[string]bool{"preview.yml": true, "preview-teardown.yml": true, "preview-sweep.yml": true, "preview-golden.yml": false} {
+		data, err := os.ReadFile(filepath.Join(h.dir, ".github", "workflows", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w struct {
+			Jobs map[string]struct {
+				Steps []struct {
+					Run string `yaml:"run"`
+				} `yaml:"steps"`
+			} `yaml:"jobs"`
+		}
+		if err := yaml.Unmarshal(data, &w); err != nil {
+			t.Fatalf("%s is not YAML: %v\n%s", name, err, data)
+		}
+		var runs []string
+		for _, j := range w.Jobs {
+			for _, st := range j.Steps {
+				runs = append(runs, st.Run)
+			}
+		}
+		got := strings.Contains(strings.Join(runs, "\n"), "aws eks update-kubeconfig --name previews --region eu-west-1")
+		if got != want {
+			t.Errorf("%s: the kubeconfig step is there: %v, want %v\n%s", name, got, want, data)
+		}
+	}
+	// The embedded runtime needs no cluster.
+	if err := os.WriteFile(filepath.Join(h.dir, "prenv.yaml"), []byte("version: 1\nrepository: acme/shop\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: prod-golden, region: eu-west-1, require_security_groups: false}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.refused(2, "--eks-cluster: prenv.yaml's runtime.provider is local", "init", "github", "--dir", h.dir, "--role-arn", role, "--eks-cluster", "previews", "--force")
+}

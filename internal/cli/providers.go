@@ -56,7 +56,7 @@ var cloners = map[string]func(cfg config.Config, log *slog.Logger) (dbclone.Clon
 var runtimes = map[string]func(a *app, cfg config.Config) (runtime.Runtime, error){
 	"local": func(a *app, cfg config.Config) (runtime.Runtime, error) {
 		rt := &local.Runtime{
-			Home: cfg.Home, Owner: cfg.Owner, App: cfg.App, Dir: cfg.Dir, Listen: cfg.Listen,
+			Home: cfg.Home, Owner: cfg.Owner, App: cfg.App, Dir: cfg.Dir, Listen: cfg.Listen, Repository: cfg.Repository,
 			StartServer: func(ctx context.Context) error { return a.startServer(cfg) },
 		}
 		if g := accessGroup(cfg); g != 0 {

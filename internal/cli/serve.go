@@ -92,6 +92,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 			pidFile := filepath.Join(cfg.Home, "serve.pid")
 			_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 			defer os.Remove(pidFile)
+			if cfg.GitHub.WebhookSecret != "" && cfg.Runtime.Provider == "local" && cfg.HasApp() && !cfg.App.Checkout {
+				a.log.Warn("app.checkout is off: every pull request's environment builds and runs the working tree at " + cfg.Dir + ", not its own commit; set app.checkout: true (prenv then fetches each commit from origin)")
+			}
 			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home, "environments", srv.EnvURL("pr-N"))
 			if p, ok := s.(store.Pruner); ok {
 				go (&webhook.Retention{Store: p, Keep: cfg.Serve.Retention.D(), Log: a.log}).Run(ctx)

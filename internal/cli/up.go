@@ -14,13 +14,13 @@ func (a *app) upCmd() *cobra.Command {
 	var pr prFlag
 	var repo, sha, out string
 	cmd := &cobra.Command{
-		Use:   "up --pr N [--sha S]",
+		Use:   "up [pr-N | --pr N] [--sha S]",
 		Short: "Create or update the environment of a pull request",
 		Long: `Create the environment of pull request N, or bring it to a new commit: clone the
 golden database (or adopt the clone), build the commit, run its migration and
 roll it out. Running it again with the same commit changes nothing. Without an
 app in prenv.yaml the environment is database-only and its DATABASE_URL is printed.`,
-		Args: cobra.NoArgs,
+		Args: envArg(&pr),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, k, wf, err := a.ciTarget(pr, repo)
 			if err != nil {

@@ -65,7 +65,8 @@ func TestBuild_ChecksOutThePullRequestsCommitFetchingItWhenMissing(t *testing.T)
 	}
 	rt := sweepRuntime(t, home, "suite", claims)
 	rt.Dir = work
-	rt.App = config.App{Checkout: true, Build: "cp version.txt built.txt"}
+	rt.Repository = "acme/shop"
+	rt.App = config.App{Checkout: true, Build: `cp version.txt built.txt && echo "$PRENV_REPOSITORY" > repository.txt`}
 	built := func(pr int, commit string) (string, error) {
 		prepare(t, rt, pr)
 		k := env.Key{PR: pr}
@@ -78,6 +79,11 @@ func TestBuild_ChecksOutThePullRequestsCommitFetchingItWhenMissing(t *testing.T)
 	}
 	if got, err := built(7, prCommit); err != nil || got != "pull request 7\n" {
 		t.Fatalf("pr-7 at its head: built %q, %v", got, err)
+	}
+	// The default repository's environments keep the short names, and
+	// their app is still told the repository.
+	if b, _ := os.ReadFile(filepath.Join(rt.workDir("pr-7", prCommit), "repository.txt")); string(b) != "acme/shop\n" {
+		t.Fatalf("PRENV_REPOSITORY of pr-7: %q", b)
 	}
 	if got, err := built(8, mainCommit); err != nil || got != "main\n" {
 		t.Fatalf("pr-8 at main's commit: built %q, %v", got, err)

@@ -42,6 +42,10 @@ type Runtime struct {
 	Dir string
 	// Listen is the address of prenv serve.
 	Listen string
+	// Repository is prenv.yaml's repository (owner/name), whose
+	// environments keep the short names pr-N: the app's PRENV_REPOSITORY
+	// for them.
+	Repository string
 	// StartServer starts prenv serve when none answers at Listen.
 	StartServer func(ctx context.Context) error
 	// StepTimeout bounds a build or a migration.
@@ -381,6 +385,9 @@ func (r *Runtime) commandEnv(spec runtime.Spec) map[string]string {
 	m["PRENV_SHA"] = spec.Commit
 	m["PRENV_ENV"] = spec.Name
 	m["PRENV_REPOSITORY"] = spec.Key.Repo
+	if spec.Key.Repo == "" {
+		m["PRENV_REPOSITORY"] = r.Repository
+	}
 	m["PRENV_RELEASE_DIR"] = r.releaseDir(spec.Name, spec.Commit)
 	return m
 }
