@@ -25,7 +25,7 @@ demo: setup build
 	$(BIN) --config examples/demo/prenv.yaml golden build --from-sql $(PRENV_HOME)/demo-seed.sql
 	cd examples/demo && PRENV_LISTEN=$(DEMO_LISTEN) ../../$(BIN) up --pr 1
 	@echo
-	@echo "Open the URL above in a browser (user prenv, the password above); 'bin/prenv status --pr 1' shows it again."
+	@echo "Open the URL above in a browser (user prenv, the password above); 'PRENV_HOME=$(PRENV_HOME) bin/prenv --config examples/demo/prenv.yaml status pr-1' shows it again."
 	@echo "Tear it down with: make demo-down"
 
 # Removes PR 1 of the demo and stops the prenv serve its up started.

@@ -21,7 +21,7 @@ apt_install() {
 
 # Go
 if ! have go; then
-  say "Go is missing: install Go 1.24 or newer (https://go.dev/doc/install) and run this again"
+  say "Go is missing: install Go 1.26.8 (or any Go from 1.21 on, which fetches the 1.26.8 that go.mod names by itself; https://go.dev/doc/install) and run this again"
   exit 1
 fi
 
