@@ -23,15 +23,25 @@ import (
 // says where the emulator keeps its clusters' databases.
 func auroraHarness(t *testing.T) (*harness, *rds.Client, func() string) {
 	h := newHarness(t)
+	api, _, root := useAurora(t, h, 150)
+	return h, api, root
+}
+
+// useAurora points h's environments at the aurora provider and an RDS
+// emulator whose clusters are real PostgreSQL clones of a golden database
+// of the given number of customers. It returns the SDK's client of the
+// emulator, the emulator, and where it keeps its clusters' databases.
+func useAurora(t *testing.T, h *harness, customers int) (*rds.Client, *rdsemu.Server, func() string) {
 	back := testenv.Home(t)
-	testenv.Golden(t, back, testenv.DemoSQL(150))
+	testenv.Golden(t, back, testenv.DemoSQL(customers))
 	first, last := testenv.PortRange(t, 5)
 	b, err := pgbackend.New(back, fmt.Sprintf("%d-%d", first, last), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	srv := httptest.NewServer(rdsemu.New(rdsemu.Options{Sources: []string{"golden"}, Backend: b}))
+	emu := rdsemu.New(rdsemu.Options{Sources: []string{"golden"}, Backend: b})
+	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	h.extra = append(h.extra,
 		"PRENV_DATABASE_PROVIDER=aurora", "PRENV_DATABASE_AURORA_SOURCE_CLUSTER=golden", "PRENV_DATABASE_AURORA_ENDPOINT="+srv.URL,
@@ -41,7 +51,7 @@ func auroraHarness(t *testing.T) (*harness, *rds.Client, func() string) {
 		"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example", "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent")
 	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "example", "")})
-	return h, api, b.Root
+	return api, emu, b.Root
 }
 
 func clusters(t *testing.T, api *rds.Client) []string {

@@ -3,20 +3,13 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/rds"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/prenv/prenv/internal/rdsemu"
-	"github.com/prenv/prenv/internal/rdsemu/pgbackend"
 	"github.com/prenv/prenv/internal/testenv"
 )
 
@@ -31,25 +24,8 @@ type recorded struct {
 // each starting with an empty store, on one cluster and one AWS account.
 func TestResourcesAreTheRecord_TwoRunnersShareOneEnvironment(t *testing.T) {
 	first, c := kubeHarness(t, "")
-	back := testenv.Home(t)
-	testenv.Golden(t, back, testenv.DemoSQL(50))
-	lo, hi := testenv.PortRange(t, 5)
-	b, err := pgbackend.New(back, fmt.Sprintf("%d-%d", lo, hi), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	emu := rdsemu.New(rdsemu.Options{Sources: []string{"golden"}, Backend: b})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	first.extra = append(first.extra,
-		"PRENV_REPOSITORY=acme/shop",
-		"PRENV_DATABASE_PROVIDER=aurora", "PRENV_DATABASE_AURORA_SOURCE_CLUSTER=golden", "PRENV_DATABASE_AURORA_ENDPOINT="+srv.URL,
-		"PRENV_DATABASE_AURORA_REGION=us-east-1", "PRENV_DATABASE_AURORA_REQUIRE_SECURITY_GROUPS=false",
-		"PRENV_DATABASE_AURORA_SSLMODE=disable", "PRENV_DATABASE_AURORA_READY_CHECK=sql",
-		"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example", "AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent")
-	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "example", "")})
+	first.extra = append(first.extra, "PRENV_REPOSITORY=acme/shop")
+	api, emu, _ := useAurora(t, first, 50)
 	second := *first
 	second.home = testenv.Home(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
