@@ -23,6 +23,11 @@ func TestCLI_ConventionsOfTheToolsTeamsKnow(t *testing.T) {
 	h.refused(2, "prenv status names pr-5 and --pr 6: give one", "status", "pr-5", "--pr", "6")
 	h.refused(2, `"pr-five" is not an environment: want pr-N or N`, "status", "pr-five")
 	h.refused(2, "prenv status takes one environment, not 2 arguments", "status", "5", "6")
+	// up names it the same way: the commit already served changes nothing.
+	if out := h.must("up", "pr-5", "--sha", "c0ffee", "-o", "json"); !strings.Contains(out, `"name": "pr-5"`) {
+		t.Fatalf("up pr-5:\n%s", out)
+	}
+	h.refused(2, `--log-format "xml": want text or json`, "--log-format", "xml", "ls")
 
 	count := func(args ...string) int {
 		t.Helper()

@@ -43,6 +43,7 @@ type app struct {
 	listen     string
 	verbose    bool
 	log        *slog.Logger
+	logFormat  string
 }
 
 // config loads prenv.yaml with the environment over it and the flags over both.
@@ -121,16 +122,26 @@ Environment variables:
 ` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			switch a.logFormat {
+			case "", "text", "json":
+			default:
+				return usageError{fmt.Errorf("--log-format %q: want text or json", a.logFormat)}
+			}
 			level := slog.LevelInfo
 			if a.verbose {
 				level = slog.LevelDebug
 			}
-			if cmd.Name() == "serve" {
+			switch {
+			case a.logFormat == "json":
+				// One JSON object per line, for a cluster's log collector.
+				a.log = slog.New(slog.NewJSONHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
+			case cmd.Name() == "serve" || a.logFormat == "text":
 				a.log = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
-			} else {
+			default:
 				a.log = slog.New(newNoteHandler(a.opts.Stderr, level))
 			}
+			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -140,6 +151,7 @@ Environment variables:
 	root.PersistentFlags().StringVar(&a.home, "home", "", "PRENV_HOME: where prenv keeps its state, golden data and clones")
 	root.PersistentFlags().StringVar(&a.listen, "listen", "", "PRENV_LISTEN: address of prenv serve")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "the log's format: text (key=value lines), or json (a JSON object per line, for a log collector); default: text for serve, short notes otherwise")
 	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd(), a.versionCmd())
 	root.Version = version.Get().String()
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -89,6 +89,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 				return lc.DatabaseURL(ctx, k) // brought back by lc.Restore first
 			}
 			srv.Supervisor = sup
+			if p, ok := s.(store.Pinger); ok {
+				srv.Ready = p.Ping
+			}
 			pidFile := filepath.Join(cfg.Home, "serve.pid")
 			_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 			defer os.Remove(pidFile)

@@ -59,6 +59,35 @@ type Options struct {
 
 var versionRE = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 
+// FromGit reads the commit at HEAD of the checkout in dir, its date, and
+// the version (the tag at HEAD, else v0.0.0-<commit date>-<commit>) unless
+// version is given. A checkout with uncommitted changes is refused: a
+// release is built from a commit.
+func FromGit(dir, version string) (Options, error) {
+	git := func(args ...string) string {
+		b, err := exec.Command("git", append([]string{"-C", dir}, args...)...).Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	commit := git("rev-parse", "HEAD")
+	date, err := time.Parse(time.RFC3339, git("show", "-s", "--format=%cI", "HEAD"))
+	if commit == "" || err != nil {
+		return Options{}, errors.New("run it in prenv's git checkout: the commit and its date are stamped into what is built")
+	}
+	if git("status", "--porcelain", "--untracked-files=no") != "" {
+		return Options{}, errors.New("the checkout has uncommitted changes: a release is built from a commit")
+	}
+	if version == "" {
+		version = git("describe", "--tags", "--exact-match", "--match", "v*")
+	}
+	if version == "" {
+		version = fmt.Sprintf("v0.0.0-%s-%s", date.UTC().Format("20060102150405"), commit[:12])
+	}
+	return Options{Module: dir, Version: version, Commit: commit, Date: date}, nil
+}
+
 // ArchiveName is the archive of version for t: prenv_v1.2.3_linux_amd64.tar.gz.
 func ArchiveName(version string, t Target) string {
 	return fmt.Sprintf("prenv_%s_%s_%s.tar.gz", version, t.OS, t.Arch)
@@ -95,7 +124,7 @@ func Build(ctx context.Context, o Options) ([]string, error) {
 	sums := map[string]string{}
 	for _, t := range o.Targets {
 		bin := filepath.Join(tmp, t.OS+"-"+t.Arch, "prenv")
-		if err := goBuild(ctx, o, t, bin); err != nil {
+		if err := Binary(ctx, o, t, bin); err != nil {
 			return nil, err
 		}
 		data, err := os.ReadFile(bin)
@@ -127,10 +156,13 @@ func Build(ctx context.Context, o Options) ([]string, error) {
 	return paths, os.WriteFile(filepath.Join(o.Out, "SHA256SUMS"), []byte(b.String()), 0o644)
 }
 
-// goBuild builds cmd/prenv for t: static (no cgo), stripped (-s -w),
-// without build paths (-trimpath), build id or VCS stamp, the version, commit
-// and date set in internal/version.
-func goBuild(ctx context.Context, o Options, t Target, out string) error {
+// Binary builds cmd/prenv for t as released: static (no cgo), stripped
+// (-s -w), without build paths (-trimpath), build id or VCS stamp, the
+// version, commit and date set in internal/version.
+func Binary(ctx context.Context, o Options, t Target, out string) error {
+	if o.Go == "" {
+		o.Go = "go"
+	}
 	const pkg = "github.com/prenv/prenv/internal/version"
 	ldflags := fmt.Sprintf("-s -w -buildid= -X %s.version=%s -X %s.commit=%s -X %s.date=%s",
 		pkg, o.Version, pkg, o.Commit, pkg, o.Date.UTC().Format(time.RFC3339))

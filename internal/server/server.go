@@ -41,6 +41,9 @@ type Server struct {
 	Store      store.Store
 	// Webhooks, if set, receives GitHub's deliveries at /webhooks/github.
 	Webhooks http.Handler
+	// Ready, if set, says whether serve can do its work (GET
+	// /api/v1/ready answers 503 with its error otherwise).
+	Ready func(ctx context.Context) error
 	// LogFile, if set, names the file with an environment's output (the
 	// local runtime's), shown at /envs/{name}/log.
 	LogFile func(name string) string
@@ -118,6 +121,19 @@ func (s *Server) Handler() http.Handler {
 	api.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Prenv", "1")
 		fmt.Fprintln(w, "ok")
+	})
+	// Readiness: the store answers (a replica that cannot reach it takes
+	// no webhook deliveries); liveness is /api/v1/health.
+	api.HandleFunc("GET /api/v1/ready", func(w http.ResponseWriter, r *http.Request) {
+		if s.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.Ready(ctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
 	})
 	// A deploy waits for the app's health check: a long route.
 	api.Handle("/api/v1/local/", s.bearer(s.long(s.Supervisor.Handler())))

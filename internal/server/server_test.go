@@ -141,3 +141,29 @@ func TestServer_AnEnvironmentsLogPageShowsTheFailedRunBehindTheLogin(t *testing.
 		t.Fatalf("an unknown environment: %d", code)
 	}
 }
+
+// A probe's view: alive while the process answers, ready only while the
+// store answers too (a replica that lost its store takes no deliveries);
+// neither needs the login.
+func TestServer_ReadyWhileTheStoreAnswers(t *testing.T) {
+	home := t.TempDir()
+	s, err := sqlite.Open(context.Background(), filepath.Join(home, "prenv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Listen: ":8080", Password: "pw", Token: "tok", Store: s, Ready: s.Ping,
+		Supervisor: local.NewSupervisor(context.Background(), home, "prenv", nil)}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	// A kubelet probes by the pod's IP.
+	if code, _, body := do(t, "GET", ts.URL+"/api/v1/ready", "10.244.0.7:8080", nil); code != 200 || body != "ready\n" {
+		t.Fatalf("ready with the store open: %d %q", code, body)
+	}
+	s.Close()
+	if code, _, body := do(t, "GET", ts.URL+"/api/v1/ready", "10.244.0.7:8080", nil); code != 503 || !strings.Contains(body, "not ready: ") {
+		t.Fatalf("ready with the store closed: %d %q", code, body)
+	}
+	if code, _, _ := do(t, "GET", ts.URL+"/api/v1/health", "10.244.0.7:8080", nil); code != 200 {
+		t.Fatalf("alive with the store closed: %d", code)
+	}
+}

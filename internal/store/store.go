@@ -263,6 +263,12 @@ type Queue interface {
 	ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error)
 }
 
+// Pinger is a store that can say whether it answers: prenv serve is not
+// ready (takes no webhook deliveries) while its store does not.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Pruner removes the history prenv no longer needs, so that a store stays
 // the size of what it must keep (serve.retention).
 type Pruner interface {

@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
-	"time"
 
 	"github.com/prenv/prenv/internal/release"
 )
@@ -25,28 +22,11 @@ func main() {
 		printSizes(*sizes)
 		return
 	}
-	git := func(args ...string) string {
-		b, err := exec.Command("git", args...).Output()
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(b))
+	o, err := release.FromGit(".", *version)
+	if err != nil {
+		log.Fatal("release: ", err)
 	}
-	commit := git("rev-parse", "HEAD")
-	date, err := time.Parse(time.RFC3339, git("show", "-s", "--format=%cI", "HEAD"))
-	if commit == "" || err != nil {
-		log.Fatal("release: run it in prenv's git checkout: the commit and its date are stamped into the binaries")
-	}
-	if git("status", "--porcelain", "--untracked-files=no") != "" {
-		log.Fatal("release: the checkout has uncommitted changes: a release is built from a commit")
-	}
-	if *version == "" {
-		*version = git("describe", "--tags", "--exact-match", "--match", "v*")
-	}
-	if *version == "" {
-		*version = fmt.Sprintf("v0.0.0-%s-%s", date.UTC().Format("20060102150405"), commit[:12])
-	}
-	o := release.Options{Module: ".", Out: *out, Version: *version, Commit: commit, Date: date}
+	o.Out = *out
 	if *targets != "" {
 		if o.Targets, err = release.ParseTargets(*targets); err != nil {
 			log.Fatal("release: ", err)

@@ -333,3 +333,9 @@ func (s *Store) lastRun(ctx context.Context, k env.Key, where string) (store.Run
 
 // Close implements store.Store.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Ping implements store.Pinger: one query through the pool.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
