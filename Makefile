@@ -7,7 +7,7 @@ DEMO_PEOPLE ?= 2000
 PRENV_HOME ?= $(if $(filter 0,$(shell id -u)),/var/lib/prenv,$(HOME)/.local/share/prenv)
 export PRENV_HOME
 
-.PHONY: all build setup demo demo-down test test-short bench release sizes reflink cluster cluster-down clean
+.PHONY: all build setup demo demo-down test test-short bench release image sizes reflink cluster cluster-down clean
 
 all: build
 
@@ -55,6 +55,13 @@ bench: setup build
 # HEAD). The same commit gives the same bytes.
 release:
 	$(GO) run ./internal/release/cmd -out dist $(if $(VERSION),-version $(VERSION))
+
+# prenv's container image for linux on amd64 and arm64 (prenv serve as a
+# non-root user, for a read-only root filesystem), made without Docker or a
+# base to pull: an OCI image layout in dist/image, pushed to IMAGE_REPO
+# (host/path, tagged with the version) when it is set.
+image:
+	$(GO) run ./internal/image/cmd $(if $(VERSION),-version $(VERSION))
 
 # The size of this machine's release binary and what each module costs in
 # it (symbol bytes), the largest first.
