@@ -249,4 +249,3 @@ exec env PATH="$image_path" "$(command -v chroot)" --userspec=65532:65532 "$r" "
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
