@@ -258,7 +258,7 @@ func TestServeChart_RefusesValuesThatCannotWork(t *testing.T) {
 		"replicaCount is more than 1 but secrets.store names no Secret": {"image": map[string]any{"repository": "r/prenv"}},
 		"digest":   serveValues("image: {digest: latest}"),
 		"imagetag": serveValues("imagetag: v1"),
-		"config.database.provider: in a cluster prenv clones Aurora": serveValues("config: {database: {provider: localpg}}"),
+		"config.database.provider: in a cluster prenv clones Aurora":            serveValues("config: {database: {provider: localpg}}"),
 		"golden.cronJob.serviceAccount.name: the golden build reads production": serveValues("golden: {cronJob: {enabled: true, serviceAccount: {create: false}}}"),
 	} {
 		_, err := renderServe(t, vals)
