@@ -10,38 +10,6 @@ import (
 	"github.com/prenv/prenv/internal/store"
 )
 
-func TestStore_KeepsTheProvidersAnEnvironmentWasMadeWith(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "prenv.db"))
-	ctx := context.Background()
-	k := env.Key{PR: 2}
-	if _, err := s.Request(ctx, k, "pr-2", "c1", false); err != nil {
-		t.Fatal(err)
-	}
-	e, err := s.Get(ctx, k)
-	if err != nil || e.Providers.Known() {
-		t.Fatalf("a new record: providers %+v, %v", e.Providers, err)
-	}
-	want := store.Providers{
-		Database: "aurora", DatabaseSettings: map[string]string{"region": "eu-west-1", "prefix": "prenv-"},
-		Runtime: "local", RuntimeSettings: map[string]string{"listen": "127.0.0.1:8080"},
-		Config: "/src/shop/prenv.yaml", Home: "/var/lib/prenv",
-	}
-	e.Providers, e.State = want, env.StateReady
-	if err := s.Save(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(ctx, k)
-	if err != nil || !got.Providers.Same(want) || got.Providers.Config != want.Config || got.Providers.Home != want.Home {
-		t.Fatalf("Get: providers %+v, %v", got.Providers, err)
-	}
-	list, err := s.List(ctx)
-	if err != nil || len(list) != 1 || !list[0].Providers.Same(want) || list[0].Providers.Config != want.Config {
-		t.Fatalf("List: %+v, %v", list, err)
-	}
-}
-
-// A PRENV_HOME made by a prenv that did not record providers keeps its
-// environments; they read as made with unknown providers.
 func TestStore_OpensAStoreMadeBeforeProvidersWereRecorded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "prenv.db")
 	old, err := sql.Open("sqlite", "file:"+path)
