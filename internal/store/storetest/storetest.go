@@ -97,7 +97,7 @@ func Run(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		e.State, e.Commit, e.Database.URL = env.StateReady, "old", "postgres://x"
-		e.ExpiresAt = time.Date(2026, 12, 1, 2, 3, 4, 500, time.UTC)
+		e.ExpiresAt = time.Date(2026, 12, 1, 2, 3, 4, 500000, time.UTC) // stores keep times to the microsecond
 		e.DownReason, e.DownCommit = "expired", "old"
 		if err := s.Save(ctx, e); err != nil {
 			t.Fatal(err)
