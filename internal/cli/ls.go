@@ -108,12 +108,12 @@ func (a *app) known(ctx context.Context, cfg config.Config, s store.Store) ([]li
 		fmt.Fprintf(a.opts.Stderr, "warning: the environments' resources cannot be listed (%v): showing this machine's records only\n", err)
 		lc, found = &lifecycle.Lifecycle{Owner: cfg.Owner}, nil
 	}
-	lockDir := filepath.Join(cfg.Home, "locks")
+	locks := lifecycle.LocksOf(s, filepath.Join(cfg.Home, "locks"))
 	out := make([]lifecycle.Merged, 0, len(list)+len(found))
 	for _, e := range list {
 		st, ok := found[e.Key]
 		delete(found, e.Key)
-		out = append(out, lc.Merge(lifecycle.Observed(lockDir, e), true, st, ok, err == nil))
+		out = append(out, lc.Merge(lifecycle.Observed(locks, e), true, st, ok, err == nil))
 	}
 	keys := make([]env.Key, 0, len(found))
 	for k := range found {

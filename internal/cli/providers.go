@@ -27,6 +27,7 @@ import (
 	"github.com/prenv/prenv/internal/runtime/local"
 	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
 	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/store/postgres"
 )
 
 // cloners maps database.provider to its constructor.
@@ -129,6 +130,9 @@ func (a *app) runtime(cfg config.Config) (runtime.Runtime, error) {
 func (a *app) store(ctx context.Context, cfg config.Config) (store.Store, error) {
 	if err := secureHome(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Store != "" {
+		return postgres.Open(ctx, cfg.Store)
 	}
 	return openStore(ctx, filepath.Join(cfg.Home, "prenv.db"))
 }

@@ -72,7 +72,7 @@ func (a *app) statusCmd() *cobra.Command {
 // that cannot be read are said on stderr, and the record is shown.
 func (a *app) knownOne(ctx context.Context, cfg config.Config, s store.Store, k env.Key, e store.Env, local bool) (lifecycle.Merged, error) {
 	if local {
-		e = lifecycle.Observed(filepath.Join(cfg.Home, "locks"), e)
+		e = lifecycle.Observed(lifecycle.LocksOf(s, filepath.Join(cfg.Home, "locks")), e)
 	}
 	lc, err := a.reader(cfg, s)
 	var st env.Status

@@ -108,8 +108,8 @@ func envLogin(ctx context.Context, rt runtime.Runtime, k env.Key, local *authVie
 // view is e as status, ls and up show it; auth is login(cfg), read once per
 // command.
 func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, auth *authView) envView {
-	lockDir := filepath.Join(cfg.Home, "locks")
-	e = lifecycle.Observed(lockDir, e)
+	locks := lifecycle.LocksOf(s, filepath.Join(cfg.Home, "locks"))
+	e = lifecycle.Observed(locks, e)
 	v := envView{
 		PR: e.Key.PR, Repository: e.Key.Repo, Name: e.Name, State: string(e.State), URL: e.URL,
 		Commit: e.Commit, DesiredCommit: e.DesiredCommit, Error: e.Error, Database: e.Database,
@@ -139,7 +139,7 @@ func view(ctx context.Context, s store.Store, cfg config.Config, e store.Env, au
 		}
 	}
 	if r, err := s.LastRun(ctx, e.Key); err == nil {
-		r = lifecycle.ObservedRun(lockDir, e.Key, r)
+		r = lifecycle.ObservedRun(locks, e.Key, r)
 		v.LastRun = &runView{Kind: r.Kind, Commit: r.Commit, State: string(r.State), Error: r.Error, Output: r.Output, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 		if r.Steps != nil {
 			v.Steps = r.Steps

@@ -40,6 +40,10 @@ type Config struct {
 	Owner      string    `yaml:"owner"`      // owner id carried by every resource
 	Repository string    `yaml:"repository"` // owner/name of the default repository
 	PublicURL  string    `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
+	// Store is where prenv keeps its records: empty for the SQLite file
+	// PRENV_HOME/prenv.db, or postgres://... for a PostgreSQL database
+	// that replicas of prenv serve share (PRENV_STORE).
+	Store string `yaml:"store"`
 	TTL        Duration  `yaml:"ttl"`        // expires-at = created-at + ttl
 	Database   Database  `yaml:"database"`
 	Runtime    Runtime   `yaml:"runtime"`
@@ -770,6 +774,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Version != CurrentVersion {
 		bad("version", "%d is not supported by this prenv (want %d)", c.Version, CurrentVersion)
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		bad("store", "want empty (the SQLite file under home) or postgres://user:password@host:5432/database (a database replicas share)")
 	}
 	if c.Owner == "" || strings.ContainsAny(c.Owner, " \t\n/") || len(c.Owner) > 63 {
 		bad("owner", "%q: want a short identifier without spaces or slashes", c.Owner)

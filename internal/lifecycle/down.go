@@ -34,11 +34,13 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		l.log().Warn("cannot adopt the environment from its resources; tearing it down without", "env", k.Name(), "err", err)
 	}
 	head := l.head(ctx, k)
-	seq, unlock, err := l.begin(ctx, k, "", true)
+	seq, held, err := l.begin(ctx, k, "", true)
 	if err != nil {
 		return store.Env{}, err
 	}
-	defer unlock()
+	defer held.Release()
+	ctx, unfence := fenced(ctx, held)
+	defer unfence()
 	return l.down(ctx, opts, seq, head)
 }
 

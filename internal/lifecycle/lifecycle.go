@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/prenv/prenv/internal/rehearsal"
 
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
-	"github.com/prenv/prenv/internal/lock"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/store"
 )
@@ -65,8 +63,8 @@ func (l *Lifecycle) log() *slog.Logger {
 
 // begin records the request (up at commit, or down), takes the
 // environment's lock and closes a run that a dead process left open. It
-// returns the request's sequence number and the unlock function.
-func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bool) (int64, func(), error) {
+// returns the request's sequence number and the lock held.
+func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bool) (int64, store.Lease, error) {
 	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
 		return 0, nil, err
 	}
@@ -74,14 +72,14 @@ func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bo
 	if err != nil {
 		return 0, nil, err
 	}
-	// Runs of one environment are serialized across processes; the kernel
-	// drops the lock of a process that dies.
-	unlock, err := lock.File(ctx, filepath.Join(l.LockDir, k.Name()+".lock"))
+	// Runs of one environment are serialized across processes; the lock of
+	// a process that dies goes with it.
+	held, err := l.locks().Lock(ctx, lockOf(k.Name()))
 	if err != nil {
 		return 0, nil, err
 	}
 	l.markInterrupted(ctx, k)
-	return seq, unlock, nil
+	return seq, held, nil
 }
 
 // run records one execution and its steps.
@@ -97,6 +95,9 @@ type run struct {
 // the newest.
 func (r *run) step(ctx context.Context, name string, fn func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return cause
+		}
 		return err
 	}
 	if r.checkFn != nil {
@@ -198,11 +199,11 @@ func (l *Lifecycle) Extend(ctx context.Context, k env.Key, ttl time.Duration) (s
 	if e.Closed || e.State == env.StateDeleted {
 		return e, fmt.Errorf("%s is not open (it is %s): there is nothing to extend; 'prenv up' brings it back", k.Name(), e.State)
 	}
-	unlock, err := lock.File(ctx, filepath.Join(l.LockDir, k.Name()+".lock"))
+	held, err := l.locks().Lock(ctx, lockOf(k.Name()))
 	if err != nil {
 		return e, err
 	}
-	defer unlock()
+	defer held.Release()
 	if e, err = l.Store.Get(ctx, k); err != nil {
 		return e, err
 	}

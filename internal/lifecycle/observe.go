@@ -1,10 +1,9 @@
 package lifecycle
 
 import (
-	"path/filepath"
+	"context"
 
 	"github.com/prenv/prenv/internal/env"
-	"github.com/prenv/prenv/internal/lock"
 	"github.com/prenv/prenv/internal/store"
 )
 
@@ -12,8 +11,8 @@ import (
 // (cloning, migrating, ...) while no process holds the environment's lock
 // was left by a run that was killed before it could say otherwise: it is
 // shown as interrupted, with what to do, and the next run records it so.
-func Observed(lockDir string, e store.Env) store.Env {
-	if e.State.Working() && !lock.Held(filepath.Join(lockDir, e.Key.Name()+".lock")) {
+func Observed(locks store.Locker, e store.Env) store.Env {
+	if e.State.Working() && !held(locks, e.Key) {
 		e.State = env.StateInterrupted
 		e.Error = "its last run stopped before it finished (the process running it was killed): run 'prenv up' again, or 'prenv down'"
 	}
@@ -21,10 +20,16 @@ func Observed(lockDir string, e store.Env) store.Env {
 }
 
 // ObservedRun is Observed for a run record left running.
-func ObservedRun(lockDir string, k env.Key, r store.Run) store.Run {
-	if r.State == store.RunRunning && !lock.Held(filepath.Join(lockDir, k.Name()+".lock")) {
+func ObservedRun(locks store.Locker, k env.Key, r store.Run) store.Run {
+	if r.State == store.RunRunning && !held(locks, k) {
 		r.State = store.RunInterrupted
 		r.Error = "the process running it stopped before it finished"
 	}
 	return r
+}
+
+// held says whether k's lock is held; a lock that cannot be read may be.
+func held(locks store.Locker, k env.Key) bool {
+	h, err := locks.Held(context.Background(), lockOf(k.Name()))
+	return h || err != nil
 }

@@ -363,7 +363,8 @@ func (s *sweep) live(e store.Env) bool {
 }
 
 func (s *sweep) held(k env.Key) bool {
-	return lock.Held(filepath.Join(s.l.LockDir, k.Name()+".lock"))
+	held, err := s.l.locks().Held(context.Background(), lockOf(k.Name()))
+	return held || err != nil // a lock that cannot be read may be held: keep
 }
 
 // judge gives it its verdict and reason.
@@ -721,9 +722,8 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 	// The environment's lock, for the whole unit: a run at work on it
 	// wins, and a run that starts now waits until its resources are gone
 	// (then makes it again, as it asked).
-	path := filepath.Join(s.l.LockDir, u.key.Name()+".lock")
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	unlock, err := lock.File(tctx, path)
+	held, err := s.l.locks().Lock(tctx, lockOf(u.key.Name()))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -731,7 +731,9 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 		}
 		return left(fmt.Sprintf("a run of %s holds its lock; the next sweep looks again", u.key.Name()))
 	}
-	defer unlock()
+	defer held.Release()
+	ctx, unfence := fenced(ctx, held)
+	defer unfence()
 	e, err := s.l.Store.Get(ctx, u.key)
 	recorded := err == nil
 	switch {
@@ -780,6 +782,10 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 	// The lock file goes with the environment, removed while held (a run
 	// waiting on it opens the path again).
 	if e, err := s.l.Store.Get(ctx, u.key); err != nil || !s.live(e) {
+		path := filepath.Join(s.l.LockDir, lockOf(u.key.Name()))
+		if _, ok := s.l.locks().(fileLocks); !ok {
+			return nil // a store's lock leaves no file
+		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.l.log().Warn("cannot remove a lock file", "path", path, "err", err)
 		}

@@ -50,11 +50,13 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	if err := l.adopt(ctx, k); err != nil {
 		return store.Env{}, err
 	}
-	seq, unlock, err := l.begin(ctx, k, opts.Commit, false)
+	seq, held, err := l.begin(ctx, k, opts.Commit, false)
 	if err != nil {
 		return store.Env{}, err
 	}
-	defer unlock()
+	defer held.Release()
+	ctx, unfence := fenced(ctx, held)
+	defer unfence()
 	newest := func(ctx context.Context) error {
 		e, err := l.Store.Get(context.WithoutCancel(ctx), k)
 		if err != nil {

@@ -263,6 +263,26 @@ type Queue interface {
 	ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error)
 }
 
+// Locker is a store that serializes the runs of one environment across
+// every process that shares it (replicas of prenv serve on other
+// machines): without it, the lock files under PRENV_HOME do, for the
+// processes of one machine.
+type Locker interface {
+	// Lock takes the lock called name, waiting until ctx ends.
+	Lock(ctx context.Context, name string) (Lease, error)
+	// Held says whether some process holds name's lock now.
+	Held(ctx context.Context, name string) (bool, error)
+}
+
+// Lease is a lock held.
+type Lease interface {
+	// Lost is closed when the lock may be someone else's now (the store
+	// stopped answering for it): its run stops at its next step.
+	Lost() <-chan struct{}
+	// Release lets the lock go.
+	Release()
+}
+
 // Pinger is a store that can say whether it answers: prenv serve is not
 // ready (takes no webhook deliveries) while its store does not.
 type Pinger interface {

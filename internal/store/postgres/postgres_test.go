@@ -61,3 +61,65 @@ func TestStore_Conformance(t *testing.T) {
 		},
 	})
 }
+
+// One environment's runs are serialized across replicas: a lock held by
+// one is waited on by the other, released when its holder lets it go, and
+// when the holder's connection dies (a replica killed outright) the other
+// takes it while the holder's lease says it is lost.
+func TestLock_OneHolderAcrossReplicasAndLostWithItsConnection(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	open := func() *Store {
+		s, err := Open(ctx, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	LockCheck = 200 * time.Millisecond
+	held, err := a.Lock(ctx, "pr-1.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := b.Held(ctx, "pr-1.lock"); !h || err != nil {
+		t.Fatalf("Held by the other replica: %v %v", h, err)
+	}
+	if h, _ := b.Held(ctx, "pr-2.lock"); h {
+		t.Fatal("another environment's lock is held too")
+	}
+	wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if _, err := b.Lock(wait, "pr-1.lock"); err == nil {
+		t.Fatal("two replicas hold one environment's lock")
+	}
+	cancel()
+	other, err := b.Lock(ctx, "pr-2.lock")
+	if err != nil {
+		t.Fatalf("another environment waits: %v", err)
+	}
+	other.Release()
+	held.Release()
+	again, err := b.Lock(ctx, "pr-1.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The holder's connection dies.
+	if _, err := a.db.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'prenv lock'`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-again.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lock whose connection died is not reported lost")
+	}
+	taken, err := a.Lock(context.Background(), "pr-1.lock")
+	if err != nil {
+		t.Fatalf("the lock of a dead connection stays held: %v", err)
+	}
+	taken.Release()
+	again.Release() // after its loss: harmless
+	if h, _ := a.Held(ctx, "pr-1.lock"); h {
+		t.Fatal("released, and still held")
+	}
+}

@@ -1,0 +1,131 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prenv/prenv/internal/store"
+)
+
+var _ store.Locker = (*Store)(nil)
+
+// LockCheck is how often a held lock's connection is asked whether it
+// still answers, and how long it may take: a lock whose connection does
+// not answer is taken as lost (the run holding it stops), since the server
+// lets it go once it sees the connection dead.
+var LockCheck = 2 * time.Second
+
+// Lock implements store.Locker with a session advisory lock on a
+// connection of its own. PostgreSQL releases it when that connection ends,
+// so a replica killed outright (kill -9, a lost node once TCP keepalives
+// give up on it) leaves nothing locked.
+func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
+	conn, err := s.lockConn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	delay := 20 * time.Millisecond
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, "prenv:"+name).Scan(&ok); err != nil {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("wait for the lock of %s: %w", name, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+	l := &lease{conn: conn, key: "prenv:" + name, lost: make(chan struct{}), stop: make(chan struct{})}
+	go l.watch()
+	return l, nil
+}
+
+// lockConn is a connection of its own whose death the server notices
+// within half a minute even when its peer vanishes without a word.
+func (s *Store) lockConn(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(s.url)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "10"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "5"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
+	cfg.RuntimeParams["application_name"] = "prenv lock"
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// Held implements store.Locker: whether taking the lock now would fail.
+func (s *Store) Held(ctx context.Context, name string) (bool, error) {
+	var held bool
+	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))`, "prenv:"+name).Scan(&held)
+	return held, err
+}
+
+type lease struct {
+	conn     *pgx.Conn
+	key      string
+	lost     chan struct{}
+	stop     chan struct{}
+	mu       sync.Mutex // the connection is used by one goroutine at a time
+	released bool
+}
+
+func (l *lease) Lost() <-chan struct{} { return l.lost }
+
+// watch asks the connection every LockCheck whether it answers; the first
+// time it does not, the lock is lost.
+func (l *lease) watch() {
+	t := time.NewTicker(LockCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		if l.released {
+			l.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), LockCheck)
+		err := l.conn.Ping(ctx)
+		cancel()
+		l.mu.Unlock()
+		if err != nil {
+			close(l.lost)
+			return
+		}
+	}
+}
+
+// Release lets the lock go, and the connection with it.
+func (l *lease) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return
+	}
+	l.released = true
+	close(l.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, l.key)
+	_ = l.conn.Close(ctx)
+}
