@@ -33,26 +33,26 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Config is the whole of prenv.yaml.
 type Config struct {
-	Version    int       `yaml:"version"`
-	Home       string    `yaml:"home"`       // PRENV_HOME: state, golden data, clones
-	Listen     string    `yaml:"listen"`     // PRENV_LISTEN: address of prenv serve
-	Password   string    `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
-	Owner      string    `yaml:"owner"`      // owner id carried by every resource
-	Repository string    `yaml:"repository"` // owner/name of the default repository
-	PublicURL  string    `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
+	Version    int    `yaml:"version"`
+	Home       string `yaml:"home"`       // PRENV_HOME: state, golden data, clones
+	Listen     string `yaml:"listen"`     // PRENV_LISTEN: address of prenv serve
+	Password   string `yaml:"password"`   // PRENV_PASSWORD: basic auth of the environments (user prenv)
+	Owner      string `yaml:"owner"`      // owner id carried by every resource
+	Repository string `yaml:"repository"` // owner/name of the default repository
+	PublicURL  string `yaml:"public_url"` // where people reach prenv serve (for log links in GitHub), such as https://prenv.example.com
 	// Store is where prenv keeps its records: empty for the SQLite file
 	// PRENV_HOME/prenv.db, or postgres://... for a PostgreSQL database
 	// that replicas of prenv serve share (PRENV_STORE).
-	Store string `yaml:"store"`
-	TTL        Duration  `yaml:"ttl"`        // expires-at = created-at + ttl
-	Database   Database  `yaml:"database"`
-	Runtime    Runtime   `yaml:"runtime"`
-	App        App       `yaml:"app"`
-	GitHub     GitHub    `yaml:"github"`
-	Serve      Serve     `yaml:"serve"`
-	Sweep      Sweep     `yaml:"sweep"`
-	Golden     Golden    `yaml:"golden"`
-	Migration  Migration `yaml:"migration"`
+	Store     string    `yaml:"store"`
+	TTL       Duration  `yaml:"ttl"` // expires-at = created-at + ttl
+	Database  Database  `yaml:"database"`
+	Runtime   Runtime   `yaml:"runtime"`
+	App       App       `yaml:"app"`
+	GitHub    GitHub    `yaml:"github"`
+	Serve     Serve     `yaml:"serve"`
+	Sweep     Sweep     `yaml:"sweep"`
+	Golden    Golden    `yaml:"golden"`
+	Migration Migration `yaml:"migration"`
 
 	// Dir is the directory of the file the config was read from (or the
 	// current directory); relative paths in the file are relative to it.
