@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"os"
@@ -84,7 +85,7 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	}
 	g := cfg.GitHub
 	w := &webhook.Worker{
-		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log,
+		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log, ID: replicaID(),
 		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel, KeepLabel: cfg.Sweep.KeepLabel},
 	}
 	reports, err := a.serveReporter(cfg)
@@ -109,4 +110,14 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	}
 	a.log.Info("receiving GitHub webhooks", "path", webhook.Path)
 	return &webhook.Receiver{Secret: []byte(secret), Queue: q, Notify: w.Notify, Log: a.log}, nil
+}
+
+// replicaID names this prenv serve among the replicas that share a store:
+// its host (a pod's name) and process, and a random part so that a
+// restarted process is another replica.
+func replicaID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }

@@ -15,6 +15,9 @@ type DownOptions struct {
 	OnStep StepFunc
 	// Why is told to the Reporter; zero: closed.
 	Why Why
+	// Seq, when set, is the request's number as recorded already; zero:
+	// Down records the request.
+	Seq int64
 }
 
 // Down destroys the environment: its app, its home and its database. What is
@@ -34,7 +37,7 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		l.log().Warn("cannot adopt the environment from its resources; tearing it down without", "env", k.Name(), "err", err)
 	}
 	head := l.head(ctx, k)
-	seq, held, err := l.begin(ctx, k, "", true)
+	seq, held, err := l.begin(ctx, k, "", true, opts.Seq)
 	if err != nil {
 		return store.Env{}, err
 	}

@@ -64,13 +64,19 @@ func (l *Lifecycle) log() *slog.Logger {
 // begin records the request (up at commit, or down), takes the
 // environment's lock and closes a run that a dead process left open. It
 // returns the request's sequence number and the lock held.
-func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bool) (int64, store.Lease, error) {
+//
+// A request recorded already (seq > 0: a replica recorded it in GitHub's
+// order with the delivery's observation, store.Claimer) is not recorded
+// again.
+func (l *Lifecycle) begin(ctx context.Context, k env.Key, commit string, down bool, seq int64) (int64, store.Lease, error) {
 	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
 		return 0, nil, err
 	}
-	seq, err := l.Store.Request(ctx, k, k.Name(), commit, down)
-	if err != nil {
-		return 0, nil, err
+	if seq <= 0 {
+		var err error
+		if seq, err = l.Store.Request(ctx, k, k.Name(), commit, down); err != nil {
+			return 0, nil, err
+		}
 	}
 	// Runs of one environment are serialized across processes; the lock of
 	// a process that dies goes with it.

@@ -17,6 +17,9 @@ type UpOptions struct {
 	Key    env.Key
 	Commit string
 	OnStep StepFunc
+	// Seq, when set, is the request's number as recorded already
+	// (store.Claimer.ObserveAndRequest); zero: Up records the request.
+	Seq int64
 }
 
 // Up brings the environment of opts.Key to opts.Commit: clone its database
@@ -50,7 +53,7 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	if err := l.adopt(ctx, k); err != nil {
 		return store.Env{}, err
 	}
-	seq, held, err := l.begin(ctx, k, opts.Commit, false)
+	seq, held, err := l.begin(ctx, k, opts.Commit, false, opts.Seq)
 	if err != nil {
 		return store.Env{}, err
 	}

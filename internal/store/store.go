@@ -263,6 +263,24 @@ type Queue interface {
 	ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error)
 }
 
+// Claimer is a webhook queue that replicas of prenv serve share: each
+// delivery is carried out by one of them, which claims it for a while and
+// renews its claim while it works; a replica that dies lets its claims run
+// out, and another takes them.
+type Claimer interface {
+	// Claim takes up to limit queued deliveries that no replica holds (or
+	// whose claim ran out), oldest first, for owner until ttl from now.
+	Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]Delivery, error)
+	// Renew extends owner's claims on ids to ttl from now, and returns the
+	// ids among them owner no longer holds.
+	Renew(ctx context.Context, owner string, ids []string, ttl time.Duration) ([]string, error)
+	// ObserveAndRequest is ObservePull and, when the observation is news,
+	// Request of k (up at commit, or down), as one: two replicas deciding
+	// on two deliveries of one pull request record their requests in
+	// GitHub's order. seq is 0 when nothing was recorded.
+	ObserveAndRequest(ctx context.Context, k env.Key, state string, at time.Time, name, commit string, down bool) (news bool, seq int64, err error)
+}
+
 // Locker is a store that serializes the runs of one environment across
 // every process that shares it (replicas of prenv serve on other
 // machines): without it, the lock files under PRENV_HOME do, for the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prenv/prenv/internal/env"
@@ -112,7 +113,14 @@ type Worker struct {
 	// Concurrency bounds the environments worked on at once (default 4).
 	Concurrency int
 	Log         *slog.Logger
+	// ID names this replica in the claims it takes on deliveries, when the
+	// store is shared (store.Claimer); ClaimTTL is how long a claim lasts
+	// unless renewed (default 30s): a replica that dies lets its
+	// deliveries go to another after that.
+	ID       string
+	ClaimTTL time.Duration
 
+	carried atomic.Int64
 	once    sync.Once
 	wake    chan struct{}
 	slots   chan struct{}
@@ -123,6 +131,7 @@ type Worker struct {
 }
 
 type action struct {
+	seq      int64 // the request as recorded already (store.Claimer); 0: the run records it
 	delivery string
 	kind     string // up | down
 	key      env.Key
@@ -149,6 +158,9 @@ func (w *Worker) init() {
 	})
 }
 
+// Carried is how many deliveries this worker carried out (not ignored).
+func (w *Worker) Carried() int { return int(w.carried.Load()) }
+
 // Notify wakes the worker: a delivery was queued.
 func (w *Worker) Notify() {
 	w.init()
@@ -165,6 +177,9 @@ func (w *Worker) Run(ctx context.Context) {
 	defer w.running.Wait()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	if _, ok := w.Store.(store.Claimer); ok {
+		go w.renew(ctx)
+	}
 	for {
 		w.Drain(ctx)
 		select {
@@ -176,10 +191,60 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
+func (w *Worker) claimTTL() time.Duration {
+	if w.ClaimTTL > 0 {
+		return w.ClaimTTL
+	}
+	return 30 * time.Second
+}
+
+// renew keeps this replica's claims on the deliveries it works on alive,
+// every third of their time.
+func (w *Worker) renew(ctx context.Context) {
+	c := w.Store.(store.Claimer)
+	t := time.NewTicker(w.claimTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.taken))
+		for id := range w.taken {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		lost, err := c.Renew(ctx, w.ID, ids, w.claimTTL())
+		if err != nil {
+			w.Log.Warn("renew the claims on webhook deliveries", "error", err)
+			continue
+		}
+		for _, id := range lost {
+			w.Log.Warn("a webhook delivery this replica works on was claimed by another (its claim ran out)", "delivery", id)
+		}
+	}
+}
+
 // Drain dispatches every queued delivery once.
 func (w *Worker) Drain(ctx context.Context) {
 	w.init()
-	ds, err := w.Store.Queued(ctx, 200)
+	var ds []store.Delivery
+	var err error
+	if c, ok := w.Store.(store.Claimer); ok {
+		// As many as this replica has room for: the rest stay for
+		// whichever replica is free first.
+		w.mu.Lock()
+		free := cap(w.slots) - len(w.taken)
+		w.mu.Unlock()
+		if free <= 0 {
+			return
+		}
+		ds, err = c.Claim(ctx, w.ID, free, w.claimTTL())
+	} else {
+		ds, err = w.Store.Queued(ctx, 200)
+	}
 	if err != nil {
 		w.Log.Error("read the webhook queue", "error", err)
 		return
@@ -214,6 +279,7 @@ func (w *Worker) finish(id, state, note string) {
 		w.mu.Lock()
 		delete(w.taken, id)
 		w.mu.Unlock()
+		w.Notify() // room for another
 	}
 }
 
@@ -247,29 +313,52 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 			return nil, "", fmt.Errorf("ask GitHub about %s#%d: %w", repo, e.Number, err)
 		}
 	}
-	fresh, err := w.Store.ObservePull(ctx, k, pr.State, pr.UpdatedAt)
-	if err != nil {
-		return nil, "", err
+	// The observation orders deliveries by GitHub's time; with replicas
+	// sharing the store it records the request with it, in one step, so
+	// that requests for one pull request are recorded in GitHub's order
+	// whichever replica takes which delivery.
+	claimer, _ := w.Store.(store.Claimer)
+	observe := func(a *action) (bool, error) {
+		if claimer == nil || a == nil {
+			return w.Store.ObservePull(ctx, k, pr.State, pr.UpdatedAt)
+		}
+		news, seq, err := claimer.ObserveAndRequest(ctx, k, pr.State, pr.UpdatedAt, k.Name(), a.sha, a.kind == "down")
+		a.seq = seq
+		return news, err
 	}
-	if !fresh {
-		return nil, fmt.Sprintf("out of order: a newer state of %s#%d was already seen (a close is never undone by a late delivery)", repo, e.Number), nil
+	outOfOrder := fmt.Sprintf("out of order: a newer state of %s#%d was already seen (a close is never undone by a late delivery)", repo, e.Number)
+	ignore := func(why string) (*action, string, error) {
+		if fresh, err := observe(nil); err != nil {
+			return nil, "", err
+		} else if !fresh {
+			return nil, outOfOrder, nil
+		}
+		return nil, why, nil
+	}
+	act := func(a *action) (*action, string, error) {
+		if fresh, err := observe(a); err != nil {
+			return nil, "", err
+		} else if !fresh {
+			return nil, outOfOrder, nil
+		}
+		return a, "", nil
 	}
 	a := &action{delivery: d.ID, key: k, repo: repo, pr: e.Number, sha: pr.Head.SHA}
 	if ok, why := w.Policy.Wants(pr); !ok {
 		if e, err := w.Store.Get(ctx, k); errors.Is(err, store.ErrNotFound) || err == nil && e.State == env.StateDeleted {
-			return nil, why, nil // nothing to bring down
+			return ignore(why) // nothing to bring down
 		}
-		a.kind = "down"
-		return a, "", nil
+		a.kind, a.sha = "down", ""
+		return act(a)
 	}
 	if pr.Head.SHA == "" {
 		return nil, "", fmt.Errorf("the delivery for %s#%d names no head commit", repo, e.Number)
 	}
 	if rec, err := w.Store.Get(ctx, k); err == nil && rec.Closed && w.Policy.expiredAt(rec, pr) {
-		return nil, fmt.Sprintf("%s expired at this commit: a push, or the label %s, brings it back", k.Name(), orNone(w.Policy.KeepLabel)), nil
+		return ignore(fmt.Sprintf("%s expired at this commit: a push, or the label %s, brings it back", k.Name(), orNone(w.Policy.KeepLabel)))
 	}
 	a.kind = "up"
-	return a, "", nil
+	return act(a)
 }
 
 // dispatch runs a in its environment's turn: one run per environment at a
@@ -280,7 +369,7 @@ func (w *Worker) dispatch(ctx context.Context, a *action) {
 	w.mu.Lock()
 	_, busy := w.boxes[id]
 	w.mu.Unlock()
-	if busy {
+	if busy && a.seq == 0 {
 		// Record the newer request first, so that the running one stops
 		// early. Only then may the runner take a: recorded after a's own
 		// run began, the request would supersede that run too, and nothing
@@ -324,22 +413,27 @@ func (w *Worker) carryOut(ctx context.Context, a *action) {
 		return // still queued: carried out after the restart
 	}
 	defer func() { <-w.slots }()
+	w.carried.Add(1)
 	log := w.Log.With("env", a.key.Name(), "delivery", a.delivery)
 	var err error
 	switch a.kind {
 	case "up":
 		log.Info("up from a webhook", "commit", a.sha)
-		_, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha})
+		_, err = w.Lifecycle.Up(ctx, lifecycle.UpOptions{Key: a.key, Commit: a.sha, Seq: a.seq})
 	case "down":
 		log.Info("down from a webhook")
-		_, err = w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: a.key})
+		_, err = w.Lifecycle.Down(ctx, lifecycle.DownOptions{Key: a.key, Seq: a.seq})
 	}
 	switch {
 	case ctx.Err() != nil:
-		// Stopped by a shutdown: the delivery stays queued.
+		// Stopped by a shutdown: the delivery stays queued, and another
+		// replica may take it at once.
 		w.mu.Lock()
 		delete(w.taken, a.delivery)
 		w.mu.Unlock()
+		if _, ok := w.Store.(store.Claimer); ok {
+			w.finish(a.delivery, "queued", "handed back by a replica that stopped")
+		}
 	case errors.Is(err, lifecycle.ErrSuperseded):
 		w.finish(a.delivery, "done", "superseded by a newer request")
 	case err != nil:

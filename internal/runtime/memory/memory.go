@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/runtime"
@@ -27,6 +28,40 @@ type Runtime struct {
 	FailMigration map[string]string // commit -> migration output
 	FailDeploy    map[string]string // commit -> reason
 	Migrations    []string          // "name@commit" of every migration run
+	// Delay is how long each migration and deploy takes, as a real
+	// runtime's work does (zero: none).
+	Delay time.Duration
+	// Overlaps counts the migrations and deploys of one environment that
+	// ran at the same time as another of its own.
+	Overlaps int
+	busy     map[string]int
+}
+
+// work takes Delay, counting what overlaps it in spec's environment.
+func (r *Runtime) work(ctx context.Context, spec runtime.Spec) error {
+	if r.Delay <= 0 {
+		return nil
+	}
+	r.mu.Lock()
+	if r.busy == nil {
+		r.busy = map[string]int{}
+	}
+	r.busy[spec.Name]++
+	if r.busy[spec.Name] > 1 {
+		r.Overlaps++
+	}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.busy[spec.Name]--
+		r.mu.Unlock()
+	}()
+	select {
+	case <-time.After(r.Delay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type home struct {
@@ -85,6 +120,9 @@ func (r *Runtime) Prepare(ctx context.Context, spec runtime.Spec) error {
 
 // Migrate implements runtime.Runtime.
 func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error {
+	if err := r.work(ctx, spec); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := r.ours(spec); err != nil {
@@ -99,6 +137,9 @@ func (r *Runtime) Migrate(ctx context.Context, spec runtime.Spec) error {
 
 // Deploy implements runtime.Runtime.
 func (r *Runtime) Deploy(ctx context.Context, spec runtime.Spec) (runtime.Release, error) {
+	if err := r.work(ctx, spec); err != nil {
+		return runtime.Release{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h, err := r.ours(spec)

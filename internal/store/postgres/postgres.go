@@ -141,17 +141,25 @@ func (s *Store) Ping(ctx context.Context) error {
 // Request implements store.Store: one statement, so that two replicas
 // recording requests for one environment at once get different numbers.
 func (s *Store) Request(ctx context.Context, k env.Key, name, commit string, down bool) (int64, error) {
-	now := s.now().UTC()
+	return request(ctx, s.db, s.now().UTC(), k, name, commit, down)
+}
+
+// querier is the database or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func request(ctx context.Context, q querier, now time.Time, k env.Key, name, commit string, down bool) (int64, error) {
 	var seq int64
 	var err error
 	if down {
-		err = s.db.QueryRowContext(ctx, `UPDATE prenv_envs SET desired_commit = $2, desired_seq = desired_seq + 1, closed = true, updated_at = $3
+		err = q.QueryRowContext(ctx, `UPDATE prenv_envs SET desired_commit = $2, desired_seq = desired_seq + 1, closed = true, updated_at = $3
 			WHERE key = $1 RETURNING desired_seq`, k.String(), commit, now).Scan(&seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, nil // nothing to bring down, nothing to record
 		}
 	} else {
-		err = s.db.QueryRowContext(ctx, `INSERT INTO prenv_envs (key, name, state, desired_commit, desired_seq, closed, created_at, updated_at)
+		err = q.QueryRowContext(ctx, `INSERT INTO prenv_envs (key, name, state, desired_commit, desired_seq, closed, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, 1, false, $5, $5)
 			ON CONFLICT (key) DO UPDATE SET desired_commit = EXCLUDED.desired_commit, desired_seq = prenv_envs.desired_seq + 1,
 				closed = false, updated_at = EXCLUDED.updated_at

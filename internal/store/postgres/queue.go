@@ -75,8 +75,12 @@ func (s *Store) Finish(ctx context.Context, id, state, note string) error {
 // ObservePull implements store.Queue in one statement: the newer state
 // wins, and a close is not undone by an open at the same time.
 func (s *Store) ObservePull(ctx context.Context, k env.Key, state string, at time.Time) (bool, error) {
+	return observe(ctx, s.db, k, state, at)
+}
+
+func observe(ctx context.Context, q querier, k env.Key, state string, at time.Time) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, `INSERT INTO prenv_pulls (key, state, updated_at) VALUES ($1, $2, $3)
+	err := q.QueryRowContext(ctx, `INSERT INTO prenv_pulls (key, state, updated_at) VALUES ($1, $2, $3)
 		ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
 		WHERE NOT (EXCLUDED.updated_at < prenv_pulls.updated_at
 			OR EXCLUDED.updated_at = prenv_pulls.updated_at AND prenv_pulls.state = 'closed' AND EXCLUDED.state <> 'closed')

@@ -1,0 +1,169 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	dbmemory "github.com/prenv/prenv/internal/dbclone/memory"
+	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/lifecycle"
+	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
+	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/store/postgres"
+	"github.com/prenv/prenv/internal/testenv"
+	"github.com/prenv/prenv/internal/webhook"
+)
+
+// Two replicas of prenv serve share one PostgreSQL store and one cluster
+// (the memory providers, whose migrations and deploys take 20ms): 200
+// deliveries for 20 pull requests, queued in a shuffled order as two
+// receivers would, are split between them; every environment ends at its
+// pull request's last commit, no two runs of one environment overlap (read
+// from the run records, and from the runtime itself), and both replicas
+// did some of the work. Each replica has lock files of its own: only the
+// store's locks keep them apart.
+func TestReplicas_ShareTheQueueAndNeverRunOneEnvironmentTwiceAtOnce(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	rt := rtmemory.New("prenv")
+	rt.Delay = 20 * time.Millisecond
+	world := dbmemory.NewWorld()
+	world.SetGolden(1)
+	policy := webhook.Policy{DefaultRepo: "acme/shop"}
+	var workers []*webhook.Worker
+	var stores []*postgres.Store
+	for i := 0; i < 2; i++ {
+		st, err := postgres.Open(ctx, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		stores = append(stores, st)
+		workers = append(workers, &webhook.Worker{Store: st, Policy: policy, ID: fmt.Sprintf("replica-%d", i), Concurrency: 4,
+			Lifecycle: &lifecycle.Lifecycle{Store: st, Cloner: &dbmemory.Cloner{World: world, Owner: "prenv"}, Runtime: rt,
+				LockDir: filepath.Join(t.TempDir(), "locks"), Owner: "prenv", TTL: time.Hour}})
+	}
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	type delivery struct {
+		id   string
+		body []byte
+	}
+	var all []delivery
+	last := map[int]string{}
+	for pr := 1; pr <= 20; pr++ {
+		for push := 1; push <= 10; push++ {
+			sha := fmt.Sprintf("%02d%02d", pr, push)
+			action := "synchronize"
+			if push == 1 {
+				action = "opened"
+			}
+			all = append(all, delivery{fmt.Sprintf("d-%d-%d", pr, push), pullEvent(action, pr, sha, start.Add(time.Duration(push)*time.Second))})
+			last[pr] = sha
+		}
+	}
+	rand.New(rand.NewSource(7)).Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for i, d := range all {
+		if _, err := stores[i%2].Enqueue(ctx, store.Delivery{ID: d.id, Event: "pull_request", Body: d.body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	for _, wk := range workers {
+		go func(wk *webhook.Worker) { wk.Run(runCtx); done <- struct{}{} }(wk)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		converged := true
+		for pr, sha := range last {
+			e, err := stores[0].Get(ctx, env.Key{PR: pr})
+			if err != nil || e.State != env.StateReady || e.Commit != sha {
+				converged = false
+				break
+			}
+		}
+		q, _ := stores[0].Queued(ctx, 1)
+		if converged && len(q) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged within a minute (queued: %d)", len(q))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	<-done
+	<-done
+
+	if rt.Overlaps != 0 {
+		t.Errorf("the runtime saw %d migrations or deploys of one environment overlap", rt.Overlaps)
+	}
+	// From the run records: per environment, each run starts after the
+	// one before it finished.
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT key, started_at, finished_at FROM prenv_runs ORDER BY key, started_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ from, to time.Time }
+	runs := map[string][]span{}
+	for rows.Next() {
+		var k string
+		var s span
+		var fin *time.Time
+		if err := rows.Scan(&k, &s.from, &fin); err != nil {
+			t.Fatal(err)
+		}
+		if fin == nil {
+			t.Errorf("a run of %s never finished", k)
+			continue
+		}
+		s.to = *fin
+		runs[k] = append(runs[k], s)
+	}
+	rows.Close()
+	total := 0
+	for k, ss := range runs {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].from.Before(ss[j].from) })
+		for i := 1; i < len(ss); i++ {
+			if ss[i].from.Before(ss[i-1].to) {
+				t.Errorf("%s: a run started at %v while the one before ran until %v", k, ss[i].from, ss[i-1].to)
+			}
+		}
+		total += len(ss)
+	}
+	if len(runs) != 20 {
+		t.Errorf("runs of %d environments, want 20", len(runs))
+	}
+	// Both replicas took deliveries.
+	var taken [2]int
+	for i, wk := range workers {
+		taken[i] = wk.Carried()
+	}
+	if taken[0] == 0 || taken[1] == 0 {
+		t.Errorf("the deliveries were not split: %v", taken)
+	}
+	t.Logf("%d runs for 200 deliveries; deliveries carried out by each replica: %v", total, taken)
+}
+
+// pullEvent is a pull_request delivery's body in GitHub's shape.
+func pullEvent(action string, n int, sha string, at time.Time) []byte {
+	body, _ := json.Marshal(map[string]any{"action": action, "number": n, "pull_request": map[string]any{
+		"number": n, "state": "open", "updated_at": at.Format(time.RFC3339), "labels": []any{},
+		"head": map[string]any{"sha": sha, "ref": "feature", "repo": map[string]any{"full_name": "acme/shop"}},
+		"base": map[string]any{"repo": map[string]any{"full_name": "acme/shop"}}},
+		"repository": map[string]any{"full_name": "acme/shop"}})
+	return body
+}
