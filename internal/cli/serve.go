@@ -8,13 +8,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/leader"
 	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/server"
 	"github.com/prenv/prenv/internal/store"
+	"github.com/prenv/prenv/internal/store/postgres"
 	"github.com/prenv/prenv/internal/webhook"
 )
 
@@ -71,7 +77,7 @@ finished runs older than serve.retention are removed, at start and hourly.
 				lc.Reporter = reports
 				defer reports.Wait()
 			}
-			hooks, err := a.webhooks(ctx, cfg, s)
+			hooks, reconcile, err := a.webhooks(ctx, cfg, s)
 			if err != nil {
 				return err
 			}
@@ -99,34 +105,73 @@ finished runs older than serve.retention are removed, at start and hourly.
 				a.log.Warn("app.checkout is off: every pull request's environment builds and runs the working tree at " + cfg.Dir + ", not its own commit; set app.checkout: true (prenv then fetches each commit from origin)")
 			}
 			a.log.Info("prenv serve listening", "addr", cfg.Listen, "home", cfg.Home, "environments", srv.EnvURL("pr-N"))
-			if p, ok := s.(store.Pruner); ok {
-				go (&webhook.Retention{Store: p, Keep: cfg.Serve.Retention.D(), Log: a.log}).Run(ctx)
-			} else {
-				a.log.Warn("this store cannot remove old deliveries and runs: it grows with every push")
-			}
 			go func() {
 				if err := lc.Restore(ctx); err != nil {
 					a.log.Error("restore", "err", err)
 				}
 				sup.Restore(ctx)
 			}()
-			if cfg.Sweep.Interval > 0 {
-				go a.sweeping(ctx, cfg, lc, cfg.Sweep.Interval.D())
-			} else {
-				a.log.Info("sweeps are off (sweep.interval is 0): run 'prenv sweep --apply' on a schedule")
+			// One replica (the leader) reconciles, prunes, sweeps and builds
+			// golden data; every replica takes deliveries.
+			var leadMu sync.Mutex
+			leads := 0
+			idle := sync.NewCond(&leadMu)
+			lead := func(ctx context.Context) {
+				leadMu.Lock()
+				leads++
+				leadMu.Unlock()
+				defer func() { leadMu.Lock(); leads--; idle.Broadcast(); leadMu.Unlock() }()
+				var duties sync.WaitGroup
+				run := func(f func()) { duties.Add(1); go func() { defer duties.Done(); f() }() }
+				run(func() { reconcile(ctx) })
+				if p, ok := s.(store.Pruner); ok {
+					run(func() { (&webhook.Retention{Store: p, Keep: cfg.Serve.Retention.D(), Log: a.log}).Run(ctx) })
+				} else {
+					a.log.Warn("this store cannot remove old deliveries and runs: it grows with every push")
+				}
+				if cfg.Sweep.Interval > 0 {
+					run(func() { a.sweeping(ctx, cfg, lc, cfg.Sweep.Interval.D()) })
+				} else {
+					a.log.Info("sweeps are off (sweep.interval is 0): run 'prenv sweep --apply' on a schedule")
+				}
+				if cfg.Golden.Schedule != "" {
+					run(func() { a.goldenScheduling(ctx, cfg) })
+				}
+				duties.Wait()
 			}
-			var building sync.WaitGroup
-			if cfg.Golden.Schedule != "" {
-				building.Add(1)
-				go func() { defer building.Done(); a.goldenScheduling(ctx, cfg) }()
-			}
+			electing := make(chan struct{})
+			go func() { a.elector(cfg, s).Run(ctx, lead); close(electing) }()
 			err = srv.Run(ctx, l)
 			sup.Shutdown() // no preview keeps running unsupervised
 			// A golden build cut short deletes what it made (bounded by
 			// its own cleanup); serve does not exit from under it.
-			building.Wait()
+			<-electing
+			leadMu.Lock()
+			for leads > 0 {
+				idle.Wait()
+			}
+			leadMu.Unlock()
 			return err
 		},
 	}
 	return cmd
+}
+
+// elector chooses how replicas of prenv serve elect their leader: alone
+// with a store of its own; on a Lease in its namespace when it runs in a
+// Kubernetes cluster (POD_NAMESPACE, which the chart sets) and shares a
+// store; else on the shared store's lock.
+func (a *app) elector(cfg config.Config, s store.Store) leader.Elector {
+	locker, shared := s.(store.Locker)
+	if !shared {
+		return leader.Alone{}
+	}
+	if ns := a.opts.Getenv("POD_NAMESPACE"); ns != "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			if client, err := kubernetes.NewForConfig(rc); err == nil {
+				return leader.Lease{Client: client, Namespace: ns, Identity: replicaID(), Log: a.log}
+			}
+		}
+	}
+	return leader.StoreLock{Locker: locker, Log: a.log, Grace: 2*postgres.LockCheck + time.Second}
 }

@@ -65,23 +65,23 @@ func (a *app) serveReporter(cfg config.Config) (*github.Deployments, error) {
 // webhooks returns the handler of /webhooks/github and starts the worker
 // and the reconciler; without a webhook secret the handler refuses every
 // delivery and says how to turn webhooks on.
-func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (http.Handler, error) {
+func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (http.Handler, func(ctx context.Context), error) {
 	q, ok := s.(webhook.Store)
 	if !ok {
-		return nil, fmt.Errorf("the store cannot queue webhook deliveries")
+		return nil, nil, fmt.Errorf("the store cannot queue webhook deliveries")
 	}
 	client, err := a.githubClient(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	secret := cfg.GitHub.WebhookSecret
 	if secret == "" {
 		a.log.Info("webhooks are off: set github.webhook_secret (or PRENV_GITHUB_WEBHOOK_SECRET) to receive GitHub's deliveries at " + webhook.Path)
-		return &webhook.Receiver{Log: a.log}, nil
+		return &webhook.Receiver{Log: a.log}, func(context.Context) {}, nil
 	}
 	lc, err := a.lifecycle(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g := cfg.GitHub
 	w := &webhook.Worker{
@@ -90,7 +90,7 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	}
 	reports, err := a.serveReporter(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	lc.Reporter = nil // the CLI's, from a token in the environment
 	if reports != nil {
@@ -103,13 +103,15 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 		}
 		lc.Store.Close()
 	}()
+	// Reconciling is the leader's (one replica's) work.
+	reconcile := func(context.Context) {}
 	if client != nil && g.Reconcile > 0 {
-		go w.Reconciling(ctx, g.Reconcile.D())
+		reconcile = func(ctx context.Context) { w.Reconciling(ctx, g.Reconcile.D()) }
 	} else if client == nil {
 		a.log.Warn("no GitHub credentials (github.app_id and app_key_file, or PRENV_GITHUB_TOKEN): prenv serve cannot report to GitHub or reconcile missed deliveries")
 	}
 	a.log.Info("receiving GitHub webhooks", "path", webhook.Path)
-	return &webhook.Receiver{Secret: []byte(secret), Queue: q, Notify: w.Notify, Log: a.log}, nil
+	return &webhook.Receiver{Secret: []byte(secret), Queue: q, Notify: w.Notify, Log: a.log}, reconcile, nil
 }
 
 // replicaID names this prenv serve among the replicas that share a store:

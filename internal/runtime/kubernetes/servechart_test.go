@@ -209,12 +209,16 @@ func TestServeChart_RunsServeNonRootReadOnlyWithProbesAndNoDuplicateSchedules(t 
 	env := map[string]string{}
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
-		if e.ValueFrom != nil {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			env[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "field " + e.ValueFrom.FieldRef.FieldPath
 		}
 	}
 	if env["PRENV_STORE"] != "prenv-store/url" || env["PRENV_GITHUB_WEBHOOK_SECRET"] != "prenv-github/webhook-secret" ||
-		env["PRENV_GITHUB_APP_KEY_FILE"] != "/etc/prenv/github/private-key.pem" || env["AWS_REGION"] != "eu-west-1" || env["PRENV_HOME"] != "/var/lib/prenv" {
+		env["PRENV_GITHUB_APP_KEY_FILE"] != "/etc/prenv/github/private-key.pem" || env["AWS_REGION"] != "eu-west-1" || env["PRENV_HOME"] != "/var/lib/prenv" ||
+		env["POD_NAMESPACE"] != "field metadata.namespace" {
 		t.Errorf("env %v", env)
 	}
 	// The CronJobs sweep and build: serve does neither.

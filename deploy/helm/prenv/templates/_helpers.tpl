@@ -62,6 +62,9 @@ operator's own.
 {{- define "prenv.env" -}}
 - name: PRENV_HOME
   value: /var/lib/prenv
+# Replicas elect their leader on a Lease in this namespace.
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 {{- with .Values.secrets.webhook }}{{ if .name }}
 - name: PRENV_GITHUB_WEBHOOK_SECRET
   valueFrom: {secretKeyRef: {name: {{ .name | quote }}, key: {{ .key | quote }}}}
