@@ -151,6 +151,9 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,
 		Rehearsal: cfg.RehearsalOptions(),
 	}
+	if a.metrics != nil {
+		lc.OnRun = a.metrics.Run
+	}
 	// Reports from the CLI are tried once, and a failure is a warning,
 	// never the command's failure; prenv serve retries its own.
 	if rep := a.reporter(cfg); rep != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/dbclone"
 	"github.com/prenv/prenv/internal/env"
+	"github.com/prenv/prenv/internal/metrics"
 	"github.com/prenv/prenv/internal/runtime"
 	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/version"
@@ -44,6 +45,10 @@ type app struct {
 	verbose    bool
 	log        *slog.Logger
 	logFormat  string
+	// metrics, in prenv serve, counts runs and sweeps; remaining says
+	// what is left of GitHub's rate limit.
+	metrics   *metrics.Metrics
+	remaining func() (int, bool)
 }
 
 // config loads prenv.yaml with the environment over it and the flags over both.

@@ -17,6 +17,7 @@ import (
 	"github.com/prenv/prenv/internal/config"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/leader"
+	"github.com/prenv/prenv/internal/metrics"
 	"github.com/prenv/prenv/internal/runtime/local"
 	"github.com/prenv/prenv/internal/server"
 	"github.com/prenv/prenv/internal/store"
@@ -49,6 +50,14 @@ finished runs older than serve.retention are removed, at start and hourly.
 				return err
 			}
 			defer s.Close()
+			// Runs of every lifecycle made from here on are counted.
+			q, _ := s.(store.Queue)
+			a.metrics = metrics.New(metrics.Source{Store: s, Queue: q, Remaining: func() (int, bool) {
+				if a.remaining == nil {
+					return 0, false
+				}
+				return a.remaining()
+			}})
 			password, err := local.Password(cfg.Home, cfg.Password)
 			if err != nil {
 				return err
@@ -98,6 +107,7 @@ finished runs older than serve.retention are removed, at start and hourly.
 			if p, ok := s.(store.Pinger); ok {
 				srv.Ready = p.Ping
 			}
+			srv.Metrics = a.metrics.Handler()
 			pidFile := filepath.Join(cfg.Home, "serve.pid")
 			_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 			defer os.Remove(pidFile)

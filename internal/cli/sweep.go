@@ -321,6 +321,9 @@ func (a *app) sweeping(ctx context.Context, cfg config.Config, lc *lifecycle.Lif
 		}
 		plan, err := lc.Sweep(ctx, opts)
 		logPlan(a, plan, err)
+		if a.metrics != nil && plan.Applied {
+			a.metrics.Swept(plan)
+		}
 	}
 }
 

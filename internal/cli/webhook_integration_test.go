@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -98,6 +99,27 @@ func TestServe_WebhooksBringEnvironmentsUpAndDownWithReports(t *testing.T) {
 	}
 	if c := gh.CommentsOf("acme/shop", 5); len(c) != 1 || !strings.Contains(c[0].Body, "torn down") {
 		t.Fatalf("comments: %+v", c)
+	}
+	// Prometheus reads, without a login, what serve did: two ups and a
+	// down, each up's clone step (the second adopts the clone) under its
+	// provider, an empty queue.
+	resp, err := http.Get("http://" + h.listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`prenv_run_duration_seconds_count{kind="up",state="succeeded"} 2`, `prenv_run_duration_seconds_count{kind="down",state="succeeded"} 1`,
+		`prenv_step_duration_seconds_count{provider="localpg",step="clone"} 2`, "prenv_webhook_queue_depth 0", "prenv_store_up 1"} {
+		if resp.StatusCode != 200 || !strings.Contains(string(metrics), want+"\n") {
+			var lines []string
+			for _, l := range strings.Split(string(metrics), "\n") {
+				if strings.HasPrefix(l, "prenv_") && strings.Contains(l, "_count") {
+					lines = append(lines, l)
+				}
+			}
+			t.Errorf("GET /metrics: %s lacks %s:\n%s", resp.Status, want, strings.Join(lines, "\n"))
+		}
 	}
 }
 

@@ -74,6 +74,9 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	if err != nil {
 		return nil, nil, err
 	}
+	if client != nil {
+		a.remaining = client.Remaining
+	}
 	secret := cfg.GitHub.WebhookSecret
 	if secret == "" {
 		a.log.Info("webhooks are off: set github.webhook_secret (or PRENV_GITHUB_WEBHOOK_SECRET) to receive GitHub's deliveries at " + webhook.Path)
@@ -85,7 +88,7 @@ func (a *app) webhooks(ctx context.Context, cfg config.Config, s store.Store) (h
 	}
 	g := cfg.GitHub
 	w := &webhook.Worker{
-		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log, ID: replicaID(),
+		Store: q, Lifecycle: lc, GitHub: client, Concurrency: g.Concurrency, Log: a.log, ID: replicaID(), ClaimTTL: cfg.Serve.ClaimTTL.D(),
 		Policy: webhook.Policy{DefaultRepo: cfg.Repository, Repos: g.Repositories, Label: g.Label, OptOutLabel: g.OptOutLabel, Forks: g.Forks, ForkLabel: g.ForkLabel, KeepLabel: cfg.Sweep.KeepLabel},
 	}
 	reports, err := a.serveReporter(cfg)

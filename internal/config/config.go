@@ -141,6 +141,10 @@ type Serve struct {
 	// Retention bounds how long delivered webhooks and finished runs are
 	// kept.
 	Retention Duration `yaml:"retention"`
+	// ClaimTTL is how long a replica's claim on a webhook delivery lasts
+	// unless renewed (store: postgres): a replica that dies lets its
+	// deliveries go to another after it. Default 30s.
+	ClaimTTL Duration `yaml:"claim_ttl"`
 }
 
 // Migration configures the rehearsal of each pull request's migration on
@@ -362,7 +366,7 @@ func Default() Config {
 			Name:     "app",
 			User:     "app",
 		},
-		Serve:   Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour)},
+		Serve:   Serve{Domain: "localhost", Retention: Duration(14 * 24 * time.Hour), ClaimTTL: Duration(30 * time.Second)},
 		Golden:  Golden{Keep: 2},
 		Sweep:   Sweep{Interval: Duration(time.Hour), Grace: Duration(time.Hour), MaxDeletions: 10, KeepLabel: "prenv:keep"},
 		Runtime: Runtime{Provider: "local", Local: Local{UIDs: "600000-699999"}, Kubernetes: Kubernetes{BasicAuth: BasicAuth{User: "prenv"}}},
@@ -836,6 +840,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Serve.Domain; d == "" || strings.ContainsAny(d, " /:\t\n") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
 		bad("serve.domain", "%q: want a DNS name such as preview.example.com (environments answer at pr-N.<domain>)", d)
+	}
+	if c.Serve.ClaimTTL.D() < time.Second {
+		bad("serve.claim_ttl", "%s: at least 1s, for example 30s", c.Serve.ClaimTTL.D())
 	}
 	if c.Serve.Retention <= 0 {
 		bad("serve.retention", "must be positive, for example 336h")

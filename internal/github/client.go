@@ -48,9 +48,11 @@ type Client struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
 
-	mu        sync.Mutex
-	resetAt   time.Time // the primary limit is spent until then
-	secondary int       // consecutive secondary-limit responses
+	mu             sync.Mutex
+	resetAt        time.Time // the primary limit is spent until then
+	remaining      int       // of the rate limit, as the last response said
+	remainingKnown bool
+	secondary      int // consecutive secondary-limit responses
 }
 
 // APIError is a response GitHub refused.
@@ -193,8 +195,22 @@ func (c *Client) waited() {
 	c.mu.Unlock()
 }
 
-// noteQuota remembers when an exhausted primary quota resets.
+// Remaining is what the last response said is left of the rate limit's
+// quota; false before any response said.
+func (c *Client) Remaining() (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remaining, c.remainingKnown
+}
+
+// noteQuota remembers what is left of the quota, and when an exhausted
+// primary quota resets.
 func (c *Client) noteQuota(h http.Header) {
+	if n, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil {
+		c.mu.Lock()
+		c.remaining, c.remainingKnown = n, true
+		c.mu.Unlock()
+	}
 	if h.Get("X-RateLimit-Remaining") != "0" {
 		return
 	}

@@ -42,6 +42,9 @@ type Lifecycle struct {
 	Rehearsal *rehearsal.Options
 	Log       *slog.Logger
 	Now       func() time.Time
+	// OnRun, if set, is told of every run that ends, however it ended
+	// (prenv serve's metrics).
+	OnRun func(r store.Run, providers store.Providers)
 }
 
 // StepFunc is told of each step as it starts (took < 0) and ends.
@@ -137,6 +140,9 @@ func (r *run) finish(ctx context.Context, err error) {
 	case errors.Is(err, ErrSuperseded):
 		r.rec.State = store.RunSuperseded
 		r.rec.Error = err.Error()
+	case errors.Is(err, ErrLockLost):
+		r.rec.State = store.RunCancelled
+		r.rec.Error = err.Error()
 	case errors.Is(err, context.Canceled):
 		r.rec.State = store.RunCancelled
 		r.rec.Error = "cancelled: what was made is adopted by the next run"
@@ -149,6 +155,9 @@ func (r *run) finish(ctx context.Context, err error) {
 		}
 	}
 	r.l.saveRun(ctx, &r.rec)
+	if r.l.OnRun != nil {
+		r.l.OnRun(r.rec, r.l.Providers)
+	}
 }
 
 // saveRun records r; a run's record is history, so a failure to write it

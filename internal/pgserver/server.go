@@ -249,3 +249,36 @@ func tail(path string, from int64, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// StartEmpty makes a new, empty cluster in dir (initdb: the superuser by
+// peer from prenv's own user only) and starts it on port, its socket only,
+// with extra settings; it returns the server and the superuser's URL over
+// the socket. For a store or a queue in PostgreSQL in tests and benchmarks.
+func StartEmpty(ctx context.Context, bin Binaries, u User, dir string, port int, extra map[string]string) (Server, string, error) {
+	srv := Server{Bin: bin, User: u, DataDir: filepath.Join(dir, "data"),
+		SocketDir: SocketDir(filepath.Join(dir, "run")), LogFile: filepath.Join(dir, "postgres.log"), Port: port}
+	if err := os.MkdirAll(srv.DataDir, 0o700); err != nil {
+		return srv, "", err
+	}
+	if err := u.Own(dir); err != nil {
+		return srv, "", err
+	}
+	cmd := exec.CommandContext(ctx, bin.Path("initdb"), "-D", srv.DataDir, "-U", Superuser, "--auth-local=peer", "--auth-host=scram-sha-256",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	cmd.Dir = dir
+	u.Prepare(cmd)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return srv, "", fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	if err := WriteAuth(srv.DataDir, u, nil); err != nil {
+		return srv, "", err
+	}
+	settings := map[string]string{"listen_addresses": ""}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	if err := srv.Start(ctx, 30*time.Second, settings); err != nil {
+		return srv, "", err
+	}
+	return srv, fmt.Sprintf("postgres:///postgres?host=%s&port=%d&user=%s&sslmode=disable&connect_timeout=5", srv.SocketDir, srv.Port, Superuser), nil
+}

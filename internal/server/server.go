@@ -41,6 +41,8 @@ type Server struct {
 	Store      store.Store
 	// Webhooks, if set, receives GitHub's deliveries at /webhooks/github.
 	Webhooks http.Handler
+	// Metrics, if set, answers GET /metrics (Prometheus's text format).
+	Metrics http.Handler
 	// Ready, if set, says whether serve can do its work (GET
 	// /api/v1/ready answers 503 with its error otherwise).
 	Ready func(ctx context.Context) error
@@ -138,6 +140,10 @@ func (s *Server) Handler() http.Handler {
 	// A deploy waits for the app's health check: a long route.
 	api.Handle("/api/v1/local/", s.bearer(s.long(s.Supervisor.Handler())))
 	api.Handle("GET /api/v1/envs", s.basic("", http.HandlerFunc(s.listEnvs)))
+	if s.Metrics != nil {
+		// Counts and durations, no names: Prometheus scrapes without a login.
+		api.Handle("GET /metrics", s.Metrics)
+	}
 	if s.Webhooks != nil {
 		api.Handle("/webhooks/github", s.Webhooks) // signed by GitHub: no basic auth
 	}

@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -148,35 +147,18 @@ func QueryInt(t testing.TB, url, q string) int {
 }
 
 // Server starts an empty PostgreSQL server of its own for the test (stopped
-// at its end) and returns the superuser's connection string over the
-// socket: for stores and queues that live in PostgreSQL.
+// at its end) and returns the superuser's URL over the socket
+// (postgres:///postgres?host=...): for stores and queues that live in
+// PostgreSQL.
 func Server(t testing.TB) string {
 	t.Helper()
 	bin, u := Postgres(t)
 	dir := filepath.Join(Home(t), "server")
-	srv := pgserver.Server{Bin: bin, User: u, DataDir: filepath.Join(dir, "data"),
-		SocketDir: pgserver.SocketDir(filepath.Join(dir, "run")), LogFile: filepath.Join(dir, "postgres.log")}
-	if err := os.MkdirAll(srv.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Own(dir); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin.Path("initdb"), "-D", srv.DataDir, "-U", pgserver.Superuser, "--auth-local=peer", "--auth-host=scram-sha-256",
-		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	cmd.Dir = dir
-	u.Prepare(cmd)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	if err := pgserver.WriteAuth(srv.DataDir, u, nil); err != nil {
-		t.Fatal(err)
-	}
 	first, _ := PortRange(t, 1)
-	srv.Port = first
-	if err := srv.Start(context.Background(), 30*time.Second, map[string]string{"fsync": "off", "listen_addresses": ""}); err != nil {
+	_, url, err := pgserver.StartEmpty(context.Background(), bin, u, dir, first, map[string]string{"fsync": "off"})
+	t.Cleanup(func() { StopServers(filepath.Dir(dir)) })
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { StopServers(filepath.Dir(dir)) })
-	return srv.ConnString("postgres")
+	return url
 }

@@ -177,7 +177,7 @@ func main() {
 		auroraBench(ctx, work)
 	}
 	if !*skipWebhook {
-		webhookBench(ctx, work)
+		webhookBench(ctx, work, bin, u)
 	}
 	if !*skipKube {
 		root, _ := os.Getwd()

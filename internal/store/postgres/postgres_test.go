@@ -29,7 +29,7 @@ func TestStore_Conformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			admin.Close()
-			url := server + " search_path=" + schema
+			url := server + "&search_path=" + schema
 			s, err := Open(context.Background(), url)
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,219 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prenv/prenv/internal/github"
+	"github.com/prenv/prenv/internal/github/githubtest"
+	"github.com/prenv/prenv/internal/testenv"
+)
+
+// Two prenv serve processes, each with a home of its own, share one
+// PostgreSQL store, the test control plane (the Kubernetes runtime) and one
+// emulated AWS account (Aurora clones that are real PostgreSQL clusters):
+// 200 deliveries for 20 pull requests, sent to either replica, are split
+// between them; every environment converges to its pull request's last
+// commit, with no two runs of one environment at once (read from the run
+// records); then a replica is killed with SIGKILL while it works on a new
+// pull request, and the other takes the environment over once its claim
+// runs out and brings it up; nothing is made twice, and no lock or claim is
+// left.
+func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
+	first, c := kubeHarness(t, "")
+	api, _, _ := useAurora(t, first, 20)
+	store := testenv.Server(t)
+	gh := githubtest.New(t, "tok")
+	const secret = "webhook-secret"
+	first.extra = append(first.extra, "PRENV_REPOSITORY=acme/shop", "PRENV_STORE="+store, "PRENV_GITHUB_WEBHOOK_SECRET="+secret,
+		"PRENV_GITHUB_TOKEN=tok", "PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s", "PRENV_SERVE_CLAIM_TTL=3s",
+		"PRENV_GITHUB_CONCURRENCY=4")
+	second := *first
+	second.home = testenv.Home(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.listen = l.Addr().String()
+	l.Close()
+	replicas := []*harness{first, &second}
+	procs := make([]*os.Process, 2)
+	logs := make([]*bytes.Buffer, 2)
+	for i, h := range replicas {
+		cmd := h.command("serve")
+		logs[i] = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = logs[i], logs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = cmd.Process
+		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, b := range logs {
+				t.Logf("replica %d's log:\n%s", i, b.String())
+			}
+		}
+	})
+	deliver := func(h *harness, id string, pr int, action, sha, state string, at time.Time) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"action": action, "number": pr, "repository": map[string]any{"full_name": "acme/shop"},
+			"pull_request": map[string]any{"number": pr, "state": state, "updated_at": at.Format(time.RFC3339),
+				"head": map[string]any{"sha": sha, "repo": map[string]any{"full_name": "acme/shop"}}, "base": map[string]any{"repo": map[string]any{"full_name": "acme/shop"}}}})
+		for i := 0; ; i++ { // until serve listens
+			req, _ := http.NewRequest(http.MethodPost, "http://"+h.listen+"/webhooks/github", bytes.NewReader(body))
+			req.Header.Set("X-GitHub-Event", "pull_request")
+			req.Header.Set("X-GitHub-Delivery", id)
+			req.Header.Set("X-Hub-Signature-256", github.Sign([]byte(secret), body))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					t.Fatalf("delivery %s: %s", id, resp.Status)
+				}
+				return
+			}
+			if i == 200 {
+				t.Fatalf("delivery %s: %v", id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	ready := func(pr int, sha string) bool {
+		out, _, code := first.run("status", fmt.Sprintf("pr-%d", pr), "-o", "json")
+		var st status
+		return code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.State == "ready" && st.Commit == sha
+	}
+	until := func(what string, d time.Duration, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(d); !cond(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within %v: %s", d, what)
+			}
+		}
+	}
+
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	n := 0
+	for push := 1; push <= 10; push++ {
+		for pr := 1; pr <= 20; pr++ {
+			action := "synchronize"
+			if push == 1 {
+				action = "opened"
+			}
+			deliver(replicas[n%2], fmt.Sprintf("d-%d-%d", pr, push), pr, action, fmt.Sprintf("c%d-%d", pr, push), "open", t0.Add(time.Duration(push)*time.Second))
+			n++
+		}
+	}
+	until("every environment ready at its last commit", 4*time.Minute, func() bool {
+		for pr := 1; pr <= 20; pr++ {
+			if !ready(pr, fmt.Sprintf("c%d-10", pr)) {
+				return false
+			}
+		}
+		return true
+	})
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// No two runs of one environment at once, from the run records.
+	rows, err := conn.Query(ctx, `SELECT key, started_at, coalesce(finished_at, started_at) FROM prenv_runs ORDER BY key, started_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ from, to time.Time }
+	runs := map[string][]span{}
+	for rows.Next() {
+		var k string
+		var s span
+		if err := rows.Scan(&k, &s.from, &s.to); err != nil {
+			t.Fatal(err)
+		}
+		runs[k] = append(runs[k], s)
+	}
+	rows.Close()
+	for k, ss := range runs {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].from.Before(ss[j].from) })
+		for i := 1; i < len(ss); i++ {
+			if ss[i].from.Before(ss[i-1].to) {
+				t.Errorf("%s: a run started at %v while the one before ran until %v", k, ss[i].from, ss[i-1].to)
+			}
+		}
+	}
+	// Both replicas carried out deliveries (their logs say which).
+	for i, b := range logs {
+		if !strings.Contains(b.String(), "up from a webhook") {
+			t.Errorf("replica %d carried out no delivery", i)
+		}
+	}
+
+	// A new pull request; the replica that claims its delivery is killed.
+	deliver(first, "d-21-1", 21, "opened", "c21-1", "open", t0.Add(time.Minute))
+	var owner string
+	until("the delivery for pr-21 claimed", 30*time.Second, func() bool {
+		_ = conn.QueryRow(ctx, `SELECT claimed_by FROM prenv_deliveries WHERE id = 'd-21-1'`).Scan(&owner)
+		return owner != ""
+	})
+	killed := -1
+	for i, p := range procs {
+		if strings.Contains(owner, fmt.Sprintf("/%d/", p.Pid)) {
+			killed = i
+		}
+	}
+	if killed < 0 {
+		t.Fatalf("the claim %q names neither replica (%d, %d)", owner, procs[0].Pid, procs[1].Pid)
+	}
+	if err := procs[killed].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	procs[killed].Wait()
+	t1 := time.Now()
+	until("pr-21 ready, brought up by the replica left", 2*time.Minute, func() bool { return ready(21, "c21-1") })
+	t.Logf("replica %d killed while it held pr-21; the other brought it up %.1fs later", killed, time.Since(t1).Seconds())
+
+	// Nothing twice: one namespace and one Aurora cluster for pr-21.
+	nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "prenv.dev/pr=21"})
+	if err != nil || len(nss.Items) != 1 {
+		t.Fatalf("namespaces of pr-21: %v %v", nss, err)
+	}
+	var of21 []string
+	for _, id := range clusters(t, api) {
+		if strings.Contains(id, "pr-21") {
+			of21 = append(of21, id)
+		}
+	}
+	if len(of21) != 1 {
+		t.Fatalf("Aurora clusters of pr-21: %v", of21)
+	}
+	// Nothing left: no claim on a delivery, no environment's lock held.
+	var claimed, locks int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM prenv_deliveries WHERE claimed_by <> ''`).Scan(&claimed); err != nil {
+		t.Fatal(err)
+	}
+	until("no environment's lock held", 10*time.Second, func() bool {
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND ((classid::bigint << 32) | objid::bigint) <> hashtextextended('prenv:prenv-leader', 0)`).Scan(&locks)
+		return locks == 0
+	})
+	if claimed != 0 {
+		t.Errorf("%d deliveries still claimed", claimed)
+	}
+}
