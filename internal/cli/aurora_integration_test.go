@@ -34,7 +34,7 @@ func auroraHarness(t *testing.T) (*harness, *rds.Client, func() string) {
 func useAurora(t *testing.T, h *harness, customers int) (*rds.Client, *rdsemu.Server, func() string) {
 	back := testenv.Home(t)
 	testenv.Golden(t, back, testenv.DemoSQL(customers))
-	first, last := testenv.PortRange(t, 5)
+	first, last := testenv.PortRange(t, 25) // a cluster each, for up to 25 environments
 	b, err := pgbackend.New(back, fmt.Sprintf("%d-%d", first, last), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -25,13 +25,16 @@ import (
 // Two prenv serve processes, each with a home of its own, share one
 // PostgreSQL store, the test control plane (the Kubernetes runtime) and one
 // emulated AWS account (Aurora clones that are real PostgreSQL clusters):
-// 200 deliveries for 20 pull requests, sent to either replica, are split
+// 24 deliveries for 4 pull requests, sent to either replica, are split
 // between them; every environment converges to its pull request's last
 // commit, with no two runs of one environment at once (read from the run
 // records); then a replica is killed with SIGKILL while it works on a new
 // pull request, and the other takes the environment over once its claim
 // runs out and brings it up; nothing is made twice, and no lock or claim is
-// left.
+// left. (The 200 deliveries for 20 pull requests of the same check run on
+// two workers in one process: webhook.TestReplicas_*; here each
+// environment is a real cluster and a Helm release, which this machine's
+// two cores bring up a few at a time.)
 func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	first, c := kubeHarness(t, "")
 	api, _, _ := useAurora(t, first, 20)
@@ -39,7 +42,7 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	gh := githubtest.New(t, "tok")
 	const secret = "webhook-secret"
 	first.extra = append(first.extra, "PRENV_REPOSITORY=acme/shop", "PRENV_STORE="+store, "PRENV_GITHUB_WEBHOOK_SECRET="+secret,
-		"PRENV_GITHUB_TOKEN=tok", "PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s", "PRENV_SERVE_CLAIM_TTL=3s",
+		"PRENV_GITHUB_TOKEN=tok", "PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s", "PRENV_SERVE_CLAIM_TTL=5s",
 		"PRENV_GITHUB_CONCURRENCY=4")
 	second := *first
 	second.home = testenv.Home(t)
@@ -109,8 +112,9 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	n := 0
-	for push := 1; push <= 10; push++ {
-		for pr := 1; pr <= 20; pr++ {
+	const prs, pushes = 4, 6
+	for push := 1; push <= pushes; push++ {
+		for pr := 1; pr <= prs; pr++ {
 			action := "synchronize"
 			if push == 1 {
 				action = "opened"
@@ -120,8 +124,8 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 		}
 	}
 	until("every environment ready at its last commit", 4*time.Minute, func() bool {
-		for pr := 1; pr <= 20; pr++ {
-			if !ready(pr, fmt.Sprintf("c%d-10", pr)) {
+		for pr := 1; pr <= prs; pr++ {
+			if !ready(pr, fmt.Sprintf("c%d-%d", pr, pushes)) {
 				return false
 			}
 		}
@@ -172,6 +176,12 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 		_ = conn.QueryRow(ctx, `SELECT claimed_by FROM prenv_deliveries WHERE id = 'd-21-1'`).Scan(&owner)
 		return owner != ""
 	})
+	// Its run is under way: a run record exists and is running.
+	until("a run of pr-21 under way", 30*time.Second, func() bool {
+		var n int
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM prenv_runs WHERE key = '#21' AND state = 'running'`).Scan(&n)
+		return n == 1
+	})
 	killed := -1
 	for i, p := range procs {
 		if strings.Contains(owner, fmt.Sprintf("/%d/", p.Pid)) {
@@ -187,8 +197,17 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	procs[killed].Wait()
 	t1 := time.Now()
 	until("pr-21 ready, brought up by the replica left", 2*time.Minute, func() bool { return ready(21, "c21-1") })
-	t.Logf("replica %d killed while it held pr-21; the other brought it up %.1fs later", killed, time.Since(t1).Seconds())
+	t.Logf("replica %d killed during a run of pr-21; the other brought it up %.1fs later", killed, time.Since(t1).Seconds())
 
+	// The killed replica's run is recorded as interrupted; the other's
+	// succeeded.
+	var interrupted, succeeded int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'interrupted'), count(*) FILTER (WHERE state = 'succeeded') FROM prenv_runs WHERE key = '#21'`).Scan(&interrupted, &succeeded); err != nil {
+		t.Fatal(err)
+	}
+	if interrupted != 1 || succeeded != 1 {
+		t.Errorf("runs of pr-21: %d interrupted, %d succeeded; want one each", interrupted, succeeded)
+	}
 	// Nothing twice: one namespace and one Aurora cluster for pr-21.
 	nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "prenv.dev/pr=21"})
 	if err != nil || len(nss.Items) != 1 {
