@@ -8,6 +8,7 @@ package leader
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,10 +66,17 @@ func (l Lease) Run(ctx context.Context, lead func(ctx context.Context)) {
 		LockConfig: resourcelock.ResourceLockConfig{Identity: l.Identity},
 	}
 	for ctx.Err() == nil {
+		// client-go calls OnStartedLeading in a goroutine of its own and
+		// does not wait for it: the duties of one term end before this
+		// replica campaigns for the next.
+		leading := make(chan struct{})
+		var started atomic.Bool
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, LeaseDuration: d, RenewDeadline: renew, RetryPeriod: retry, ReleaseOnCancel: true, Name: name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					started.Store(true)
+					defer close(leading)
 					log.Info("this replica leads: it reconciles, sweeps and builds golden data", "lease", l.Namespace+"/"+name, "identity", l.Identity)
 					lead(ctx)
 				},
@@ -80,6 +88,9 @@ func (l Lease) Run(ctx context.Context, lead func(ctx context.Context)) {
 			return
 		}
 		le.Run(ctx) // returns when leadership is lost, or ctx ends
+		if started.Load() {
+			<-leading
+		}
 	}
 }
 

@@ -42,6 +42,13 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 		return store.Env{}, err
 	}
 	defer held.Release()
+	if opts.Seq > 0 {
+		// Recorded when a replica took its delivery: another replica may
+		// have recorded a newer request (a reopen) and run it first.
+		if e, err := l.Store.Get(ctx, k); err == nil && e.DesiredSeq != seq {
+			return e, fmt.Errorf("%w (commit %s)", ErrSuperseded, e.DesiredCommit)
+		}
+	}
 	ctx, unfence := fenced(ctx, held)
 	defer unfence()
 	return l.down(ctx, opts, seq, head)
@@ -109,6 +116,9 @@ func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head 
 		return gone, err
 	}
 	r.finish(ctx, err)
+	if errors.Is(err, ErrLockLost) {
+		return e, err // the lock's new holder writes the record
+	}
 	if err != nil {
 		e.State, e.Error = env.StateFailed, err.Error()
 	} else {

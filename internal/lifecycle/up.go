@@ -99,6 +99,11 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	}
 	err = l.up(ctx, r, &e, opts.Commit)
 	r.finish(ctx, err)
+	if errors.Is(err, ErrLockLost) {
+		// The lock may be another's now: whoever holds it writes the
+		// environment's record and status; this run writes nothing more.
+		return e, err
+	}
 	save := context.WithoutCancel(ctx)
 	switch {
 	case err == nil:

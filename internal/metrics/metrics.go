@@ -98,9 +98,6 @@ func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// queueScan bounds the deliveries a scrape reads to count the queue.
-const queueScan = 10000
-
 func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -118,13 +115,13 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		up = 0
 	}
-	if s.src.Queue != nil {
-		if q, err := s.src.Queue.Queued(ctx, queueScan); err == nil {
+	if qs, ok := s.src.Queue.(store.QueueStats); ok && s.src.Queue != nil {
+		if depth, oldest, err := qs.QueueStats(ctx); err == nil {
 			age := 0.0
-			if len(q) > 0 {
-				age = time.Since(q[0].ReceivedAt).Seconds()
+			if depth > 0 {
+				age = time.Since(oldest).Seconds()
 			}
-			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(len(q)))
+			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(depth))
 			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, age)
 		} else {
 			up = 0

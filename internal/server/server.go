@@ -131,7 +131,12 @@ func (s *Server) Handler() http.Handler {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
 			if err := s.Ready(ctx); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				// The store's error names its host and user: it goes to
+				// the log, not to whoever asks.
+				if s.Log != nil {
+					s.Log.Warn("not ready: the store does not answer", "error", err)
+				}
+				http.Error(w, "not ready: the store does not answer", http.StatusServiceUnavailable)
 				return
 			}
 		}

@@ -274,6 +274,10 @@ type Claimer interface {
 	// Renew extends owner's claims on ids to ttl from now, and returns the
 	// ids among them owner no longer holds.
 	Renew(ctx context.Context, owner string, ids []string, ttl time.Duration) ([]string, error)
+	// FinishClaimed is Finish for a delivery owner still holds; false when
+	// another replica claimed it since (that replica records the outcome).
+	// Each claim counts as an attempt (Delivery.Attempts).
+	FinishClaimed(ctx context.Context, owner, id, state, note string) (bool, error)
 	// ObserveAndRequest is ObservePull and, when the observation is news,
 	// Request of k (up at commit, or down), as one: two replicas deciding
 	// on two deliveries of one pull request record their requests in
@@ -299,6 +303,14 @@ type Lease interface {
 	Lost() <-chan struct{}
 	// Release lets the lock go.
 	Release()
+}
+
+// QueueStats is a queue that counts what waits in it without reading the
+// deliveries (for /metrics).
+type QueueStats interface {
+	// QueueStats returns how many deliveries are queued, and when the
+	// oldest of them was received (zero when none).
+	QueueStats(ctx context.Context) (depth int, oldest time.Time, err error)
 }
 
 // Pinger is a store that can say whether it answers: prenv serve is not

@@ -178,7 +178,12 @@ func (w *Worker) Run(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	if _, ok := w.Store.(store.Claimer); ok {
-		go w.renew(ctx)
+		// Claims are renewed until the runs in progress have stopped, not
+		// only until shutdown begins.
+		renewing, stop := context.WithCancel(context.WithoutCancel(ctx))
+		defer stop()
+		defer w.running.Wait()
+		go w.renew(renewing)
 	}
 	for {
 		w.Drain(ctx)
@@ -190,6 +195,10 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 	}
 }
+
+// maxClaims is how many times replicas claim a delivery before it is
+// given up: one that kills whoever runs it does not go round forever.
+const maxClaims = 5
 
 func (w *Worker) claimTTL() time.Duration {
 	if w.ClaimTTL > 0 {
@@ -250,6 +259,14 @@ func (w *Worker) Drain(ctx context.Context) {
 		return
 	}
 	for _, d := range ds {
+		if _, ok := w.Store.(store.Claimer); ok && d.Attempts > maxClaims {
+			w.mu.Lock()
+			w.taken[d.ID] = true
+			w.mu.Unlock()
+			w.Log.Error("webhook delivery given up", "delivery", d.ID, "claims", d.Attempts)
+			w.finish(d.ID, "failed", fmt.Sprintf("claimed %d times and never carried out: a replica may have crashed on it each time; see the replicas' logs", d.Attempts-1))
+			continue
+		}
 		w.mu.Lock()
 		taken := w.taken[d.ID]
 		w.taken[d.ID] = true
@@ -272,7 +289,15 @@ func (w *Worker) Drain(ctx context.Context) {
 }
 
 func (w *Worker) finish(id, state, note string) {
-	if err := w.Store.Finish(context.Background(), id, state, note); err != nil {
+	if c, ok := w.Store.(store.Claimer); ok {
+		// Only while this replica holds it: a claim that ran out is
+		// another replica's to finish.
+		if held, err := c.FinishClaimed(context.Background(), w.ID, id, state, note); err != nil {
+			w.Log.Error("record a delivery's outcome", "delivery", id, "error", err)
+		} else if !held {
+			w.Log.Warn("a delivery's outcome not recorded: another replica claimed it since", "delivery", id, "outcome", state)
+		}
+	} else if err := w.Store.Finish(context.Background(), id, state, note); err != nil {
 		w.Log.Error("record a delivery's outcome", "delivery", id, "error", err)
 	}
 	if state != "queued" {
@@ -345,6 +370,22 @@ func (w *Worker) decide(ctx context.Context, d store.Delivery) (*action, string,
 	}
 	a := &action{delivery: d.ID, key: k, repo: repo, pr: e.Number, sha: pr.Head.SHA}
 	if ok, why := w.Policy.Wants(pr); !ok {
+		if claimer != nil {
+			// Recorded under the pull request's lock, so an open that
+			// another replica records at the same moment is ordered
+			// against it; no record means nothing to bring down.
+			a.kind, a.sha = "down", ""
+			if news, err := observe(a); err != nil || !news {
+				if err == nil {
+					return nil, outOfOrder, nil
+				}
+				return nil, "", err
+			}
+			if a.seq == 0 {
+				return nil, why, nil
+			}
+			return a, "", nil
+		}
 		if e, err := w.Store.Get(ctx, k); errors.Is(err, store.ErrNotFound) || err == nil && e.State == env.StateDeleted {
 			return ignore(why) // nothing to bring down
 		}
@@ -434,6 +475,10 @@ func (w *Worker) carryOut(ctx context.Context, a *action) {
 		if _, ok := w.Store.(store.Claimer); ok {
 			w.finish(a.delivery, "queued", "handed back by a replica that stopped")
 		}
+	case errors.Is(err, lifecycle.ErrLockLost):
+		// Carried on by whichever replica holds the lock now, or by this
+		// one again.
+		w.finish(a.delivery, "queued", "the environment's lock was lost: handed back")
 	case errors.Is(err, lifecycle.ErrSuperseded):
 		w.finish(a.delivery, "done", "superseded by a newer request")
 	case err != nil:

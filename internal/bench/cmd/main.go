@@ -47,6 +47,7 @@ func main() {
 	skipMasking := flag.Bool("skip-masking", false, "skip the masking measurements (the demo seed at the largest size)")
 	skipMigration := flag.Bool("skip-migration", false, "skip the migration rehearsal measurements")
 	skipInstall := flag.Bool("skip-install", false, "skip the GitHub Action's install measurements (builds prenv from an empty cache)")
+	only := flag.String("only", "", "run one section alone: webhook")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -61,6 +62,15 @@ func main() {
 	check(err)
 	os.Chmod(work, 0o755)
 	defer func() { pgserver.StopUnder(work, 20*time.Second); os.RemoveAll(work) }()
+
+	switch *only {
+	case "":
+	case "webhook":
+		webhookBench(ctx, work, bin, u)
+		return
+	default:
+		log.Fatalf("bench: -only %q: want webhook", *only)
+	}
 
 	all := map[string]size{"small": {"small", 45_000}, "large": {"large", 800_000}}
 	var chosen []size

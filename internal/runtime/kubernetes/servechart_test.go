@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
@@ -180,6 +181,16 @@ func TestServeChart_RunsServeNonRootReadOnlyWithProbesAndNoDuplicateSchedules(t 
 	var crons []*batchv1.CronJob
 	for _, o := range decoded(t, files) {
 		switch x := o.(type) {
+		case *networkingv1.Ingress:
+			// The outside reaches the webhooks and the log pages, never
+			// /metrics or the API.
+			var paths []string
+			for _, p := range x.Spec.Rules[0].HTTP.Paths {
+				paths = append(paths, p.Path)
+			}
+			if strings.Join(paths, " ") != "/webhooks/github /envs/" {
+				t.Errorf("the Ingress routes %v", paths)
+			}
 		case *appsv1.Deployment:
 			dep = x
 		case *corev1.ConfigMap:

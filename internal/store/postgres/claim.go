@@ -16,7 +16,7 @@ var _ store.Claimer = (*Store)(nil)
 // claiming at once take different deliveries without waiting on each
 // other. Claims are timed by the database's clock, never a replica's.
 func (s *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]store.Delivery, error) {
-	rows, err := s.db.QueryContext(ctx, `UPDATE prenv_deliveries d SET claimed_by = $1, claimed_until = now() + make_interval(secs => $3)
+	rows, err := s.db.QueryContext(ctx, `UPDATE prenv_deliveries d SET claimed_by = $1, claimed_until = now() + make_interval(secs => $3), attempts = d.attempts + 1
 		FROM (SELECT seq FROM prenv_deliveries WHERE state = 'queued' AND (claimed_until IS NULL OR claimed_until < now())
 			ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
 		WHERE d.seq = c.seq RETURNING d.seq, d.id, d.event, d.body, d.received_at, d.state, d.note, d.attempts`, owner, limit, ttl.Seconds())
@@ -74,6 +74,17 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []string, ttl time.
 		}
 	}
 	return lost, rows.Err()
+}
+
+// FinishClaimed implements store.Claimer.
+func (s *Store) FinishClaimed(ctx context.Context, owner, id, state, note string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE prenv_deliveries SET state = $1, note = $2, claimed_by = '', claimed_until = NULL
+		WHERE id = $3 AND claimed_by = $4`, state, note, id, owner)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // ObserveAndRequest implements store.Claimer: one transaction under the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/store/storetest"
 	"github.com/prenv/prenv/internal/testenv"
 )
@@ -121,5 +122,50 @@ func TestLock_OneHolderAcrossReplicasAndLostWithItsConnection(t *testing.T) {
 	again.Release() // after its loss: harmless
 	if h, _ := a.Held(ctx, "pr-1.lock"); h {
 		t.Fatal("released, and still held")
+	}
+}
+
+// Replicas claim deliveries: claimers at once take different ones; a
+// claim that runs out goes to another replica, and then only that replica
+// records the outcome; each claim counts as an attempt.
+func TestClaim_OneReplicaAtATimeAndTheOutcomeIsTheHoldersAlone(t *testing.T) {
+	s, err := Open(context.Background(), testenv.Server(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		if _, err := s.Enqueue(ctx, store.Delivery{ID: fmt.Sprintf("d%d", i), Event: "pull_request", Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := s.Claim(ctx, "a", 2, 200*time.Millisecond)
+	if err != nil || len(a) != 2 || a[0].ID != "d1" || a[1].ID != "d2" || a[0].Attempts != 1 {
+		t.Fatalf("a's claim: %+v %v", a, err)
+	}
+	b, err := s.Claim(ctx, "b", 5, time.Minute)
+	if err != nil || len(b) != 1 || b[0].ID != "d3" {
+		t.Fatalf("b's claim while a holds two: %+v %v", b, err)
+	}
+	if lost, err := s.Renew(ctx, "a", []string{"d1"}, 200*time.Millisecond); err != nil || len(lost) != 0 {
+		t.Fatalf("a renews d1: lost %v %v", lost, err)
+	}
+	time.Sleep(300 * time.Millisecond) // a's claims run out
+	b, err = s.Claim(ctx, "b", 5, time.Minute)
+	if err != nil || len(b) != 2 || b[0].Attempts != 2 {
+		t.Fatalf("b takes what a let run out: %+v %v", b, err)
+	}
+	if lost, _ := s.Renew(ctx, "a", []string{"d1", "d2"}, time.Minute); len(lost) != 2 {
+		t.Fatalf("a renewed claims that are b's: lost only %v", lost)
+	}
+	if held, err := s.FinishClaimed(ctx, "a", "d1", "done", "by a"); err != nil || held {
+		t.Fatalf("a finished a delivery b holds: %v %v", held, err)
+	}
+	if held, err := s.FinishClaimed(ctx, "b", "d1", "done", "by b"); err != nil || !held {
+		t.Fatalf("b, the holder, could not finish it: %v %v", held, err)
+	}
+	if d, _ := s.Delivery(ctx, "d1"); d.State != "done" || d.Note != "by b" {
+		t.Fatalf("d1: %+v", d)
 	}
 }

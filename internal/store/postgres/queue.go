@@ -90,3 +90,11 @@ func observe(ctx context.Context, q querier, k env.Key, state string, at time.Ti
 	}
 	return err == nil, err
 }
+
+// QueueStats implements store.QueueStats.
+func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullTime
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), min(received_at) FROM prenv_deliveries WHERE state = 'queued'`).Scan(&n, &oldest)
+	return n, oldest.Time.UTC(), err
+}

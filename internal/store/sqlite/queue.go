@@ -93,3 +93,14 @@ func (s *Store) ObservePull(ctx context.Context, k env.Key, state string, at tim
 	}
 	return true, tx.Commit()
 }
+
+// QueueStats implements store.QueueStats.
+func (s *Store) QueueStats(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), min(received_at) FROM deliveries WHERE state = 'queued'`).Scan(&n, &oldest)
+	if !oldest.Valid {
+		return n, time.Time{}, err
+	}
+	return n, parseTS(oldest.String), err
+}

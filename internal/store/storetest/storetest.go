@@ -263,6 +263,13 @@ func Run(t *testing.T, h Harness) {
 		if _, err := s.Delivery(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("Delivery of nothing: %v", err)
 		}
+		if qs, ok := s.(store.QueueStats); ok {
+			depth, oldest, err := qs.QueueStats(ctx)
+			d1, _ := s.Delivery(ctx, "d1")
+			if err != nil || depth != 2 || !oldest.Equal(d1.ReceivedAt) {
+				t.Fatalf("QueueStats: %d %v %v; want 2 and d1's %v", depth, oldest, err, d1.ReceivedAt)
+			}
+		}
 	})
 	t.Run("ObservesPullRequestsInGitHubsOrder", func(t *testing.T) {
 		s := open(t)
