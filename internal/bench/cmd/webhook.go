@@ -30,6 +30,7 @@ import (
 func webhookBench(ctx context.Context, work string, bin pgserver.Binaries, u pgserver.User) {
 	dir, err := os.MkdirTemp(work, "webhook-")
 	check(err)
+	check(os.Chmod(dir, 0o755)) // the PostgreSQL server's user reaches its data directory through it
 	secret := []byte("bench-secret")
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "prenv.db"))
 	check(err)
