@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"bufio"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -92,3 +94,32 @@ func TestUp_InterruptedStopsWithinSecondsAndTheNextRunConverges(t *testing.T) {
 }
 
 func processesMatching(s string) int { return len(pidsMatching(s)) }
+
+// With --log-format json each line prenv serve logs is one JSON object, as
+// a cluster's log collector reads it.
+func TestServe_LogsJSONLinesForALogCollector(t *testing.T) {
+	h := newHarness(t)
+	cmd := h.command("--log-format", "json", "serve")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		var line struct{ Time, Level, Msg, Addr string }
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Time == "" || line.Level == "" {
+			t.Fatalf("a log line that is not a JSON object with time and level: %q (%v)", sc.Text(), err)
+		}
+		if line.Msg == "prenv serve listening" {
+			if line.Addr != h.listen {
+				t.Fatalf("listening at %q, want %q", line.Addr, h.listen)
+			}
+			return
+		}
+	}
+	t.Fatalf("prenv serve ended its log without saying it listens: %v", sc.Err())
+}
