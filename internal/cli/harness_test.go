@@ -266,3 +266,18 @@ func (h *harness) dumpLogs(why string) {
 		h.t.Logf("%s (%s):\n%s", p, why, data)
 	}
 }
+
+// anotherMachine is a harness with h's configuration and variables but a
+// home and a listen address of its own: another runner, or another replica.
+func (h *harness) anotherMachine() *harness {
+	other := *h
+	other.extra = append([]string(nil), h.extra...)
+	other.home = testenv.Home(h.t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	other.listen = l.Addr().String()
+	l.Close()
+	return &other
+}

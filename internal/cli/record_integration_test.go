@@ -3,14 +3,11 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/prenv/prenv/internal/testenv"
 )
 
 // recorded is what ls and status print of an environment, with the
@@ -26,14 +23,7 @@ func TestResourcesAreTheRecord_TwoRunnersShareOneEnvironment(t *testing.T) {
 	first, c := kubeHarness(t, "")
 	first.extra = append(first.extra, "PRENV_REPOSITORY=acme/shop")
 	api, emu, _ := useAurora(t, first, 50)
-	second := *first
-	second.home = testenv.Home(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	second.listen = l.Addr().String()
-	l.Close()
+	second := first.anotherMachine()
 	ctx := context.Background()
 	show := func(h *harness, args ...string) recorded {
 		t.Helper()
@@ -63,7 +53,7 @@ func TestResourcesAreTheRecord_TwoRunnersShareOneEnvironment(t *testing.T) {
 	set := modifies()
 
 	// The second runner has no record, and sees it all the same.
-	ls := list(&second)
+	ls := list(second)
 	if len(ls) != 1 || ls[0].PR != 51 || ls[0].State != "ready" || ls[0].Commit != "c1" || ls[0].URL != "https://pr-51.preview.example.com" ||
 		!strings.Contains(strings.Join(ls[0].Resources, ","), "kubernetes namespace pr-51") || !strings.Contains(strings.Join(ls[0].Resources, ","), "aurora cluster prenv-pr-51") {
 		t.Fatalf("ls on the second runner: %+v", ls)
@@ -71,7 +61,7 @@ func TestResourcesAreTheRecord_TwoRunnersShareOneEnvironment(t *testing.T) {
 	if out := second.must("ls"); !strings.Contains(out, "pr-51") || !strings.Contains(out, "https://pr-51.preview.example.com") {
 		t.Fatalf("ls on the second runner:\n%s", out)
 	}
-	st := show(&second, "status", "pr-51")
+	st := show(second, "status", "pr-51")
 	if st.State != "ready" || st.Commit != "c1" || st.URL != made.URL || len(st.Resources) < 2 {
 		t.Fatalf("status on the second runner: %+v", st)
 	}
@@ -83,7 +73,7 @@ func TestResourcesAreTheRecord_TwoRunnersShareOneEnvironment(t *testing.T) {
 	// namespace's Secret (a SELECT 1 through the endpoint proves it), none
 	// set anew, no second cluster or namespace.
 	second.must("up", "--pr", "51", "--sha", "c1")
-	again := show(&second, "status", "pr-51")
+	again := show(second, "status", "pr-51")
 	if again.State != "ready" || again.Database.URL != made.Database.URL || !strings.HasPrefix(again.Database.Ready, "select 1") || modifies() != set {
 		t.Fatalf("the second runner's up: %+v, %d more ModifyDBCluster: want the first runner's database and password", again, modifies()-set)
 	}

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/github/githubtest"
+	"github.com/prenv/prenv/internal/store/storetest"
 	"github.com/prenv/prenv/internal/testenv"
 )
 
@@ -44,15 +43,8 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	first.extra = append(first.extra, "PRENV_REPOSITORY=acme/shop", "PRENV_STORE="+store, "PRENV_GITHUB_WEBHOOK_SECRET="+secret,
 		"PRENV_GITHUB_TOKEN=tok", "PRENV_GITHUB_API_URL="+gh.URL, "PRENV_GITHUB_RECONCILE=0s", "PRENV_SERVE_CLAIM_TTL=5s",
 		"PRENV_GITHUB_CONCURRENCY=4")
-	second := *first
-	second.home = testenv.Home(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	second.listen = l.Addr().String()
-	l.Close()
-	replicas := []*harness{first, &second}
+	second := first.anotherMachine()
+	replicas := []*harness{first, second}
 	procs := make([]*os.Process, 2)
 	logs := make([]*bytes.Buffer, 2)
 	for i, h := range replicas {
@@ -143,24 +135,17 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type span struct{ from, to time.Time }
-	runs := map[string][]span{}
+	var spans []storetest.Span
 	for rows.Next() {
-		var k string
-		var s span
-		if err := rows.Scan(&k, &s.from, &s.to); err != nil {
+		var s storetest.Span
+		if err := rows.Scan(&s.Key, &s.From, &s.To); err != nil {
 			t.Fatal(err)
 		}
-		runs[k] = append(runs[k], s)
+		spans = append(spans, s)
 	}
 	rows.Close()
-	for k, ss := range runs {
-		sort.Slice(ss, func(i, j int) bool { return ss[i].from.Before(ss[j].from) })
-		for i := 1; i < len(ss); i++ {
-			if ss[i].from.Before(ss[i-1].to) {
-				t.Errorf("%s: a run started at %v while the one before ran until %v", k, ss[i].from, ss[i-1].to)
-			}
-		}
+	for _, o := range storetest.Overlapping(spans) {
+		t.Error(o)
 	}
 	// Both replicas carried out deliveries (their logs say which).
 	for i, b := range logs {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	rtmemory "github.com/prenv/prenv/internal/runtime/memory"
 	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/store/postgres"
+	"github.com/prenv/prenv/internal/store/storetest"
 	"github.com/prenv/prenv/internal/testenv"
 	"github.com/prenv/prenv/internal/webhook"
 )
@@ -117,35 +117,29 @@ func TestReplicas_ShareTheQueueAndNeverRunOneEnvironmentTwiceAtOnce(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	type span struct{ from, to time.Time }
-	runs := map[string][]span{}
+	var spans []storetest.Span
+	envs := map[string]bool{}
 	for rows.Next() {
-		var k string
-		var s span
+		var s storetest.Span
 		var fin *time.Time
-		if err := rows.Scan(&k, &s.from, &fin); err != nil {
+		if err := rows.Scan(&s.Key, &s.From, &fin); err != nil {
 			t.Fatal(err)
 		}
 		if fin == nil {
-			t.Errorf("a run of %s never finished", k)
+			t.Errorf("a run of %s never finished", s.Key)
 			continue
 		}
-		s.to = *fin
-		runs[k] = append(runs[k], s)
+		s.To = *fin
+		spans = append(spans, s)
+		envs[s.Key] = true
 	}
 	rows.Close()
-	total := 0
-	for k, ss := range runs {
-		sort.Slice(ss, func(i, j int) bool { return ss[i].from.Before(ss[j].from) })
-		for i := 1; i < len(ss); i++ {
-			if ss[i].from.Before(ss[i-1].to) {
-				t.Errorf("%s: a run started at %v while the one before ran until %v", k, ss[i].from, ss[i-1].to)
-			}
-		}
-		total += len(ss)
+	for _, o := range storetest.Overlapping(spans) {
+		t.Error(o)
 	}
-	if len(runs) != 20 {
-		t.Errorf("runs of %d environments, want 20", len(runs))
+	total := len(spans)
+	if len(envs) != 20 {
+		t.Errorf("runs of %d environments, want 20", len(envs))
 	}
 	// Both replicas took deliveries.
 	var taken [2]int

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -378,4 +379,31 @@ func Run(t *testing.T, h Harness) {
 			t.Fatal("a closed store answers")
 		}
 	})
+}
+
+// Span is when one run of an environment ran (key as the store keeps it).
+type Span struct {
+	Key      string
+	From, To time.Time
+}
+
+// Overlapping says, for runs read from a store's records, each run that
+// started before the run of its environment before it had finished: what
+// one run per environment at a time forbids.
+func Overlapping(spans []Span) []string {
+	by := map[string][]Span{}
+	for _, s := range spans {
+		by[s.Key] = append(by[s.Key], s)
+	}
+	var out []string
+	for k, ss := range by {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].From.Before(ss[j].From) })
+		for i := 1; i < len(ss); i++ {
+			if ss[i].From.Before(ss[i-1].To) {
+				out = append(out, fmt.Sprintf("%s: a run started at %v while the one before ran until %v", k, ss[i].From, ss[i-1].To))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
