@@ -24,16 +24,13 @@ import (
 // Two prenv serve processes, each with a home of its own, share one
 // PostgreSQL store, the test control plane (the Kubernetes runtime) and one
 // emulated AWS account (Aurora clones that are real PostgreSQL clusters):
-// 24 deliveries for 4 pull requests, sent to either replica, are split
-// between them; every environment converges to its pull request's last
-// commit, with no two runs of one environment at once (read from the run
-// records); then a replica is killed with SIGKILL while it works on a new
+// 200 deliveries for 20 pull requests (ten pushes each), sent to either
+// replica, are split between them; every environment converges to its pull
+// request's last commit, with no two runs of one environment at once (read
+// from the run records); then a replica is killed with SIGKILL while it works on a new
 // pull request, and the other takes the environment over once its claim
 // runs out and brings it up; nothing is made twice, and no lock or claim is
-// left. (The 200 deliveries for 20 pull requests of the same check run on
-// two workers in one process: webhook.TestReplicas_*; here each
-// environment is a real cluster and a Helm release, which this machine's
-// two cores bring up a few at a time.)
+// left.
 func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	first, c := kubeHarness(t, "")
 	api, _, _ := useAurora(t, first, 20)
@@ -104,7 +101,7 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	n := 0
-	const prs, pushes = 4, 6
+	const prs, pushes = 20, 10
 	for push := 1; push <= pushes; push++ {
 		for pr := 1; pr <= prs; pr++ {
 			action := "synchronize"
@@ -147,6 +144,11 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	for _, o := range storetest.Overlapping(spans) {
 		t.Error(o)
 	}
+	var done, overtaken int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'superseded') FROM prenv_runs`).Scan(&done, &overtaken); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d deliveries for %d pull requests: %d runs succeeded, %d superseded", prs*pushes, prs, done, overtaken)
 	// Both replicas carried out deliveries (their logs say which).
 	for i, b := range logs {
 		if !strings.Contains(b.String(), "up from a webhook") {

@@ -241,6 +241,10 @@ type Delivery struct {
 	State      string // queued, done, ignored, failed
 	Note       string
 	Attempts   int
+	// Subject is what the delivery is about, "owner/name#N" for a pull
+	// request's event: a replica that claims one claims the others queued
+	// for the same subject with it.
+	Subject string
 }
 
 // Queue is the durable queue of webhook deliveries, and what prenv knows

@@ -8,6 +8,7 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -94,7 +95,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		reply(w, http.StatusAccepted, "action "+e.Action+" is not one prenv acts on: ignored")
 		return
 	}
-	fresh, err := r.Queue.Enqueue(req.Context(), store.Delivery{ID: id, Event: event, Body: body})
+	fresh, err := r.Queue.Enqueue(req.Context(), store.Delivery{ID: id, Event: event, Body: body, Subject: fmt.Sprintf("%s#%d", e.Repository.FullName, e.Number)})
 	if err != nil {
 		r.log().Error("webhook not queued", "delivery", id, "error", err)
 		reply(w, http.StatusServiceUnavailable, "the delivery could not be queued; GitHub can redeliver it")

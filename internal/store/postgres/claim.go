@@ -15,11 +15,19 @@ var _ store.Claimer = (*Store)(nil)
 // Claim implements store.Claimer: FOR UPDATE SKIP LOCKED, so replicas
 // claiming at once take different deliveries without waiting on each
 // other. Claims are timed by the database's clock, never a replica's.
+// With the oldest deliveries come the others queued for the same subject
+// (pull request): one replica then sees a burst of pushes at once, and
+// carries out only the newest instead of one run per push.
 func (s *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]store.Delivery, error) {
-	rows, err := s.db.QueryContext(ctx, `UPDATE prenv_deliveries d SET claimed_by = $1, claimed_until = now() + make_interval(secs => $3), attempts = d.attempts + 1
-		FROM (SELECT seq FROM prenv_deliveries WHERE state = 'queued' AND (claimed_until IS NULL OR claimed_until < now())
-			ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
-		WHERE d.seq = c.seq RETURNING d.seq, d.id, d.event, d.body, d.received_at, d.state, d.note, d.attempts`, owner, limit, ttl.Seconds())
+	rows, err := s.db.QueryContext(ctx, `WITH heads AS (
+			SELECT seq, subject FROM prenv_deliveries WHERE state = 'queued' AND (claimed_until IS NULL OR claimed_until < now())
+			ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+		mates AS (
+			SELECT seq FROM prenv_deliveries WHERE state = 'queued' AND (claimed_until IS NULL OR claimed_until < now())
+			AND subject <> '' AND subject IN (SELECT subject FROM heads) FOR UPDATE SKIP LOCKED)
+		UPDATE prenv_deliveries d SET claimed_by = $1, claimed_until = now() + make_interval(secs => $3), attempts = d.attempts + 1
+		WHERE d.seq IN (SELECT seq FROM heads UNION SELECT seq FROM mates)
+		RETURNING d.seq, d.id, d.event, d.body, d.received_at, d.state, d.note, d.attempts, d.subject`, owner, limit, ttl.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
@@ -31,7 +39,7 @@ func (s *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Dur
 	var got []claimed
 	for rows.Next() {
 		var c claimed
-		if err := rows.Scan(&c.seq, &c.d.ID, &c.d.Event, &c.d.Body, &c.d.ReceivedAt, &c.d.State, &c.d.Note, &c.d.Attempts); err != nil {
+		if err := rows.Scan(&c.seq, &c.d.ID, &c.d.Event, &c.d.Body, &c.d.ReceivedAt, &c.d.State, &c.d.Note, &c.d.Attempts, &c.d.Subject); err != nil {
 			return nil, err
 		}
 		c.d.ReceivedAt = c.d.ReceivedAt.UTC()

@@ -84,9 +84,12 @@ CREATE TABLE IF NOT EXISTS prenv_deliveries (
 	note          text NOT NULL DEFAULT '',
 	attempts      integer NOT NULL DEFAULT 0,
 	claimed_by    text NOT NULL DEFAULT '',
-	claimed_until timestamptz
+	claimed_until timestamptz,
+	subject       text NOT NULL DEFAULT ''
 );
+ALTER TABLE prenv_deliveries ADD COLUMN IF NOT EXISTS subject text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_queued ON prenv_deliveries (seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS prenv_deliveries_subject ON prenv_deliveries (subject) WHERE state = 'queued' AND subject <> '';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_received ON prenv_deliveries (received_at) WHERE state <> 'queued';
 CREATE TABLE IF NOT EXISTS prenv_pulls (
 	key        text PRIMARY KEY,

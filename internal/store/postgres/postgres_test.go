@@ -169,3 +169,42 @@ func TestClaim_OneReplicaAtATimeAndTheOutcomeIsTheHoldersAlone(t *testing.T) {
 		t.Fatalf("d1: %+v", d)
 	}
 }
+
+// A claim takes the oldest deliveries and, with them, every other queued
+// for the same pull request, so that a burst of pushes reaches one replica
+// at once and only the newest is carried out; another replica takes other
+// pull requests' deliveries meanwhile.
+func TestClaim_TakesTheOldestWithEveryDeliveryForTheSamePullRequest(t *testing.T) {
+	s, err := Open(context.Background(), testenv.Server(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i, subject := range []string{"acme/shop#1", "acme/shop#2", "acme/shop#1", "", "acme/shop#2", "acme/shop#1", ""} {
+		if _, err := s.Enqueue(ctx, store.Delivery{ID: fmt.Sprintf("d%d", i+1), Event: "pull_request", Body: []byte("{}"), Subject: subject}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(ds []store.Delivery) (out []string) {
+		for _, d := range ds {
+			out = append(out, d.ID+"="+d.Subject)
+		}
+		return out
+	}
+	a, err := s.Claim(ctx, "a", 1, time.Minute)
+	if got := fmt.Sprint(ids(a)); err != nil || got != "[d1=acme/shop#1 d3=acme/shop#1 d6=acme/shop#1]" {
+		t.Fatalf("a's claim of one: %s %v", got, err)
+	}
+	b, err := s.Claim(ctx, "b", 2, time.Minute)
+	if got := fmt.Sprint(ids(b)); err != nil || got != "[d2=acme/shop#2 d4= d5=acme/shop#2]" {
+		t.Fatalf("b's claim of two while a holds #1's: %s %v", got, err)
+	}
+	// A delivery for #1 that arrives while a holds #1's goes to whoever
+	// claims next: a's run learns of it from the request it records.
+	s.Enqueue(ctx, store.Delivery{ID: "d8", Event: "pull_request", Body: []byte("{}"), Subject: "acme/shop#1"})
+	b, err = s.Claim(ctx, "b", 5, time.Minute)
+	if got := fmt.Sprint(ids(b)); err != nil || got != "[d7= d8=acme/shop#1]" {
+		t.Fatalf("b's second claim: %s %v", got, err)
+	}
+}

@@ -16,8 +16,8 @@ func (s *Store) Enqueue(ctx context.Context, d store.Delivery) (bool, error) {
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = s.now()
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO prenv_deliveries (id, event, body, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
-		d.ID, d.Event, d.Body, d.ReceivedAt.UTC())
+	res, err := s.db.ExecContext(ctx, `INSERT INTO prenv_deliveries (id, event, body, received_at, subject) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+		d.ID, d.Event, d.Body, d.ReceivedAt.UTC(), d.Subject)
 	if err != nil {
 		return false, fmt.Errorf("queue delivery %s: %w", d.ID, err)
 	}
