@@ -106,6 +106,7 @@ func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head 
 		}
 		return r.step(ctx, "delete-database", func(ctx context.Context) error { return l.Cloner.Delete(ctx, k) })
 	}()
+	err = lockLost(ctx, err)
 	if !recorded {
 		// A CI runner's store starts empty: the teardown is reported all
 		// the same.

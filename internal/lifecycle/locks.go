@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 
 	"github.com/prenv/prenv/internal/lock"
@@ -42,6 +43,17 @@ func fenced(ctx context.Context, held store.Lease) (context.Context, func()) {
 		}
 	}()
 	return ctx, func() { close(stop); cancel(nil) }
+}
+
+// lockLost is err, said to be ErrLockLost when it came of ctx (fenced)
+// ending because the lock was lost: a step stopped that way fails with
+// the context's "context canceled", which alone would read as a failure
+// of the run's own.
+func lockLost(ctx context.Context, err error) error {
+	if err != nil && !errors.Is(err, ErrLockLost) && errors.Is(context.Cause(ctx), ErrLockLost) {
+		return fmt.Errorf("%w (%v)", ErrLockLost, err)
+	}
+	return err
 }
 
 // lockOf is the lock name of an environment.

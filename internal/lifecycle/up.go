@@ -97,7 +97,7 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	if err := l.Store.SaveRun(ctx, &r.rec); err != nil {
 		return e, err
 	}
-	err = l.up(ctx, r, &e, opts.Commit)
+	err = lockLost(ctx, l.up(ctx, r, &e, opts.Commit))
 	r.finish(ctx, err)
 	if errors.Is(err, ErrLockLost) {
 		// The lock may be another's now: whoever holds it writes the

@@ -273,10 +273,11 @@ type Queue interface {
 // out, and another takes them.
 type Claimer interface {
 	// Claim takes up to limit queued deliveries that no replica holds (or
-	// whose claim ran out), oldest first, for owner until ttl from now.
+	// whose claim ran out, or whose replica is gone), oldest first, with
+	// the others queued for the same subject, for owner until ttl from now.
 	Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]Delivery, error)
 	// Renew extends owner's claims on ids to ttl from now, and returns the
-	// ids among them owner no longer holds.
+	// ids among them that another owner claims now.
 	Renew(ctx context.Context, owner string, ids []string, ttl time.Duration) ([]string, error)
 	// FinishClaimed is Finish for a delivery owner still holds; false when
 	// another replica claimed it since (that replica records the outcome).

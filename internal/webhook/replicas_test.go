@@ -161,3 +161,71 @@ func pullEvent(action string, n int, sha string, at time.Time) []byte {
 		"repository": map[string]any{"full_name": "acme/shop"}})
 	return body
 }
+
+// A run whose environment's lock is lost (the server ended the lock's
+// session) stops and hands its delivery back; the same replica, alone,
+// claims it again and carries it out: the environment ends ready at the
+// commit, the delivery done.
+func TestReplicas_ARunThatLostItsLockIsCarriedOutAgain(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	check := postgres.LockCheck
+	postgres.LockCheck = 100 * time.Millisecond
+	t.Cleanup(func() { postgres.LockCheck = check })
+	rt := rtmemory.New("prenv")
+	rt.Delay = 2 * time.Second
+	world := dbmemory.NewWorld()
+	world.SetGolden(1)
+	st, err := postgres.Open(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	wk := &webhook.Worker{Store: st, Policy: webhook.Policy{DefaultRepo: "acme/shop"}, ID: "replica-0", ClaimTTL: time.Minute,
+		Lifecycle: &lifecycle.Lifecycle{Store: st, Cloner: &dbmemory.Cloner{World: world, Owner: "prenv"}, Runtime: rt,
+			LockDir: filepath.Join(t.TempDir(), "locks"), Owner: "prenv", TTL: time.Hour}}
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	if _, err := st.Enqueue(ctx, store.Delivery{ID: "d-1", Event: "pull_request", Body: pullEvent("opened", 1, "c1", at), Subject: "acme/shop#1"}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { wk.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 30s: %s", what)
+			}
+		}
+	}
+	// The run holds pr-1's lock: end that session, as a failover of the
+	// database or a cut connection would.
+	var ended bool
+	until("the run holding the environment's lock, which is then lost", func() bool {
+		_ = conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity WHERE application_name = 'prenv lock'`).Scan(&ended)
+		return ended
+	})
+	until("pr-1 ready at c1", func() bool {
+		e, err := st.Get(ctx, env.Key{PR: 1})
+		return err == nil && e.State == env.StateReady && e.Commit == "c1"
+	})
+	until("the delivery done", func() bool {
+		d, err := st.Delivery(ctx, "d-1")
+		return err == nil && d.State == "done"
+	})
+	var cancelled, succeeded int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'cancelled'), count(*) FILTER (WHERE state = 'succeeded') FROM prenv_runs`).Scan(&cancelled, &succeeded); err != nil {
+		t.Fatal(err)
+	}
+	if cancelled != 1 || succeeded != 1 {
+		t.Errorf("runs: %d stopped by the lost lock, %d succeeded; want one each", cancelled, succeeded)
+	}
+}

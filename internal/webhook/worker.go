@@ -231,7 +231,7 @@ func (w *Worker) renew(ctx context.Context) {
 			continue
 		}
 		for _, id := range lost {
-			w.Log.Warn("a webhook delivery this replica works on was claimed by another (its claim ran out)", "delivery", id)
+			w.Log.Warn("a webhook delivery this replica works on was claimed by another (its claim ran out, or the store lost this replica's presence)", "delivery", id)
 		}
 	}
 }
@@ -300,12 +300,13 @@ func (w *Worker) finish(id, state, note string) {
 	} else if err := w.Store.Finish(context.Background(), id, state, note); err != nil {
 		w.Log.Error("record a delivery's outcome", "delivery", id, "error", err)
 	}
-	if state != "queued" {
-		w.mu.Lock()
-		delete(w.taken, id)
-		w.mu.Unlock()
-		w.Notify() // room for another
-	}
+	// Handed back ("queued") or finished, it is no longer this worker's:
+	// kept among those taken, it would be renewed in vain and never
+	// claimed by this replica again.
+	w.mu.Lock()
+	delete(w.taken, id)
+	w.mu.Unlock()
+	w.Notify() // room for another
 }
 
 // decide turns a delivery into an action, or nil and why not.

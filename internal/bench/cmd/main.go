@@ -47,7 +47,8 @@ func main() {
 	skipMasking := flag.Bool("skip-masking", false, "skip the masking measurements (the demo seed at the largest size)")
 	skipMigration := flag.Bool("skip-migration", false, "skip the migration rehearsal measurements")
 	skipInstall := flag.Bool("skip-install", false, "skip the GitHub Action's install measurements (builds prenv from an empty cache)")
-	only := flag.String("only", "", "run one section alone: webhook")
+	skipFailover := flag.Bool("skip-failover", false, "skip the replica failover measurements")
+	only := flag.String("only", "", "run one section alone: webhook, failover")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -68,8 +69,11 @@ func main() {
 	case "webhook":
 		webhookBench(ctx, work, bin, u)
 		return
+	case "failover":
+		failoverBench(ctx, work, bin, u)
+		return
 	default:
-		log.Fatalf("bench: -only %q: want webhook", *only)
+		log.Fatalf("bench: -only %q: want webhook or failover", *only)
 	}
 
 	all := map[string]size{"small": {"small", 45_000}, "large": {"large", 800_000}}
@@ -188,6 +192,9 @@ func main() {
 	}
 	if !*skipWebhook {
 		webhookBench(ctx, work, bin, u)
+	}
+	if !*skipFailover {
+		failoverBench(ctx, work, bin, u)
 	}
 	if !*skipKube {
 		root, _ := os.Getwd()

@@ -24,7 +24,7 @@ var LockCheck = 2 * time.Second
 // so a replica killed outright (kill -9, a lost node once TCP keepalives
 // give up on it) leaves nothing locked.
 func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
-	conn, err := s.lockConn(ctx)
+	conn, err := s.lockConn(ctx, "prenv lock")
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
@@ -52,8 +52,9 @@ func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
 }
 
 // lockConn is a connection of its own whose death the server notices
-// within half a minute even when its peer vanishes without a word.
-func (s *Store) lockConn(ctx context.Context) (*pgx.Conn, error) {
+// within half a minute even when its peer vanishes without a word, named
+// app in the server's pg_stat_activity.
+func (s *Store) lockConn(ctx context.Context, app string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(s.url)
 	if err != nil {
 		return nil, err
@@ -64,7 +65,7 @@ func (s *Store) lockConn(ctx context.Context) (*pgx.Conn, error) {
 	cfg.RuntimeParams["tcp_keepalives_idle"] = "10"
 	cfg.RuntimeParams["tcp_keepalives_interval"] = "5"
 	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
-	cfg.RuntimeParams["application_name"] = "prenv lock"
+	cfg.RuntimeParams["application_name"] = app
 	return pgx.ConnectConfig(ctx, cfg)
 }
 

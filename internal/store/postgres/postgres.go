@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,9 @@ type Store struct {
 	db  *sql.DB
 	url string
 	now func() time.Time
+
+	presentMu sync.Mutex
+	present   map[string]*pgx.Conn // by claim owner: the connection holding its presence lock
 }
 
 // schemaLock is the advisory lock key under which a store's tables are
@@ -85,9 +89,11 @@ CREATE TABLE IF NOT EXISTS prenv_deliveries (
 	attempts      integer NOT NULL DEFAULT 0,
 	claimed_by    text NOT NULL DEFAULT '',
 	claimed_until timestamptz,
-	subject       text NOT NULL DEFAULT ''
+	subject       text NOT NULL DEFAULT '',
+	claimed_present boolean NOT NULL DEFAULT false
 );
 ALTER TABLE prenv_deliveries ADD COLUMN IF NOT EXISTS subject text NOT NULL DEFAULT '';
+ALTER TABLE prenv_deliveries ADD COLUMN IF NOT EXISTS claimed_present boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS prenv_deliveries_queued ON prenv_deliveries (seq) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_subject ON prenv_deliveries (subject) WHERE state = 'queued' AND subject <> '';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_received ON prenv_deliveries (received_at) WHERE state <> 'queued';
@@ -133,7 +139,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.absent()
+	return s.db.Close()
+}
 
 // Ping implements store.Pinger.
 func (s *Store) Ping(ctx context.Context) error {

@@ -208,3 +208,61 @@ func TestClaim_TakesTheOldestWithEveryDeliveryForTheSamePullRequest(t *testing.T
 		t.Fatalf("b's second claim: %s %v", got, err)
 	}
 }
+
+// A replica's claims stand while it is present (its presence lock's
+// session lives) and until they run out; once the server has closed the
+// session of a replica that died, another takes its claims at once, not a
+// claim's time later. A claim made without presence (by a replica of an
+// earlier version) lasts its time.
+func TestClaim_AReplicasClaimsEndWithItsSession(t *testing.T) {
+	url := testenv.Server(t)
+	open := func() *Store {
+		s, err := Open(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b, other := open(), open(), open()
+	ctx := context.Background()
+	for _, id := range []string{"d1", "d2"} {
+		if _, err := a.Enqueue(ctx, store.Delivery{ID: id, Event: "pull_request", Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := a.Claim(ctx, "a", 1, time.Hour); err != nil || len(got) != 1 || got[0].ID != "d1" {
+		t.Fatalf("a's claim: %+v %v", got, err)
+	}
+	// A replica of an earlier version claims d2: it knows nothing of
+	// presence.
+	if _, err := other.db.Exec(`UPDATE prenv_deliveries SET claimed_by = 'old', claimed_until = now() + interval '1 hour', attempts = 1 WHERE id = 'd2'`); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Claim(ctx, "b", 5, time.Hour); err != nil || len(got) != 0 {
+		t.Fatalf("b claimed while a and the old replica hold every delivery: %+v %v", got, err)
+	}
+	// a's process dies: the server ends its sessions.
+	a.presentMu.Lock()
+	pid := a.present["a"].PgConn().PID()
+	a.presentMu.Unlock()
+	if _, err := other.db.Exec(`SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	var got []store.Delivery
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if got, err = b.Claim(ctx, "b", 5, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's claim, an hour long, not taken over after a's session ended")
+		}
+	}
+	if len(got) != 1 || got[0].ID != "d1" || got[0].Attempts != 2 {
+		t.Fatalf("b took %+v; want d1 alone (the old replica's claim lasts its hour)", got)
+	}
+	if lost, err := a.Renew(ctx, "a", []string{"d1"}, time.Hour); err != nil || len(lost) != 1 {
+		t.Fatalf("a, back, renewed a claim that is b's now: lost %v %v", lost, err)
+	}
+}
