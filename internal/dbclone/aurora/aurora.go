@@ -96,6 +96,9 @@ type Options struct {
 	ReadyCheck            string // auto (default) | sql | api
 	SSLMode               string // of the URLs; default require
 	Region                string // for messages
+	// Pool is the warm pool of ready clones (Fill keeps it; Clone claims
+	// from it).
+	Pool PoolOptions
 	// WaitTimeout bounds each wait for a state (default 30 minutes); Poll
 	// is the first interval between polls (default 5 s), growing to 30 s,
 	// with jitter.
@@ -116,6 +119,13 @@ type Cloner struct {
 	// credentials are reported before anything happens.
 	Credentials aws.CredentialsProvider
 	Log         *slog.Logger
+	// PoolLock, if set, serializes claims and fills of the warm pool among
+	// every process that shares it (prenv serve's replicas: the store's
+	// lock); without it, a file lock under Home.
+	PoolLock func(ctx context.Context) (func(), error)
+	// Claimed, if set, is called after a claim from the warm pool: the
+	// pool's keeper replenishes it.
+	Claimed func()
 }
 
 // DefaultOptions are the aurora cloner's defaults, the one place they are

@@ -119,22 +119,22 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	if err := c.Options.Validate(); err != nil {
 		return dbclone.Database{}, fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
-	id := c.ClusterID(req.Key)
-	wid := writerID(id)
 	if c.Home != "" {
 		// prenv up and prenv serve on one machine take turns; runs on
 		// other machines meet RDS's AlreadyExists faults instead.
-		unlock, err := lock.File(ctx, filepath.Join(c.Home, "aurora", id+".lock"))
+		unlock, err := lock.File(ctx, filepath.Join(c.Home, "aurora", c.ClusterID(req.Key)+".lock"))
 		if err != nil {
 			return dbclone.Database{}, err
 		}
 		defer unlock()
 	}
-	cl, err := c.cluster(ctx, id)
+	// The pool member this environment claimed before, if any, is found
+	// by the claim below, which lists the clusters anyway.
+	id, cl, err := c.clusterOf(ctx, req.Key, o.Pool.Size == 0)
 	if err != nil {
 		return dbclone.Database{}, err
 	}
-	created := false
+	created, claimed := false, false
 	if cl != nil {
 		if err := c.ours("cluster", id, cl.TagList, req.Key); err != nil {
 			return dbclone.Database{}, err
@@ -144,39 +144,39 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		}
 		c.log().Info("adopting the cluster an earlier run made", "cluster", id, "status", aws.ToString(cl.Status))
 	} else {
-		// A password kept under this name belongs to a cluster deleted out
-		// of band: the new clone has its source's, and gets its own below.
-		if c.Home != "" {
-			os.Remove(c.passwordFile(id))
-		}
-		cl, err = c.restore(ctx, req, id)
-		if err != nil {
-			return dbclone.Database{}, err
-		}
-		created = true
-	}
-	inst, err := c.instance(ctx, wid)
-	if err != nil {
-		return dbclone.Database{}, err
-	}
-	if inst != nil {
-		if err := c.ours("instance", wid, inst.TagList, req.Key); err != nil {
-			return dbclone.Database{}, err
-		}
-		if aws.ToString(inst.DBClusterIdentifier) != id {
-			return dbclone.Database{}, fmt.Errorf("instance %s belongs to cluster %s, not %s: %w", wid, aws.ToString(inst.DBClusterIdentifier), id, dbclone.ErrNotOurs)
-		}
-	} else if err := c.createWriter(ctx, req, id, wid); err != nil {
-		if created && errors.Is(err, dbclone.ErrCapacity) {
-			// Nothing half-made stays behind when the account is full.
-			if derr := c.deleteCluster(context.WithoutCancel(ctx), id, c.keyProof(req.Key), "up again"); derr != nil {
-				err = fmt.Errorf("%w (and removing cluster %s failed: %v)", err, id, derr)
+		if o.Pool.Size > 0 {
+			m, fresh, err := c.claim(ctx, req)
+			switch {
+			case err != nil:
+				c.log().Warn("warm pool: no claim, cloning instead", "env", req.Key.Name(), "error", err)
+			case m != nil:
+				cl, id, claimed, created = m, aws.ToString(m.DBClusterIdentifier), true, fresh
+			default:
+				c.log().Info("warm pool: no member ready, cloning", "env", req.Key.Name())
 			}
 		}
-		return dbclone.Database{}, err
+		if !claimed {
+			// A password kept under this name belongs to a cluster deleted
+			// out of band: the new clone has its source's, and gets its own
+			// below.
+			if c.Home != "" {
+				os.Remove(c.passwordFile(id))
+			}
+			if cl, err = c.restore(ctx, req, id); err != nil {
+				return dbclone.Database{}, err
+			}
+			created = true
+		}
 	}
-	if cl, err = c.waitAvailable(ctx, id, wid); err != nil {
-		return dbclone.Database{}, err
+	wid := writerID(id)
+	if !claimed {
+		// A claimed member and its writer were available as listed.
+		if err := c.writerFor(ctx, req, id, wid, created); err != nil {
+			return dbclone.Database{}, err
+		}
+		if cl, err = c.waitAvailable(ctx, id, wid); err != nil {
+			return dbclone.Database{}, err
+		}
 	}
 	db := c.database(req.Key, cl)
 	switch o.Credentials {
@@ -193,7 +193,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		db = c.database(req.Key, cl)
 	default:
 		pw := ""
-		if !created {
+		if !created || claimed {
 			if pw, err = c.keptPassword(ctx, req.Key, cl); err != nil {
 				return dbclone.Database{}, err
 			}
@@ -213,6 +213,33 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	db.Ready, err = c.ready(ctx, db)
 	db.Created = created
 	return db, err
+}
+
+// writerFor makes sure cluster id has its writer wid, ours, creating it if
+// missing; a cluster just created (created) is removed again when the
+// account has no room for the writer.
+func (c *Cloner) writerFor(ctx context.Context, req dbclone.Request, id, wid string, created bool) error {
+	inst, err := c.instance(ctx, wid)
+	if err != nil {
+		return err
+	}
+	if inst != nil {
+		if err := c.ours("instance", wid, inst.TagList, req.Key); err != nil {
+			return err
+		}
+		if aws.ToString(inst.DBClusterIdentifier) != id {
+			return fmt.Errorf("instance %s belongs to cluster %s, not %s: %w", wid, aws.ToString(inst.DBClusterIdentifier), id, dbclone.ErrNotOurs)
+		}
+	} else if err := c.createWriter(ctx, req, id, wid); err != nil {
+		if created && errors.Is(err, dbclone.ErrCapacity) {
+			// Nothing half-made stays behind when the account is full.
+			if derr := c.deleteCluster(context.WithoutCancel(ctx), id, c.keyProof(req.Key), "up again"); derr != nil {
+				err = fmt.Errorf("%w (and removing cluster %s failed: %v)", err, id, derr)
+			}
+		}
+		return err
+	}
+	return nil
 }
 
 // restore makes the cluster, copy-on-write (the API's default is a full
@@ -436,8 +463,7 @@ func unreachable(err error) bool {
 
 // Get implements dbclone.Cloner.
 func (c *Cloner) Get(ctx context.Context, k env.Key) (dbclone.Database, error) {
-	id := c.ClusterID(k)
-	cl, err := c.cluster(ctx, id)
+	id, cl, err := c.clusterOf(ctx, k)
 	if err != nil {
 		return dbclone.Database{}, err
 	}
@@ -459,9 +485,8 @@ func (c *Cloner) Get(ctx context.Context, k env.Key) (dbclone.Database, error) {
 // gone, then the cluster without a final snapshot. Gone already is success;
 // anything not ours or with deletion protection on is refused, untouched.
 func (c *Cloner) Delete(ctx context.Context, k env.Key) error {
-	id := c.ClusterID(k)
 	may := c.keyProof(k)
-	cl, err := c.cluster(ctx, id)
+	id, cl, err := c.clusterOf(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -484,6 +509,7 @@ func (c *Cloner) Delete(ctx context.Context, k env.Key) error {
 	}
 	if c.Home != "" {
 		os.Remove(c.passwordFile(id))
+		os.Remove(c.claimFile(k))
 	}
 	return nil
 }

@@ -109,8 +109,7 @@ func (c *Cloner) tag(ctx context.Context, arn string, m map[string]string) error
 // AddTagsToResource; nothing on a cluster that is not ours or is being
 // deleted.
 func (c *Cloner) Record(ctx context.Context, k env.Key, s env.Status) error {
-	id := c.ClusterID(k)
-	cl, err := c.cluster(ctx, id)
+	id, cl, err := c.clusterOf(ctx, k)
 	if err != nil || cl == nil || aws.ToString(cl.Status) == "deleting" {
 		return err
 	}
@@ -135,8 +134,7 @@ func (c *Cloner) Record(ctx context.Context, k env.Key, s env.Status) error {
 // Find implements env.Recorder: k's cluster and writer as Resources lists
 // them, with two requests.
 func (c *Cloner) Find(ctx context.Context, q env.Query, k env.Key) ([]env.Resource, error) {
-	id := c.ClusterID(k)
-	cl, err := c.cluster(ctx, id)
+	id, cl, err := c.clusterOf(ctx, k)
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,8 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 	// listed; one whose build timed out unpromoted was left by a build
 	// killed outright, and is half-made.
 	goldenDead := map[string]bool{}
-	goldenLive := map[string]bool{}
+	goldenLive := map[string]bool{} // and live pool members
+	poolDead := map[string]bool{}
 	now := q.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -93,10 +94,30 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 		}
 	}
 
+	// Unclaimed members of the warm pool are its keeper's: not listed
+	// while within their expiry (the keeper replaces them before it);
+	// past it, no keeper is replacing them, and they are leftovers.
+	for i := range clusters {
+		id := aws.ToString(clusters[i].DBClusterIdentifier)
+		m := tagMap(clusters[i].TagList)
+		if !c.isPoolID(id) || m[env.LabelOwner] != q.Owner || m[LabelPool] == "" || m[LabelPool] == PoolClaimed {
+			continue
+		}
+		if exp, err := time.Parse(time.RFC3339, m[env.LabelExpiresAt]); err == nil && now.After(exp) {
+			poolDead[id] = true
+		} else {
+			goldenLive[id] = true
+		}
+	}
+
 	out := make([]env.Resource, 0, len(clusters)+len(instances))
 	for _, cl := range clusters {
 		id := aws.ToString(cl.DBClusterIdentifier)
 		if goldenLive[id] {
+			continue
+		}
+		if poolDead[id] {
+			out = append(out, poolLeftover(KindCluster, id, cl.TagList, aws.ToTime(cl.ClusterCreateTime)))
 			continue
 		}
 		if goldenDead[id] {
@@ -121,6 +142,10 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 	for _, inst := range instances {
 		id, cid := aws.ToString(inst.DBInstanceIdentifier), aws.ToString(inst.DBClusterIdentifier)
 		if goldenLive[cid] {
+			continue
+		}
+		if poolDead[cid] {
+			out = append(out, poolLeftover(KindInstance, id, inst.TagList, aws.ToTime(inst.InstanceCreateTime)))
 			continue
 		}
 		if goldenDead[cid] {
@@ -190,6 +215,13 @@ func (c *Cloner) resource(q env.Query, kind, id string, ts []types.Tag, created 
 		r.Legacy = true
 	}
 	return r
+}
+
+// poolLeftover is an unclaimed warm pool member, or its writer, past its
+// expiry: no pool keeper replaced it.
+func poolLeftover(kind, id string, ts []types.Tag, created time.Time) env.Resource {
+	return env.Resource{Provider: "aurora", Kind: kind, ID: id, Labels: tagMap(ts), CreatedAt: created, Shared: true,
+		HalfMade: "an unclaimed warm pool member past its expiry: no pool keeper (prenv serve, prenv pool fill) replaced it"}
 }
 
 // goldenLeftover is a cluster or writer of a golden build that timed out
@@ -399,12 +431,11 @@ func (c *Cloner) removeCluster(ctx context.Context, id string, may proof) error 
 // Nothing there is nil: there is nothing to renew.
 func (c *Cloner) Renew(ctx context.Context, k env.Key, expiresAt time.Time) error {
 	o := c.opts()
-	id := c.ClusterID(k)
-	wid := writerID(id)
-	cl, err := c.cluster(ctx, id)
+	id, cl, err := c.clusterOf(ctx, k)
 	if err != nil {
 		return err
 	}
+	wid := writerID(id)
 	inst, err := c.instance(ctx, wid)
 	if err != nil {
 		return err
