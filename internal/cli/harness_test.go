@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/testenv"
 )
 
@@ -280,4 +282,32 @@ func (h *harness) anotherMachine() *harness {
 	other.listen = l.Addr().String()
 	l.Close()
 	return &other
+}
+
+// deliver sends prenv serve (at h.listen) a signed pull_request delivery
+// for acme/shop#pr, retrying while serve does not listen yet; it must be
+// accepted.
+func (h *harness) deliver(secret, id string, pr int, action, sha, state string, at time.Time) {
+	h.t.Helper()
+	body, _ := json.Marshal(map[string]any{"action": action, "number": pr, "repository": map[string]any{"full_name": "acme/shop"},
+		"pull_request": map[string]any{"number": pr, "state": state, "updated_at": at.Format(time.RFC3339),
+			"head": map[string]any{"sha": sha, "repo": map[string]any{"full_name": "acme/shop"}}, "base": map[string]any{"repo": map[string]any{"full_name": "acme/shop"}}}})
+	for i := 0; ; i++ { // until serve listens
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.listen+"/webhooks/github", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "pull_request")
+		req.Header.Set("X-GitHub-Delivery", id)
+		req.Header.Set("X-Hub-Signature-256", github.Sign([]byte(secret), body))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				h.t.Fatalf("delivery %s: %s", id, resp.Status)
+			}
+			return
+		}
+		if i == 200 {
+			h.t.Fatalf("delivery %s: %v", id, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -79,6 +79,9 @@ func (a *app) lsCmd() *cobra.Command {
 				if v.Database.Generation > 0 {
 					gen = fmt.Sprint(v.Database.Generation)
 				}
+				if v.Database.Pool != "" {
+					gen += " (pool)" // claimed from the warm pool
+				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.PR, v.State, orDash(short(v.Commit)), age(now, v.CreatedAt), gen, url)
 			}
 			return tw.Flush()

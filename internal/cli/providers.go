@@ -146,6 +146,19 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 	if err != nil {
 		return nil, err
 	}
+	if ac, ok := cl.(*aurora.Cloner); ok && ac.PoolLock == nil {
+		if lk, ok := s.(store.Locker); ok {
+			// Replicas, and runners sharing the store, take turns on the
+			// warm pool.
+			ac.PoolLock = func(ctx context.Context) (func(), error) {
+				l, err := lk.Lock(ctx, "aurora-pool")
+				if err != nil {
+					return nil, err
+				}
+				return l.Release, nil
+			}
+		}
+	}
 	lc := &lifecycle.Lifecycle{
 		Store: s, Cloner: cl, Runtime: rt, Providers: providersOf(cfg),
 		LockDir: filepath.Join(cfg.Home, "locks"), Owner: cfg.Owner, TTL: cfg.TTL.D(), Log: a.log, Now: a.opts.Now,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -15,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/prenv/prenv/internal/github"
 	"github.com/prenv/prenv/internal/github/githubtest"
 	"github.com/prenv/prenv/internal/store/storetest"
 	"github.com/prenv/prenv/internal/testenv"
@@ -65,27 +63,7 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 	})
 	deliver := func(h *harness, id string, pr int, action, sha, state string, at time.Time) {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"action": action, "number": pr, "repository": map[string]any{"full_name": "acme/shop"},
-			"pull_request": map[string]any{"number": pr, "state": state, "updated_at": at.Format(time.RFC3339),
-				"head": map[string]any{"sha": sha, "repo": map[string]any{"full_name": "acme/shop"}}, "base": map[string]any{"repo": map[string]any{"full_name": "acme/shop"}}}})
-		for i := 0; ; i++ { // until serve listens
-			req, _ := http.NewRequest(http.MethodPost, "http://"+h.listen+"/webhooks/github", bytes.NewReader(body))
-			req.Header.Set("X-GitHub-Event", "pull_request")
-			req.Header.Set("X-GitHub-Delivery", id)
-			req.Header.Set("X-Hub-Signature-256", github.Sign([]byte(secret), body))
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					t.Fatalf("delivery %s: %s", id, resp.Status)
-				}
-				return
-			}
-			if i == 200 {
-				t.Fatalf("delivery %s: %v", id, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		h.deliver(secret, id, pr, action, sha, state, at)
 	}
 	ready := func(pr int, sha string) bool {
 		out, _, code := first.run("status", fmt.Sprintf("pr-%d", pr), "-o", "json")

@@ -157,7 +157,7 @@ Environment variables:
 	root.PersistentFlags().StringVar(&a.listen, "listen", "", "PRENV_LISTEN: address of prenv serve")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug details")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "the log's format: text (key=value lines), or json (a JSON object per line, for a log collector); default: text for serve, short notes otherwise")
-	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd(), a.versionCmd())
+	root.AddCommand(a.goldenCmd(), a.upCmd(), a.downCmd(), a.lsCmd(), a.statusCmd(), a.logsCmd(), a.extendCmd(), a.sweepCmd(), a.poolCmd(), a.serveCmd(), a.initCmd(), a.migrationCmd(), a.versionCmd())
 	root.Version = version.Get().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.Flags().Bool("version", false, "print prenv's version (as 'prenv version')")

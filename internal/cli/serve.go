@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/prenv/prenv/internal/config"
+	"github.com/prenv/prenv/internal/dbclone/aurora"
 	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/leader"
 	"github.com/prenv/prenv/internal/metrics"
@@ -121,8 +122,20 @@ finished runs older than serve.retention are removed, at start and hourly.
 				}
 				sup.Restore(ctx)
 			}()
-			// One replica (the leader) reconciles, prunes, sweeps and builds
-			// golden data; every replica takes deliveries.
+			// A claim from the warm pool wakes its keeper (when this
+			// replica leads) to replenish it.
+			poolClaims := make(chan struct{}, 1)
+			if ac, ok := lc.Cloner.(*aurora.Cloner); ok {
+				ac.Claimed = func() {
+					select {
+					case poolClaims <- struct{}{}:
+					default:
+					}
+				}
+			}
+			// One replica (the leader) reconciles, prunes, sweeps, keeps the
+			// warm pool and builds golden data; every replica takes
+			// deliveries.
 			var leadMu sync.Mutex
 			leads := 0
 			idle := sync.NewCond(&leadMu)
@@ -146,6 +159,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 				}
 				if cfg.Golden.Schedule != "" {
 					run(func() { a.goldenScheduling(ctx, cfg) })
+				}
+				if ac, ok := lc.Cloner.(*aurora.Cloner); ok && cfg.Database.Aurora.Pool.Size > 0 {
+					run(func() { a.pooling(ctx, ac, poolClaims) })
 				}
 				duties.Wait()
 			}

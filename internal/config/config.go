@@ -76,19 +76,30 @@ type Database struct {
 // Aurora configures the aurora cloner: a copy-on-write clone of the golden
 // cluster with its own writer per environment.
 type Aurora struct {
-	SourceCluster         string   `yaml:"source_cluster"`          // the golden cluster
-	InstanceClass         string   `yaml:"instance_class"`          // of the writer; default db.t4g.medium
-	ParameterGroup        string   `yaml:"parameter_group"`         // cluster parameter group; default the source's engine default
-	SecurityGroups        []string `yaml:"security_groups"`         // VPC security groups of the clones
-	RequireSecurityGroups bool     `yaml:"require_security_groups"` // refuse to clone without security_groups (default true)
-	SubnetGroup           string   `yaml:"subnet_group"`            // DB subnet group of the clones
-	Region                string   `yaml:"region"`                  // default: AWS_REGION / the profile's region
-	Endpoint              string   `yaml:"endpoint"`                // RDS API endpoint URL (an emulator); default AWS's
-	Prefix                string   `yaml:"prefix"`                  // of cluster identifiers; default prenv-
-	Credentials           string   `yaml:"credentials"`             // password (prenv sets one per environment) | managed (RDS keeps it in Secrets Manager)
-	ReadyCheck            string   `yaml:"ready_check"`             // auto | sql | api
-	SSLMode               string   `yaml:"sslmode"`                 // of the database URLs; default require
-	WaitTimeout           Duration `yaml:"wait_timeout"`            // bound on each wait for RDS
+	SourceCluster         string     `yaml:"source_cluster"`          // the golden cluster
+	InstanceClass         string     `yaml:"instance_class"`          // of the writer; default db.t4g.medium
+	ParameterGroup        string     `yaml:"parameter_group"`         // cluster parameter group; default the source's engine default
+	SecurityGroups        []string   `yaml:"security_groups"`         // VPC security groups of the clones
+	RequireSecurityGroups bool       `yaml:"require_security_groups"` // refuse to clone without security_groups (default true)
+	SubnetGroup           string     `yaml:"subnet_group"`            // DB subnet group of the clones
+	Region                string     `yaml:"region"`                  // default: AWS_REGION / the profile's region
+	Endpoint              string     `yaml:"endpoint"`                // RDS API endpoint URL (an emulator); default AWS's
+	Prefix                string     `yaml:"prefix"`                  // of cluster identifiers; default prenv-
+	Credentials           string     `yaml:"credentials"`             // password (prenv sets one per environment) | managed (RDS keeps it in Secrets Manager)
+	ReadyCheck            string     `yaml:"ready_check"`             // auto | sql | api
+	SSLMode               string     `yaml:"sslmode"`                 // of the database URLs; default require
+	WaitTimeout           Duration   `yaml:"wait_timeout"`            // bound on each wait for RDS
+	Pool                  AuroraPool `yaml:"pool"`                    // a warm pool of ready clones
+}
+
+// AuroraPool is the warm pool: clones of the current golden generation
+// kept ready (cluster and writer available, their own credentials) by
+// prenv serve's leader or prenv pool fill; a new environment claims one
+// instead of waiting minutes on RDS.
+type AuroraPool struct {
+	Size          int      `yaml:"size"`           // members kept ready; 0 (default): no pool
+	MaxAge        Duration `yaml:"max_age"`        // an unclaimed member older than this is replaced; default 24h
+	InstanceClass string   `yaml:"instance_class"` // of the members' writers; default database.aurora.instance_class
 }
 
 // LocalPG configures the embedded cloner: one postgres per environment.

@@ -23,6 +23,7 @@ func (c Config) AuroraOptions() aurora.Options {
 		SecurityGroups: a.SecurityGroups, RequireSecurityGroups: a.RequireSecurityGroups, SubnetGroup: a.SubnetGroup,
 		Prefix: a.Prefix, DBName: c.Database.Name, Credentials: a.Credentials, ReadyCheck: a.ReadyCheck, SSLMode: a.SSLMode,
 		Region: a.Region, WaitTimeout: a.WaitTimeout.D(),
+		Pool: aurora.PoolOptions{Size: a.Pool.Size, MaxAge: a.Pool.MaxAge.D(), InstanceClass: a.Pool.InstanceClass},
 	}
 }
 

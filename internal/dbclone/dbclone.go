@@ -45,6 +45,9 @@ type Database struct {
 	// does not hold it (an AWS Secrets Manager ARN); Password is then empty.
 	SecretRef  string
 	Generation int // golden generation it was cloned from
+	// FromPool is the warm pool member the environment claimed (its
+	// cluster), empty for a clone made for it.
+	FromPool string
 	Labels     map[string]string
 	CreatedAt  time.Time
 	// Ready says how readiness was checked ("select 1 as app over tcp").

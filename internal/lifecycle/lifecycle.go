@@ -181,7 +181,7 @@ func (l *Lifecycle) markInterrupted(ctx context.Context, k env.Key) {
 }
 
 func toStoreDB(db dbclone.Database) store.Database {
-	return store.Database{Provider: db.Provider, URL: db.URL, Host: db.Host, Port: db.Port, Name: db.DBName, User: db.User, Generation: db.Generation, SecretRef: db.SecretRef, Ready: db.Ready}
+	return store.Database{Provider: db.Provider, URL: db.URL, Host: db.Host, Port: db.Port, Name: db.DBName, User: db.User, Generation: db.Generation, SecretRef: db.SecretRef, Ready: db.Ready, Pool: db.FromPool}
 }
 
 // Supersede records a newer request for k (up at commit, or down) so that

@@ -29,6 +29,9 @@ type Database struct {
 	SecretRef string `json:"secret_ref,omitempty"`
 	// Ready says how the database was found ready.
 	Ready string `json:"ready,omitempty"`
+	// Pool is the warm pool member the environment claimed, empty when
+	// its database was cloned for it.
+	Pool string `json:"pool,omitempty"`
 }
 
 // Env is the record of one environment.

@@ -48,7 +48,7 @@ func main() {
 	skipMigration := flag.Bool("skip-migration", false, "skip the migration rehearsal measurements")
 	skipInstall := flag.Bool("skip-install", false, "skip the GitHub Action's install measurements (builds prenv from an empty cache)")
 	skipFailover := flag.Bool("skip-failover", false, "skip the replica failover measurements")
-	only := flag.String("only", "", "run one section alone: webhook, failover")
+	only := flag.String("only", "", "run one section alone: webhook, failover, pool")
 	flag.Parse()
 	if *dir == "" {
 		*dir = os.TempDir()
@@ -72,8 +72,11 @@ func main() {
 	case "failover":
 		failoverBench(ctx, work, bin, u)
 		return
+	case "pool":
+		poolBench(ctx, work)
+		return
 	default:
-		log.Fatalf("bench: -only %q: want webhook or failover", *only)
+		log.Fatalf("bench: -only %q: want webhook, failover or pool", *only)
 	}
 
 	all := map[string]size{"small": {"small", 45_000}, "large": {"large", 800_000}}
@@ -189,6 +192,7 @@ func main() {
 	}
 	if !*skipAurora {
 		auroraBench(ctx, work)
+		poolBench(ctx, work)
 	}
 	if !*skipWebhook {
 		webhookBench(ctx, work, bin, u)

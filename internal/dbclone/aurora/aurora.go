@@ -238,6 +238,14 @@ func (o Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("database.aurora.ready_check %q: want auto, sql or api", o.ReadyCheck))
 	}
+	switch p := o.Pool; {
+	case p.Size < 0 || p.Size > 50:
+		errs = append(errs, fmt.Sprintf("database.aurora.pool.size %d: want 0 (no pool) to 50; each member is a cluster and a writer that run, and count against RDS's quotas, until claimed", p.Size))
+	case p.MaxAge != 0 && p.MaxAge < 10*time.Minute:
+		errs = append(errs, fmt.Sprintf("database.aurora.pool.max_age %s: at least 10m (a member takes minutes to make), for example 24h", p.MaxAge))
+	case p.InstanceClass != "" && !classRE.MatchString(p.InstanceClass):
+		errs = append(errs, fmt.Sprintf("database.aurora.pool.instance_class %q is not an instance class: want db.<family>.<size>, such as db.t4g.medium", p.InstanceClass))
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

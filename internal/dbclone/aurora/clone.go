@@ -411,6 +411,9 @@ func (c *Cloner) database(k env.Key, cl *types.DBCluster) dbclone.Database {
 	if cl.MasterUserSecret != nil {
 		db.SecretRef = aws.ToString(cl.MasterUserSecret.SecretArn)
 	}
+	if db.Labels[LabelPool] == PoolClaimed {
+		db.FromPool = db.Name
+	}
 	db.URL = url(db.User, "", db.Host, db.Port, db.DBName, o.SSLMode)
 	return db
 }

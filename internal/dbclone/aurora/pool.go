@@ -36,10 +36,11 @@ import (
 // age): past it, with no pool keeper to replace them, the sweeper removes
 // them.
 const (
-	LabelPool   = "prenv.dev/pool"
-	PoolFilling = "filling"
-	PoolReady   = "ready"
-	PoolClaimed = "claimed"
+	LabelPool    = "prenv.dev/pool"
+	PoolFilling  = "filling"
+	PoolReady    = "ready"
+	PoolClaimed  = "claimed"
+	PoolDraining = "draining" // being deleted: its writer first, then the cluster
 )
 
 // PoolOptions size the warm pool.
@@ -141,7 +142,7 @@ func (c *Cloner) members(clusters []types.DBCluster, instances map[string]types.
 		if is != cs {
 			mem.Status = cs + "/" + is
 		}
-		mem.Draining = cs == "deleting" || is == "deleting"
+		mem.Draining = mem.Pool == PoolDraining || cs == "deleting" || is == "deleting"
 		out = append(out, mem)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
@@ -231,8 +232,9 @@ func (c *Cloner) Fill(ctx context.Context) (FillReport, error) {
 				rep.Readied = append(rep.Readied, m.Cluster)
 				rep.Filling++ // its new password applies first: ready next round
 			}
-		case cs == "creating" && is == "missing":
-			// Its writer was never asked for (a round cut short).
+		case is == "missing":
+			// Its writer was never made (a round cut short, the instance
+			// quota): asked for again.
 			if err := c.createMemberWriter(ctx, m.Cluster, m.Generation); err != nil {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("create the writer of %s: %v", m.Cluster, err))
 			}
@@ -350,6 +352,16 @@ func (c *Cloner) drain(ctx context.Context, m Member, cl types.DBCluster, instan
 			return fmt.Errorf("%s %s is no unclaimed member of this pool: left untouched: %w", kind, id, dbclone.ErrNotOurs)
 		}
 		return nil
+	}
+	if err := may("cluster", m.Cluster, cl.TagList); err != nil {
+		return err
+	}
+	if m.Pool != PoolDraining {
+		// Said first, so that a cluster whose writer is gone is never
+		// taken for one whose writer is yet to be made.
+		if err := c.tag(ctx, aws.ToString(cl.DBClusterArn), map[string]string{LabelPool: PoolDraining}); err != nil {
+			return c.explain(err, "tag "+m.Cluster+" draining")
+		}
 	}
 	if inst, ok := instances[m.Writer]; ok {
 		if aws.ToString(inst.DBInstanceStatus) == "deleting" {
