@@ -47,9 +47,9 @@ type Database struct {
 	Generation int // golden generation it was cloned from
 	// FromPool is the warm pool member the environment claimed (its
 	// cluster), empty for a clone made for it.
-	FromPool string
-	Labels     map[string]string
-	CreatedAt  time.Time
+	FromPool  string
+	Labels    map[string]string
+	CreatedAt time.Time
 	// Ready says how readiness was checked ("select 1 as app over tcp").
 	Ready string
 	// Created says this call of Clone made the database (false: it
