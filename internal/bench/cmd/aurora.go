@@ -157,7 +157,7 @@ func poolBench(ctx context.Context, work string) {
 	rows := []row{measure(0), measure(5)}
 	fmt.Println("Warm pool: prenv up's database step, from the call to a database ready (cluster and writer available, own password), through the AWS SDK against rdsemu with RDS's delays scaled down 60× (cluster 4 min → 4 s, writer 6 min → 6 s, a modification 30 s → 0.5 s); five environments each (median):")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "case\tseconds (scaled)\tin RDS's time (×60)\tRDS requests")
+	fmt.Fprintln(tw, "case\tseconds (scaled)\tat RDS's pace (×60; at most, for a claim)\tRDS requests")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%.3f\t%s\t%.0f\n", r.name, med(r.secs), shortDur(time.Duration(med(r.secs)*scale*float64(time.Second))), med(r.reqs))
 	}
