@@ -14,22 +14,27 @@ import (
 	"github.com/prenv/prenv/internal/dbclone/aurora"
 )
 
-// poolCloner is cfg's aurora cloner, for the warm pool's commands and
-// keeper; an error when the database is not on Aurora.
-func (a *app) poolCloner(ctx context.Context, cfg config.Config) (*aurora.Cloner, func(), error) {
+// poolCloner is the configuration and its aurora cloner, for the warm
+// pool's commands, and what closes them; an error when the database is
+// not on Aurora.
+func (a *app) poolCloner(ctx context.Context) (config.Config, *aurora.Cloner, func(), error) {
+	cfg, err := a.config()
+	if err != nil {
+		return cfg, nil, nil, err
+	}
 	if cfg.Database.Provider != "aurora" {
-		return nil, nil, usageError{fmt.Errorf("the warm pool is Aurora's: database.provider is %s", cfg.Database.Provider)}
+		return cfg, nil, nil, usageError{fmt.Errorf("the warm pool is Aurora's: database.provider is %s; set database.aurora.pool on an Aurora installation (docs/aurora.md)", cfg.Database.Provider)}
 	}
 	lc, err := a.lifecycle(ctx, cfg) // the cloner with the store's pool lock
 	if err != nil {
-		return nil, nil, err
+		return cfg, nil, nil, err
 	}
 	ac, ok := lc.Cloner.(*aurora.Cloner)
 	if !ok {
 		lc.Store.Close()
-		return nil, nil, fmt.Errorf("the database provider is not the aurora cloner")
+		return cfg, nil, nil, fmt.Errorf("the database provider is not the aurora cloner")
 	}
-	return ac, func() { lc.Store.Close() }, nil
+	return cfg, ac, func() { lc.Store.Close() }, nil
 }
 
 type memberView struct {
@@ -68,11 +73,7 @@ RDS. prenv serve's leader keeps the pool; without prenv serve, run
 			if out != "" && out != "json" {
 				return usageError{fmt.Errorf("-o %q: want json", out)}
 			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			c, done, err := a.poolCloner(cmd.Context(), cfg)
+			cfg, c, done, err := a.poolCloner(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -144,11 +145,7 @@ credentials and become ready; new members are started up to
 database.aurora.pool.size. It never waits on RDS: run it every few minutes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			c, done, err := a.poolCloner(cmd.Context(), cfg)
+			cfg, c, done, err := a.poolCloner(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,14 @@ import (
 	"github.com/prenv/prenv/internal/rdsemu"
 )
 
+// rdsClient is the RDS SDK client of an emulator at url (prenv's
+// retryer), counting the requests it sends in sent.
+func rdsClient(url string, sent *atomic.Int64) *rds.Client {
+	return rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Retryer: aurora.Retryer(),
+		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
+		HTTPClient:  &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) { sent.Add(1); return http.DefaultTransport.RoundTrip(r) })}})
+}
+
 // auroraBench measures the aurora cloner against the RDS emulator through
 // the real SDK: prenv's own time and RDS requests per clone and per delete
 // with zero delays, and 20 clones at once under a sustained rate limit.
@@ -35,9 +43,7 @@ func auroraBench(ctx context.Context, work string) {
 		emu := rdsemu.New(opts)
 		srv := httptest.NewServer(emu)
 		var sent atomic.Int64
-		api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aurora.Retryer(),
-			Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
-			HTTPClient:  &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) { sent.Add(1); return http.DefaultTransport.RoundTrip(r) })}})
+		api := rdsClient(srv.URL, &sent)
 		home, err := os.MkdirTemp(work, "aurora-")
 		check(err)
 		c := &aurora.Cloner{API: api, Home: home, Options: aurora.Options{Owner: "bench", Source: "golden", DBName: "app",
@@ -115,9 +121,7 @@ func poolBench(ctx context.Context, work string) {
 		srv := httptest.NewServer(emu)
 		defer srv.Close()
 		var sent atomic.Int64
-		api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aurora.Retryer(),
-			Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
-			HTTPClient:  &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) { sent.Add(1); return http.DefaultTransport.RoundTrip(r) })}})
+		api := rdsClient(srv.URL, &sent)
 		home, err := os.MkdirTemp(work, "pool-")
 		check(err)
 		c := &aurora.Cloner{API: api, Home: home, Options: aurora.Options{Owner: "bench", Source: "golden", DBName: "app",

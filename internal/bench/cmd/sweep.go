@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/rds/types"
 	corev1 "k8s.io/api/core/v1"
@@ -153,9 +152,7 @@ func auroraSweep(ctx context.Context, work string) ([]sweepRow, []string) {
 	srv := httptest.NewServer(emu)
 	defer srv.Close()
 	var sent atomic.Int64
-	api := rds.New(rds.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aurora.Retryer(),
-		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
-		HTTPClient:  &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) { sent.Add(1); return http.DefaultTransport.RoundTrip(r) })}})
+	api := rdsClient(srv.URL, &sent)
 	home, err := os.MkdirTemp(work, "sweep-aurora-")
 	check(err)
 	c := &aurora.Cloner{API: api, Home: home, Options: aurora.Options{Owner: sweepOwner, Source: "golden", DBName: "app",
