@@ -153,3 +153,11 @@ func TestPool_TwentyPullRequestsAtOnceAgainstAPoolOfFiveOnTwoReplicas(t *testing
 		}
 	}
 }
+
+// The warm pool's commands on an installation whose databases are not on
+// Aurora say so, and change nothing.
+func TestPool_RefusedWithoutAurora(t *testing.T) {
+	h := newHarness(t)
+	h.refused(2, "the warm pool is Aurora's: database.provider is localpg", "pool")
+	h.refused(2, "the warm pool is Aurora's", "pool", "fill")
+}
