@@ -147,7 +147,13 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		return nil, err
 	}
 	if ac, ok := cl.(*aurora.Cloner); ok && ac.PoolLock == nil {
-		if lk, ok := s.(store.Locker); ok {
+		lk, shared := s.(store.Locker)
+		if !shared && os.Getenv("CI") != "" && cfg.Database.Aurora.Pool.Size > 0 {
+			// A CI runner's home is its own: a file lock there keeps no
+			// other runner, nor prenv serve, from claiming the same member.
+			ac.NoClaims = "on a CI runner the warm pool needs a store that every runner and prenv serve share (store: postgres://..., docs/cluster.md); without it environments clone"
+		}
+		if shared {
 			// Replicas, and runners sharing the store, take turns on the
 			// warm pool.
 			ac.PoolLock = func(ctx context.Context) (func(), error) {

@@ -113,7 +113,7 @@ func TestValidate_NamesEveryBadField(t *testing.T) {
 		"version: 1\nttl: soon\n":                             "not a duration",
 		"version: 1\ndatabase:\n  user: App-User\n":           "database.user",
 		"version: 1\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: g, require_security_groups: false, pool: {size: -1}}\n":             "database.aurora.pool.size -1",
-		"version: 1\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: g, require_security_groups: false, pool: {size: 2, max_age: 1m}}\n": "database.aurora.pool.max_age 1m0s: at least 10m",
+		"version: 1\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: g, require_security_groups: false, pool: {size: 2, max_age: 1m}}\n": "database.aurora.pool.max_age 1m0s: at least 1h",
 		"version: 1\ndatabase:\n  provider: aurora\n  aurora: {source_cluster: g, require_security_groups: false, pool: {instance_class: big}}\n":  "database.aurora.pool.instance_class \"big\"",
 	}
 	for body, want := range cases {

@@ -51,7 +51,8 @@ func (l *Lifecycle) Down(ctx context.Context, opts DownOptions) (store.Env, erro
 	}
 	ctx, unfence := fenced(ctx, held)
 	defer unfence()
-	return l.down(ctx, opts, seq, head)
+	e, err := l.down(ctx, opts, seq, head)
+	return e, lockLost(ctx, err)
 }
 
 // head is the commit the newest request for k asked for, before a down

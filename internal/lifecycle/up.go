@@ -28,7 +28,7 @@ type UpOptions struct {
 // and rolls out on the same database. If the migration fails, the previous
 // release keeps serving and the environment is marked failed with the
 // migration's output. It returns ErrSuperseded if a newer request arrived.
-func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
+func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (_ store.Env, err error) {
 	k := opts.Key
 	if _, err := env.NewKey(k.Repo, k.PR); err != nil {
 		return store.Env{}, err
@@ -60,6 +60,8 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (store.Env, error) {
 	defer held.Release()
 	ctx, unfence := fenced(ctx, held)
 	defer unfence()
+	// Whatever step the lost lock cut short says so.
+	defer func() { err = lockLost(ctx, err) }()
 	newest := func(ctx context.Context) error {
 		e, err := l.Store.Get(context.WithoutCancel(ctx), k)
 		if err != nil {

@@ -170,7 +170,7 @@ func TestReplicas_ARunThatLostItsLockIsCarriedOutAgain(t *testing.T) {
 	server := testenv.Server(t)
 	ctx := context.Background()
 	check := postgres.LockCheck
-	postgres.LockCheck = 100 * time.Millisecond
+	postgres.LockCheck = 500 * time.Millisecond
 	t.Cleanup(func() { postgres.LockCheck = check })
 	rt := rtmemory.New("prenv")
 	rt.Delay = 2 * time.Second

@@ -126,6 +126,10 @@ type Cloner struct {
 	// Claimed, if set, is called after a claim from the warm pool: the
 	// pool's keeper replenishes it.
 	Claimed func()
+	// NoClaims, when set, says why this process neither claims from the
+	// warm pool nor keeps it (its claims would not take turns with
+	// others'): environments clone as without a pool.
+	NoClaims string
 }
 
 // DefaultOptions are the aurora cloner's defaults, the one place they are
@@ -238,12 +242,13 @@ func (o Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("database.aurora.ready_check %q: want auto, sql or api", o.ReadyCheck))
 	}
-	switch p := o.Pool; {
-	case p.Size < 0 || p.Size > 50:
+	if p := o.Pool; p.Size < 0 || p.Size > 50 {
 		errs = append(errs, fmt.Sprintf("database.aurora.pool.size %d: want 0 (no pool) to 50; each member is a cluster and a writer that run, and count against RDS's quotas, until claimed", p.Size))
-	case p.MaxAge != 0 && p.MaxAge < 10*time.Minute:
-		errs = append(errs, fmt.Sprintf("database.aurora.pool.max_age %s: at least 10m (a member takes minutes to make), for example 24h", p.MaxAge))
-	case p.InstanceClass != "" && !classRE.MatchString(p.InstanceClass):
+	}
+	if p := o.Pool; p.MaxAge != 0 && p.MaxAge < time.Hour {
+		errs = append(errs, fmt.Sprintf("database.aurora.pool.max_age %s: at least 1h (a member takes up to tens of minutes to make; younger limits replace members before they are used), for example 24h", p.MaxAge))
+	}
+	if p := o.Pool; p.InstanceClass != "" && !classRE.MatchString(p.InstanceClass) {
 		errs = append(errs, fmt.Sprintf("database.aurora.pool.instance_class %q is not an instance class: want db.<family>.<size>, such as db.t4g.medium", p.InstanceClass))
 	}
 	if len(errs) > 0 {

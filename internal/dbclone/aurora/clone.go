@@ -130,7 +130,7 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 	}
 	// The pool member this environment claimed before, if any, is found
 	// by the claim below, which lists the clusters anyway.
-	id, cl, err := c.clusterOf(ctx, req.Key, o.Pool.Size == 0)
+	id, cl, err := c.clusterOf(ctx, req.Key, c.claims())
 	if err != nil {
 		return dbclone.Database{}, err
 	}
@@ -144,9 +144,14 @@ func (c *Cloner) Clone(ctx context.Context, req dbclone.Request) (dbclone.Databa
 		}
 		c.log().Info("adopting the cluster an earlier run made", "cluster", id, "status", aws.ToString(cl.Status))
 	} else {
-		if o.Pool.Size > 0 {
+		if o.Pool.Size > 0 && c.NoClaims != "" {
+			c.log().Info("warm pool: not claiming", "env", req.Key.Name(), "why", c.NoClaims)
+		}
+		if c.claims() {
 			m, fresh, err := c.claim(ctx, req)
 			switch {
+			case errors.Is(err, errClaimCut):
+				return dbclone.Database{}, err
 			case err != nil:
 				c.log().Warn("warm pool: no claim, cloning instead", "env", req.Key.Name(), "error", err)
 			case m != nil:

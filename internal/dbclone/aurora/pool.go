@@ -72,9 +72,6 @@ func (c *Cloner) poolID() string {
 	return c.opts().Prefix + "pool-" + hex.EncodeToString(b)
 }
 
-func (c *Cloner) isPoolID(id string) bool {
-	return strings.HasPrefix(id, c.opts().Prefix+"pool-")
-}
 
 func (o PoolOptions) maxAge() time.Duration {
 	if o.MaxAge <= 0 {
@@ -123,7 +120,9 @@ func (c *Cloner) members(clusters []types.DBCluster, instances map[string]types.
 	for _, cl := range clusters {
 		id := aws.ToString(cl.DBClusterIdentifier)
 		m := tagMap(cl.TagList)
-		if m[env.LabelOwner] != o.Owner || m[LabelPool] == "" || !c.isPoolID(id) {
+		// Members are known by their tags, whatever prefix they were
+		// named with.
+		if m[env.LabelOwner] != o.Owner || m[LabelPool] == "" {
 			continue
 		}
 		mem := Member{Cluster: id, Writer: writerID(id), Pool: m[LabelPool], CreatedAt: aws.ToTime(cl.ClusterCreateTime), Generation: 1}
@@ -172,6 +171,9 @@ type FillReport struct {
 func (c *Cloner) Fill(ctx context.Context) (FillReport, error) {
 	o := c.opts()
 	var rep FillReport
+	if c.NoClaims != "" {
+		return rep, fmt.Errorf("the warm pool is not kept here: %s", c.NoClaims)
+	}
 	unlock, err := c.poolLock(ctx)
 	if err != nil {
 		return rep, err
@@ -224,14 +226,22 @@ func (c *Cloner) Fill(ctx context.Context) (FillReport, error) {
 		switch {
 		case m.Pool == PoolReady && m.Available():
 			rep.Ready++
-		case m.Pool == PoolFilling && m.Available():
-			if err := c.readyMember(ctx, byID[m.Cluster]); err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("make %s ready: %v", m.Cluster, err))
+		case m.Pool == PoolFilling && m.Available() && c.credentialed(byID[m.Cluster]):
+			// Its own credentials were set on an earlier round, and RDS
+			// has applied them.
+			if err := c.tag(ctx, aws.ToString(byID[m.Cluster].DBClusterArn), map[string]string{LabelPool: PoolReady}); err != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("tag %s ready: %v", m.Cluster, c.explain(err, "tag")))
 				rep.Filling++
 			} else {
+				c.log().Info("warm pool: a member is ready", "cluster", m.Cluster)
 				rep.Readied = append(rep.Readied, m.Cluster)
-				rep.Filling++ // its new password applies first: ready next round
+				rep.Ready++
 			}
+		case m.Pool == PoolFilling && m.Available():
+			if err := c.credentials(ctx, byID[m.Cluster]); err != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("give %s its own credentials: %v", m.Cluster, err))
+			}
+			rep.Filling++ // ready once RDS has applied them, a later round
 		case is == "missing":
 			// Its writer was never made (a round cut short, the instance
 			// quota): asked for again.
@@ -318,29 +328,36 @@ func (c *Cloner) createMemberWriter(ctx context.Context, id string, gen int) err
 	return nil
 }
 
-// readyMember gives a member whose cluster and writer are available its
-// own master password (kept where prenv keeps clone passwords), or lets
-// RDS manage it, and tags it ready.
-func (c *Cloner) readyMember(ctx context.Context, cl types.DBCluster) error {
+// credentials gives a member whose cluster and writer are available its
+// own master password (kept where prenv keeps clone passwords, its
+// fingerprint on the cluster), or lets RDS manage it. The member becomes
+// ready on a later round, once RDS has applied it (credentialed).
+func (c *Cloner) credentials(ctx context.Context, cl types.DBCluster) error {
 	id := aws.ToString(cl.DBClusterIdentifier)
-	switch c.opts().Credentials {
-	case CredentialsManaged:
-		if cl.MasterUserSecret == nil {
-			if _, err := c.API.ModifyDBCluster(ctx, &rds.ModifyDBClusterInput{DBClusterIdentifier: aws.String(id),
-				ManageMasterUserPassword: aws.Bool(true), ApplyImmediately: aws.Bool(true)}); err != nil {
-				return c.explain(err, "let RDS manage the master password of "+id)
-			}
+	if c.opts().Credentials == CredentialsManaged {
+		if _, err := c.API.ModifyDBCluster(ctx, &rds.ModifyDBClusterInput{DBClusterIdentifier: aws.String(id),
+			ManageMasterUserPassword: aws.Bool(true), ApplyImmediately: aws.Bool(true)}); err != nil {
+			return c.explain(err, "let RDS manage the master password of "+id)
 		}
-	default:
-		if _, err := c.setPassword(ctx, id, &cl); err != nil {
-			return err
-		}
+		return nil
 	}
-	if err := c.tag(ctx, aws.ToString(cl.DBClusterArn), map[string]string{LabelPool: PoolReady}); err != nil {
-		return c.explain(err, "tag "+id+" ready")
+	_, err := c.setPassword(ctx, id, &cl)
+	return err
+}
+
+// credentialed says whether cl has its own credentials in the configured
+// mode, applied: RDS manages its password, or its password's fingerprint
+// matches the one kept here, with no change pending.
+func (c *Cloner) credentialed(cl types.DBCluster) bool {
+	if p := cl.PendingModifiedValues; p != nil && p.MasterUserPassword != nil {
+		return false
 	}
-	c.log().Info("warm pool: a member is ready", "cluster", id)
-	return nil
+	if c.opts().Credentials == CredentialsManaged {
+		return cl.MasterUserSecret != nil
+	}
+	id := aws.ToString(cl.DBClusterIdentifier)
+	pw := c.storedPassword(id)
+	return cl.MasterUserSecret == nil && pw != "" && tagMap(cl.TagList)[LabelPassword] == fingerprint(id, pw)
 }
 
 // drain deletes an unclaimed member without waiting: its writer first,
@@ -397,6 +414,10 @@ func (c *Cloner) drain(ctx context.Context, m Member, cl types.DBCluster, instan
 	return nil
 }
 
+// claims says whether Clone claims from the warm pool: it is on, and its
+// claims take turns (NoClaims says why not).
+func (c *Cloner) claims() bool { return c.opts().Pool.Size > 0 && c.NoClaims == "" }
+
 // poolLock serializes claims and fills among the processes that share it:
 // PoolLock when set (the store's lock, shared by replicas), else a file
 // under Home.
@@ -417,9 +438,13 @@ func (c *Cloner) poolLock(ctx context.Context) (func(), error) {
 // the environment's already (claimed by an earlier run).
 func (c *Cloner) claim(ctx context.Context, req dbclone.Request) (cl *types.DBCluster, fresh bool, err error) {
 	o := c.opts()
-	unlock, err := c.poolLock(ctx)
+	// A keeper's round holds the lock through its requests: a claim
+	// waits a little, then clones instead of waiting on it.
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	unlock, err := c.poolLock(lctx)
+	cancel()
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("the warm pool is busy (its keeper's round, or other claims): %w", err)
 	}
 	defer unlock()
 	src, err := c.source(ctx)
@@ -437,6 +462,14 @@ func (c *Cloner) claim(ctx context.Context, req dbclone.Request) (cl *types.DBCl
 	}
 	ms := c.members(clusters, instances)
 	for _, m := range ms {
+		if !m.Claimed && m.Pool == PoolReady && tagMap(instances[m.Writer].TagList)[env.LabelKey] == keyTag(req.Key) {
+			// A claim of this environment's cut after the writer's tags:
+			// finished below, this member first.
+			ms = append([]Member{m}, ms...)
+			break
+		}
+	}
+	for _, m := range ms {
 		if m.Claimed && m.Key == req.Key && !m.Draining {
 			// Claimed by an earlier run (on another machine): its own.
 			cl := byID[m.Cluster]
@@ -452,17 +485,23 @@ func (c *Cloner) claim(ctx context.Context, req dbclone.Request) (cl *types.DBCl
 		inst := instances[m.Writer]
 		ts := tags(o.Owner, req)
 		ts = append(ts, types.Tag{Key: aws.String(LabelPool), Value: aws.String(PoolClaimed)})
-		for _, arn := range []string{aws.ToString(cl.DBClusterArn), aws.ToString(inst.DBInstanceArn)} {
-			if _, err := c.API.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: aws.String(arn), Tags: ts}); err != nil {
-				return nil, false, c.explain(err, "claim the pool member "+m.Cluster)
+		// The writer first, the cluster last: the cluster's tags are the
+		// claim, and a claim cut between the two leaves a ready member
+		// whose writer names the environment, which the next claim of
+		// the same environment finishes (claim puts it first). Not cut by the
+		// run's cancellation: two requests.
+		tagCtx := context.WithoutCancel(ctx)
+		for _, arn := range []string{aws.ToString(inst.DBInstanceArn), aws.ToString(cl.DBClusterArn)} {
+			if _, err := c.API.AddTagsToResource(tagCtx, &rds.AddTagsToResourceInput{ResourceName: aws.String(arn), Tags: ts}); err != nil {
+				return nil, false, fmt.Errorf("%w: %w", errClaimCut, c.explain(err, "claim the pool member "+m.Cluster))
 			}
 		}
-		got, err := c.cluster(ctx, m.Cluster)
+		got, err := c.cluster(tagCtx, m.Cluster)
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("%w: %w", errClaimCut, err)
 		}
 		if got == nil || tagMap(got.TagList)[env.LabelKey] != keyTag(req.Key) {
-			return nil, false, fmt.Errorf("the pool member %s was claimed by another environment at the same time: up again", m.Cluster)
+			return nil, false, fmt.Errorf("%w: the pool member %s was claimed by another environment at the same time (claims are not taking turns: see database.aurora.pool in docs/aurora.md)", errClaimCut, m.Cluster)
 		}
 		c.remember(req.Key, m.Cluster)
 		c.log().Info("warm pool: claimed a ready member", "cluster", m.Cluster, "env", req.Key.Name(), "generation", gen)
@@ -473,6 +512,11 @@ func (c *Cloner) claim(ctx context.Context, req dbclone.Request) (cl *types.DBCl
 	}
 	return nil, false, nil
 }
+
+// errClaimCut is a claim that failed after its first tag: the up fails
+// (and the next one adopts or finishes the claim) rather than clone a
+// second database for the environment.
+var errClaimCut = errors.New("the claim of a warm pool member was cut short: run up again")
 
 // claimFile keeps which pool member k's environment claimed, so that
 // what follows (get, renew, record, down) finds it with one request.
@@ -492,8 +536,8 @@ func (c *Cloner) remember(k env.Key, id string) {
 
 // clusterOf finds k's cluster: ClusterID(k), or the pool member k claimed
 // (kept on this machine, else, unless noList, found among the clusters by
-// its tags when the pool is on). It returns the id and the cluster, nil
-// when there is none.
+// its tags: whatever the pool's size now, and on any machine). It returns
+// the id and the cluster, nil when there is none.
 func (c *Cloner) clusterOf(ctx context.Context, k env.Key, noList ...bool) (string, *types.DBCluster, error) {
 	id := c.ClusterID(k)
 	cl, err := c.cluster(ctx, id)
@@ -506,7 +550,7 @@ func (c *Cloner) clusterOf(ctx context.Context, k env.Key, noList ...bool) (stri
 			kept = strings.TrimSpace(string(b))
 		}
 	}
-	if kept != "" && c.isPoolID(kept) {
+	if kept != "" && kept != id {
 		got, err := c.cluster(ctx, kept)
 		if err != nil {
 			return id, nil, err
@@ -515,7 +559,7 @@ func (c *Cloner) clusterOf(ctx context.Context, k env.Key, noList ...bool) (stri
 			return kept, got, nil
 		}
 	}
-	if kept == "" && c.opts().Pool.Size == 0 || len(noList) > 0 && noList[0] {
+	if len(noList) > 0 && noList[0] {
 		return id, nil, nil
 	}
 	p := rds.NewDescribeDBClustersPaginator(c.API, &rds.DescribeDBClustersInput{})
@@ -527,7 +571,7 @@ func (c *Cloner) clusterOf(ctx context.Context, k env.Key, noList ...bool) (stri
 		for i := range page.DBClusters {
 			got := &page.DBClusters[i]
 			m := tagMap(got.TagList)
-			if gid := aws.ToString(got.DBClusterIdentifier); c.isPoolID(gid) && m[LabelPool] == PoolClaimed &&
+			if gid := aws.ToString(got.DBClusterIdentifier); m[LabelPool] == PoolClaimed &&
 				m[env.LabelOwner] == c.opts().Owner && m[env.LabelKey] == keyTag(k) {
 				c.remember(k, gid)
 				return gid, got, nil

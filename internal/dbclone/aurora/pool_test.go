@@ -47,7 +47,7 @@ func poolRequest(pr int) dbclone.Request {
 // reported and never stops a claim.
 func TestPool_AClaimIsReadyAtOnceAndThePoolRefills(t *testing.T) {
 	w := newWorld(t, rdsemu.Options{Sources: []string{"golden"}, ClusterCreate: 400 * time.Millisecond, InstanceCreate: 600 * time.Millisecond,
-		Modify: 100 * time.Millisecond, ClusterDelete: 100 * time.Millisecond, InstanceDelete: 100 * time.Millisecond, ClusterQuota: 5})
+		Modify: 100 * time.Millisecond, ClusterDelete: 100 * time.Millisecond, InstanceDelete: 100 * time.Millisecond, ClusterQuota: 6})
 	ctx := context.Background()
 	c := w.cloner("team")
 	c.Options.Pool = aurora.PoolOptions{Size: 2, MaxAge: time.Hour}
@@ -103,9 +103,31 @@ func TestPool_AClaimIsReadyAtOnceAndThePoolRefills(t *testing.T) {
 	// The pool refills.
 	fillUntil(t, c, "the pool refilled to two", func(r aurora.FillReport) bool { return r.Ready == 2 })
 
-	// Another environment on another machine (no home) finds it too.
+	// A claim of pr-9 cut after its first tag (the writer's): the next up
+	// of pr-9 finishes it on that member, not on another.
+	ms, err := c.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var half string
+	for _, m := range ms {
+		if m.Pool == aurora.PoolReady && !m.Claimed {
+			half = m.Cluster
+		}
+	}
+	_, is := describe(t, w, half)
+	if _, err := w.api.AddTagsToResource(ctx, &rds.AddTagsToResourceInput{ResourceName: is[0].DBInstanceArn,
+		Tags: []types.Tag{{Key: aws.String(env.LabelKey), Value: aws.String("acme/shop:9")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if db9, err := c.Clone(ctx, poolRequest(9)); err != nil || db9.Name != half {
+		t.Fatalf("pr-9's up after a cut claim of %s: %+v %v", half, db9, err)
+	}
+
+	// Another machine (a home of its own), with the pool turned off,
+	// finds it too.
 	other := w.cloner("team")
-	other.Options.Pool = c.Options.Pool
+	other.Home = t.TempDir()
 	if got, err := other.Get(ctx, env.Key{Repo: "acme/shop", PR: 1}); err != nil || got.Name != db.Name {
 		t.Fatalf("get pr-1 from a machine with no home: %+v %v", got, err)
 	}
@@ -133,7 +155,7 @@ func TestPool_AClaimIsReadyAtOnceAndThePoolRefills(t *testing.T) {
 		return true
 	})
 
-	// The quota (five clusters, the source among them) stops the refill
+	// The quota (six clusters, the source among them) stops the refill
 	// after two more claims: reported, and the claims go on.
 	var last aurora.FillReport
 	for pr := 2; pr <= 3; pr++ {

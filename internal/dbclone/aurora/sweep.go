@@ -100,7 +100,7 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 	for i := range clusters {
 		id := aws.ToString(clusters[i].DBClusterIdentifier)
 		m := tagMap(clusters[i].TagList)
-		if !c.isPoolID(id) || m[env.LabelOwner] != q.Owner || m[LabelPool] == "" || m[LabelPool] == PoolClaimed {
+		if m[env.LabelOwner] != q.Owner || m[LabelPool] == "" || m[LabelPool] == PoolClaimed {
 			continue
 		}
 		if exp, err := time.Parse(time.RFC3339, m[env.LabelExpiresAt]); err == nil && now.After(exp) {

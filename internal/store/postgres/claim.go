@@ -26,7 +26,7 @@ var _ store.Claimer = (*Store)(nil)
 // as the server has closed its connection, not a ttl later.
 func (s *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]store.Delivery, error) {
 	s.attend(ctx, owner)
-	rows, err := s.db.QueryContext(ctx, `WITH heads AS (
+	rows, err := s.db.QueryContext(ctx, `WITH `+presentCTE+`, heads AS (
 			SELECT seq, subject FROM prenv_deliveries WHERE state = 'queued' AND (`+claimFree+`)
 			ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED),
 		mates AS (
@@ -67,12 +67,19 @@ func (s *Store) Claim(ctx context.Context, owner string, limit int, ttl time.Dur
 // claimFree is the condition under which a queued delivery may be
 // claimed: no one claims it, its claim ran out, or its claimer's presence
 // lock is gone (the server closed the session of a replica that died).
-var claimFree = `claimed_until IS NULL OR claimed_until < now() OR claimed_present AND NOT EXISTS (` + presenceOf("claimed_by") + `)`
+var claimFree = `claimed_until IS NULL OR claimed_until < now() OR claimed_present AND NOT EXISTS (
+	SELECT 1 FROM present WHERE present.k = hashtextextended('prenv-replica:' || claimed_by, 0))`
+
+// presentCTE is the set of presence locks held now, read once per
+// statement (pg_locks is the lock table's copy, not an index).
+const presentCTE = `present AS MATERIALIZED (
+	SELECT (classid::bigint << 32) | objid::bigint AS k FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+	AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`
 
 // presenceOf is a query of the presence lock of the claim owner that
 // the SQL expression owner names.
 func presenceOf(owner string) string {
-	return `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+	return `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
 	AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 	AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('prenv-replica:' || ` + owner + `, 0)`
 }
@@ -90,7 +97,7 @@ func (s *Store) attend(ctx context.Context, owner string) {
 	if c := s.present[owner]; c != nil {
 		// Generous: a ping that times out closes the connection, and
 		// with it the presence, which a slow moment must not cost.
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		err := c.Ping(pctx)
 		cancel()
 		if err == nil {
@@ -101,6 +108,8 @@ func (s *Store) attend(ctx context.Context, owner string) {
 	}
 	c, err := s.lockConn(ctx, "prenv presence")
 	if err != nil {
+		// Its claims, marked absent, last their time only; the next
+		// claim or renewal tries again.
 		return
 	}
 	var got bool
