@@ -72,7 +72,6 @@ func (c *Cloner) poolID() string {
 	return c.opts().Prefix + "pool-" + hex.EncodeToString(b)
 }
 
-
 func (o PoolOptions) maxAge() time.Duration {
 	if o.MaxAge <= 0 {
 		return 24 * time.Hour
