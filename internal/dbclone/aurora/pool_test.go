@@ -170,6 +170,12 @@ func TestPool_AClaimIsReadyAtOnceAndThePoolRefills(t *testing.T) {
 	if !strings.Contains(strings.Join(last.Problems, " "), "quota") || last.Filling != 1 {
 		t.Errorf("a refill beyond the quota: %+v", last)
 	}
+	// Retried: once an environment is down, a round starts the member
+	// the quota held back.
+	if err := c.Delete(ctx, env.Key{Repo: "acme/shop", PR: 2}); err != nil {
+		t.Fatal(err)
+	}
+	fillUntil(t, c, "the member the quota held back started", func(r aurora.FillReport) bool { return len(r.Created) == 1 && len(r.Problems) == 0 })
 	// Down deletes the claimed member.
 	if err := c.Delete(ctx, env.Key{Repo: "acme/shop", PR: 1}); err != nil {
 		t.Fatal(err)
