@@ -194,6 +194,9 @@ func (a *app) pooling(ctx context.Context, c *aurora.Cloner, claimed <-chan stru
 			for _, p := range rep.Problems {
 				a.log.Warn("warm pool: held back, tried again next round", "problem", p)
 			}
+			if a.metrics != nil {
+				a.metrics.Pool(rep.Ready, rep.Filling, len(rep.Problems) > 0)
+			}
 			if rep.Filling > 0 || len(rep.Drained) > 0 {
 				next = 5 * time.Second
 			}

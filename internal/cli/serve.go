@@ -127,6 +127,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 			poolClaims := make(chan struct{}, 1)
 			if ac, ok := lc.Cloner.(*aurora.Cloner); ok {
 				ac.Claimed = func() {
+					if a.metrics != nil {
+						a.metrics.Claimed()
+					}
 					select {
 					case poolClaims <- struct{}{}:
 					default:

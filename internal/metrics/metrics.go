@@ -1,7 +1,7 @@
 // Package metrics is what prenv serve tells Prometheus at /metrics:
 // environments by state, runs and steps as histograms (clones by database
-// provider), the webhook queue's depth and age, the sweeper's deletions and
-// what is left of GitHub's rate limit.
+// provider), the webhook queue's depth and age, the sweeper's deletions,
+// the Aurora warm pool, and what is left of GitHub's rate limit.
 package metrics
 
 import (
@@ -23,6 +23,9 @@ type Metrics struct {
 	runs   *prometheus.HistogramVec
 	steps  *prometheus.HistogramVec
 	sweeps *prometheus.CounterVec
+	pool   *prometheus.GaugeVec
+	claims prometheus.Counter
+	held   prometheus.Counter
 }
 
 // Source is what is read at each scrape.
@@ -45,8 +48,14 @@ func New(src Source) *Metrics {
 			Help: "How long each step of a run took, by step and the provider that did it (a clone: the database provider).", Buckets: durations}, []string{"step", "provider"}),
 		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "prenv_sweep_deletions_total",
 			Help: "Resources the sweeper deleted, by verdict (expired, orphaned, half-made, legacy)."}, []string{"verdict"}),
+		pool: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "prenv_pool_members",
+			Help: "The Aurora warm pool's unclaimed members after the keeper's last round, by state (ready, filling)."}, []string{"state"}),
+		claims: prometheus.NewCounter(prometheus.CounterOpts{Name: "prenv_pool_claims_total",
+			Help: "Environments that claimed a warm pool member on this replica instead of cloning."}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "prenv_pool_rounds_held_back_total",
+			Help: "The warm pool keeper's rounds that RDS held back (a quota, throttling); each is retried."}),
 	}
-	m.reg.MustRegister(m.runs, m.steps, m.sweeps, &scraped{src: src},
+	m.reg.MustRegister(m.runs, m.steps, m.sweeps, m.pool, m.claims, m.held, &scraped{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -79,6 +88,19 @@ func (m *Metrics) Swept(p lifecycle.Plan) {
 		}
 	}
 }
+
+// Pool records the warm pool after a keeper's round: ready and filling
+// members, and whether RDS held the round back.
+func (m *Metrics) Pool(ready, filling int, heldBack bool) {
+	m.pool.WithLabelValues("ready").Set(float64(ready))
+	m.pool.WithLabelValues("filling").Set(float64(filling))
+	if heldBack {
+		m.held.Inc()
+	}
+}
+
+// Claimed records a claim from the warm pool.
+func (m *Metrics) Claimed() { m.claims.Inc() }
 
 // scraped reads the store at each scrape: environments by state, the
 // queue's depth and the age of its oldest delivery, GitHub's quota.

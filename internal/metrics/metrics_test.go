@@ -45,6 +45,8 @@ func TestMetrics_ScrapeSaysWhatPrenvIsDoing(t *testing.T) {
 		Steps: []store.Step{{Name: "clone", Seconds: 0.2}, {Name: "deploy", Seconds: 1.5}}}, store.Providers{Database: "aurora", Runtime: "kubernetes"})
 	m.Swept(lifecycle.Plan{Applied: true, Items: []lifecycle.Item{{Verdict: lifecycle.VerdictExpired, Outcome: "deleted"},
 		{Verdict: lifecycle.VerdictExpired, Outcome: "deferred: a run holds it"}, {Verdict: lifecycle.VerdictOrphaned, Outcome: "deleted"}}})
+	m.Pool(3, 2, true)
+	m.Claimed()
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
@@ -66,6 +68,10 @@ func TestMetrics_ScrapeSaysWhatPrenvIsDoing(t *testing.T) {
 		`prenv_sweep_deletions_total{verdict="orphaned"} 1`,
 		`prenv_github_rate_limit_remaining 4321`,
 		`prenv_store_up 1`,
+		`prenv_pool_members{state="ready"} 3`,
+		`prenv_pool_members{state="filling"} 2`,
+		`prenv_pool_claims_total 1`,
+		`prenv_pool_rounds_held_back_total 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want+"\n") && !strings.Contains(text, want+" ") {
