@@ -147,6 +147,7 @@ func (a *app) lifecycle(ctx context.Context, cfg config.Config) (*lifecycle.Life
 		return nil, err
 	}
 	if ac, ok := cl.(*aurora.Cloner); ok && ac.PoolLock == nil {
+		ac.Claimed = a.poolClaimed
 		lk, shared := s.(store.Locker)
 		if !shared && os.Getenv("CI") != "" && cfg.Database.Aurora.Pool.Size > 0 {
 			// A CI runner's home is its own: a file lock there keeps no

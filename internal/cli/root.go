@@ -49,6 +49,23 @@ type app struct {
 	// what is left of GitHub's rate limit.
 	metrics   *metrics.Metrics
 	remaining func() (int, bool)
+	// poolWake, in prenv serve, wakes the warm pool's keeper after a
+	// claim by any of its lifecycles (the CLI's, the webhook worker's).
+	poolWake chan struct{}
+}
+
+// poolClaimed is told of a claim from the warm pool: it is counted, and
+// the keeper (when this replica leads) replenishes the pool at once.
+func (a *app) poolClaimed() {
+	if a.metrics != nil {
+		a.metrics.Claimed()
+	}
+	if a.poolWake != nil {
+		select {
+		case a.poolWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // config loads prenv.yaml with the environment over it and the flags over both.

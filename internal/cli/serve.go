@@ -51,7 +51,9 @@ finished runs older than serve.retention are removed, at start and hourly.
 				return err
 			}
 			defer s.Close()
-			// Runs of every lifecycle made from here on are counted.
+			// Runs of every lifecycle made from here on are counted, and
+			// their claims from the warm pool wake its keeper.
+			a.poolWake = make(chan struct{}, 1)
 			q, _ := s.(store.Queue)
 			a.metrics = metrics.New(metrics.Source{Store: s, Queue: q, Remaining: func() (int, bool) {
 				if a.remaining == nil {
@@ -122,20 +124,6 @@ finished runs older than serve.retention are removed, at start and hourly.
 				}
 				sup.Restore(ctx)
 			}()
-			// A claim from the warm pool wakes its keeper (when this
-			// replica leads) to replenish it.
-			poolClaims := make(chan struct{}, 1)
-			if ac, ok := lc.Cloner.(*aurora.Cloner); ok {
-				ac.Claimed = func() {
-					if a.metrics != nil {
-						a.metrics.Claimed()
-					}
-					select {
-					case poolClaims <- struct{}{}:
-					default:
-					}
-				}
-			}
 			// One replica (the leader) reconciles, prunes, sweeps, keeps the
 			// warm pool and builds golden data; every replica takes
 			// deliveries.
@@ -164,7 +152,7 @@ finished runs older than serve.retention are removed, at start and hourly.
 					run(func() { a.goldenScheduling(ctx, cfg) })
 				}
 				if ac, ok := lc.Cloner.(*aurora.Cloner); ok && cfg.Database.Aurora.Pool.Size > 0 {
-					run(func() { a.pooling(ctx, ac, poolClaims) })
+					run(func() { a.pooling(ctx, ac, a.poolWake) })
 				}
 				duties.Wait()
 			}
