@@ -264,7 +264,7 @@ func (w *Worker) Drain(ctx context.Context) {
 			w.taken[d.ID] = true
 			w.mu.Unlock()
 			w.Log.Error("webhook delivery given up", "delivery", d.ID, "claims", d.Attempts)
-			w.finish(d.ID, "failed", fmt.Sprintf("claimed %d times and never carried out: a replica may have crashed on it each time; see the replicas' logs", d.Attempts-1))
+			w.finish(d.ID, "failed", fmt.Sprintf("claimed %d times and never carried out: a replica may have crashed on it each time, or lost it (its environment's lock, or its own presence in the store); see the replicas' logs", d.Attempts-1))
 			continue
 		}
 		w.mu.Lock()

@@ -396,10 +396,10 @@ func (c *Cloner) drain(ctx context.Context, m Member, cl types.DBCluster, instan
 		return nil
 	}
 	if aws.ToString(cl.Status) == "deleting" {
+		if c.Home != "" {
+			os.Remove(c.passwordFile(m.Cluster)) // a round killed after asking leaves it
+		}
 		return nil
-	}
-	if err := may("cluster", m.Cluster, cl.TagList); err != nil {
-		return err
 	}
 	_, err := c.API.DeleteDBCluster(ctx, &rds.DeleteDBClusterInput{DBClusterIdentifier: aws.String(m.Cluster), SkipFinalSnapshot: aws.Bool(true)})
 	var nf *types.DBClusterNotFoundFault
