@@ -82,35 +82,60 @@ func (o PoolOptions) maxAge() time.Duration {
 // Members lists the pool's members, claimed ones included, with two
 // listings (clusters and instances, a page per hundred).
 func (c *Cloner) Members(ctx context.Context) ([]Member, error) {
-	clusters, instances, err := c.listAll(ctx)
+	clusters, _, instances, err := c.listAll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return c.members(clusters, instances), nil
 }
 
-func (c *Cloner) listAll(ctx context.Context) ([]types.DBCluster, map[string]types.DBInstance, error) {
-	var clusters []types.DBCluster
-	cp := rds.NewDescribeDBClustersPaginator(c.API, &rds.DescribeDBClustersInput{})
-	for cp.HasMorePages() {
-		page, err := cp.NextPage(ctx)
+// listClusters and listInstances are every cluster and instance RDS
+// shows, a page per hundred (the pool's and the sweeper's listings).
+func (c *Cloner) listClusters(ctx context.Context) ([]types.DBCluster, error) {
+	var out []types.DBCluster
+	p := rds.NewDescribeDBClustersPaginator(c.API, &rds.DescribeDBClustersInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, nil, c.explain(err, "list clusters")
+			return nil, c.explain(err, "list clusters")
 		}
-		clusters = append(clusters, page.DBClusters...)
+		out = append(out, page.DBClusters...)
 	}
-	instances := map[string]types.DBInstance{}
-	ip := rds.NewDescribeDBInstancesPaginator(c.API, &rds.DescribeDBInstancesInput{})
-	for ip.HasMorePages() {
-		page, err := ip.NextPage(ctx)
+	return out, nil
+}
+
+func (c *Cloner) listInstances(ctx context.Context) ([]types.DBInstance, error) {
+	var out []types.DBInstance
+	p := rds.NewDescribeDBInstancesPaginator(c.API, &rds.DescribeDBInstancesInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, nil, c.explain(err, "list instances")
+			return nil, c.explain(err, "list instances")
 		}
-		for _, inst := range page.DBInstances {
-			instances[aws.ToString(inst.DBInstanceIdentifier)] = inst
-		}
+		out = append(out, page.DBInstances...)
 	}
-	return clusters, instances, nil
+	return out, nil
+}
+
+// listAll is every cluster, by id too, and every instance by id.
+func (c *Cloner) listAll(ctx context.Context) ([]types.DBCluster, map[string]types.DBCluster, map[string]types.DBInstance, error) {
+	clusters, err := c.listClusters(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	insts, err := c.listInstances(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	byID := make(map[string]types.DBCluster, len(clusters))
+	for _, cl := range clusters {
+		byID[aws.ToString(cl.DBClusterIdentifier)] = cl
+	}
+	instances := make(map[string]types.DBInstance, len(insts))
+	for _, inst := range insts {
+		instances[aws.ToString(inst.DBInstanceIdentifier)] = inst
+	}
+	return clusters, byID, instances, nil
 }
 
 func (c *Cloner) members(clusters []types.DBCluster, instances map[string]types.DBInstance) []Member {
@@ -183,13 +208,9 @@ func (c *Cloner) Fill(ctx context.Context) (FillReport, error) {
 		return rep, err
 	}
 	rep.Generation = generationOf(src)
-	clusters, instances, err := c.listAll(ctx)
+	clusters, byID, instances, err := c.listAll(ctx)
 	if err != nil {
 		return rep, err
-	}
-	byID := map[string]types.DBCluster{}
-	for _, cl := range clusters {
-		byID[aws.ToString(cl.DBClusterIdentifier)] = cl
 	}
 	now := time.Now()
 	live := 0
@@ -451,13 +472,9 @@ func (c *Cloner) claim(ctx context.Context, req dbclone.Request) (cl *types.DBCl
 		return nil, false, err
 	}
 	gen := generationOf(src)
-	clusters, instances, err := c.listAll(ctx)
+	clusters, byID, instances, err := c.listAll(ctx)
 	if err != nil {
 		return nil, false, err
-	}
-	byID := map[string]types.DBCluster{}
-	for _, cl := range clusters {
-		byID[aws.ToString(cl.DBClusterIdentifier)] = cl
 	}
 	ms := c.members(clusters, instances)
 	for _, m := range ms {

@@ -40,23 +40,13 @@ func (c *Cloner) Resources(ctx context.Context, q env.Query) ([]env.Resource, er
 	// Instances first: an instance listed then has its cluster already
 	// made, so a cluster and writer created between the two lists never
 	// look like a writer without a cluster.
-	var instances []types.DBInstance
-	ip := rds.NewDescribeDBInstancesPaginator(c.API, &rds.DescribeDBInstancesInput{})
-	for ip.HasMorePages() {
-		page, err := ip.NextPage(ctx)
-		if err != nil {
-			return nil, c.explain(err, "list instances")
-		}
-		instances = append(instances, page.DBInstances...)
+	instances, err := c.listInstances(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var clusters []types.DBCluster
-	cp := rds.NewDescribeDBClustersPaginator(c.API, &rds.DescribeDBClustersInput{})
-	for cp.HasMorePages() {
-		page, err := cp.NextPage(ctx)
-		if err != nil {
-			return nil, c.explain(err, "list clusters")
-		}
-		clusters = append(clusters, page.DBClusters...)
+	clusters, err := c.listClusters(ctx)
+	if err != nil {
+		return nil, err
 	}
 
 	byID := make(map[string]*types.DBCluster, len(clusters))
