@@ -92,14 +92,31 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 			n++
 		}
 	}
-	until("every environment ready at its last commit", 4*time.Minute, func() bool {
+	converged := func() bool {
 		for pr := 1; pr <= prs; pr++ {
 			if !ready(pr, fmt.Sprintf("c%d-%d", pr, pushes)) {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	for deadline := time.Now().Add(4 * time.Minute); !converged(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			// What each environment says, and what the queue holds, for
+			// the one who reads the failure.
+			for pr := 1; pr <= prs; pr++ {
+				out, errOut, _ := first.run("status", fmt.Sprintf("pr-%d", pr), "-o", "json")
+				t.Logf("pr-%d: %s %s", pr, strings.TrimSpace(out), strings.TrimSpace(errOut))
+			}
+			if conn, err := pgx.Connect(context.Background(), store); err == nil {
+				var queued, claimed int
+				_ = conn.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE claimed_by <> '') FROM prenv_deliveries WHERE state = 'queued'`).Scan(&queued, &claimed)
+				t.Logf("deliveries queued: %d, of which claimed: %d", queued, claimed)
+				conn.Close(context.Background())
+			}
+			t.Fatalf("not within 4m: every environment ready at its last commit")
+		}
+	}
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, store)
