@@ -171,7 +171,7 @@ func TestWatch_ReportsWhatEachFixtureMigrationDoes(t *testing.T) {
 // every time.
 func strongestOn(r rehearsal.Report, table string) string {
 	for _, l := range r.Locks {
-		if l.Table == table && l.Seconds >= briefHold {
+		if l.Table == table && lasting(r, l) {
 			return l.Mode
 		}
 	}
