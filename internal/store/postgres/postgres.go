@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/prenv/prenv/internal/env"
@@ -97,6 +98,7 @@ ALTER TABLE prenv_deliveries ADD COLUMN IF NOT EXISTS claimed_present boolean NO
 CREATE INDEX IF NOT EXISTS prenv_deliveries_queued ON prenv_deliveries (seq) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_subject ON prenv_deliveries (subject) WHERE state = 'queued' AND subject <> '';
 CREATE INDEX IF NOT EXISTS prenv_deliveries_received ON prenv_deliveries (received_at) WHERE state <> 'queued';
+CREATE TABLE IF NOT EXISTS prenv_schema (version integer NOT NULL);
 CREATE TABLE IF NOT EXISTS prenv_pulls (
 	key        text PRIMARY KEY,
 	state      text NOT NULL,
@@ -123,7 +125,23 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	return &Store{db: db, url: url, now: time.Now}, nil
 }
 
+// schemaVersion is the version of schema: raise it whenever schema
+// changes, so that the first process of the new version applies it.
+const schemaVersion = 1
+
+// migrate applies schema when the store's recorded version is older than
+// schemaVersion, and otherwise does nothing. The DDL takes ACCESS EXCLUSIVE
+// or SHARE locks on prenv's tables even where nothing is missing (ALTER
+// TABLE ... ADD COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS): run on
+// every open, every 'prenv status' would stop every replica's queue for a
+// moment, and one stuck transaction would stop them all. Applying it waits
+// at most a minute for the tables' locks, then says why.
 func migrate(ctx context.Context, db *sql.DB) error {
+	if v, err := storedVersion(ctx, db); err != nil {
+		return err
+	} else if v >= schemaVersion {
+		return nil
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -132,10 +150,42 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
 		return err
 	}
+	if v, err := storedVersion(ctx, tx); err != nil || v >= schemaVersion {
+		return err // another process applied it meanwhile
+	}
+	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '1min'`); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			return fmt.Errorf("make prenv's tables: a session kept them locked for a minute (see pg_stat_activity for one idle in transaction): %w", err)
+		}
 		return fmt.Errorf("make prenv's tables: %w", err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM prenv_schema`); err != nil {
+		return fmt.Errorf("record the version of prenv's tables: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO prenv_schema (version) VALUES ($1)`, schemaVersion); err != nil {
+		return fmt.Errorf("record the version of prenv's tables: %w", err)
+	}
 	return tx.Commit()
+}
+
+// storedVersion is the version of the schema recorded in the store, 0 when
+// none is (a new store, or one made before versions were recorded).
+func storedVersion(ctx context.Context, q querier) (int, error) {
+	// Asked first, not caught as an error: an error would abort the
+	// transaction migrate asks in.
+	var exists bool
+	if err := q.QueryRowContext(ctx, `SELECT to_regclass('prenv_schema') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT max(version) FROM prenv_schema`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read the version of prenv's tables: %w", err)
+	}
+	return int(v.Int64), nil
 }
 
 // Close implements store.Store.

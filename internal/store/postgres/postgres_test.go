@@ -266,3 +266,73 @@ func TestClaim_AReplicasClaimsEndWithItsSession(t *testing.T) {
 		t.Fatalf("a, back, renewed a claim that is b's now: lost %v %v", lost, err)
 	}
 }
+
+// Opening a store whose tables are current takes no lock on them: a
+// replica's transaction on the queue does not hold up 'prenv status', and
+// 'prenv status' does not hold up the replicas. (Before versions were
+// recorded, every open ran ALTER TABLE ... ADD COLUMN IF NOT EXISTS, which
+// waits for ACCESS EXCLUSIVE on prenv_deliveries.) A store made before
+// versions were recorded gets what it lacks, once.
+func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	schema := fmt.Sprintf("t%d", schemas.Add(1))
+	admin, err := Open(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		t.Fatal(err)
+	}
+	url := server + "&search_path=" + schema
+	first, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+
+	// A replica in the middle of queueing a delivery: ROW EXCLUSIVE on
+	// prenv_deliveries until it commits.
+	tx, err := first.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`INSERT INTO prenv_deliveries (id, event, body, received_at) VALUES ('d-1', 'ping', '{}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		s, err := Open(octx, url)
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	if err := <-opened; err != nil {
+		t.Fatalf("open while a replica writes the queue: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A store from before versions: no version, a column missing.
+	if _, err := first.db.Exec(`DROP TABLE prenv_schema; ALTER TABLE prenv_deliveries DROP COLUMN claimed_present`); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var v, cols int
+	if err := again.db.QueryRow(`SELECT max(version), (SELECT count(*) FROM information_schema.columns WHERE table_schema = $1
+		AND table_name = 'prenv_deliveries' AND column_name = 'claimed_present') FROM prenv_schema`, schema).Scan(&v, &cols); err != nil {
+		t.Fatal(err)
+	}
+	if v != schemaVersion || cols != 1 {
+		t.Fatalf("after opening an old store: version %d, claimed_present columns %d; want %d and 1", v, cols, schemaVersion)
+	}
+}
