@@ -153,7 +153,11 @@ func startOnce(ctx context.Context, dir, bin string) (*Cluster, error) {
 			"--endpoint-reconciler-type", "none"},
 		"kube-controller-manager": {"--kubeconfig", kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1",
 			"--secure-port", strconv.Itoa(cmPort), "--service-account-private-key-file", c("sa.key"), "--root-ca-file", c("ca.crt"),
-			"--controllers", "*"},
+			"--controllers", "*",
+			// A test brings up twenty namespaces' releases at once: the
+			// controllers' default 20 requests/s keeps their rollouts
+			// (and old pods' deletions) waiting.
+			"--kube-api-qps", "200", "--kube-api-burst", "400"},
 		"kube-scheduler": {"--kubeconfig", kubeconfig, "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(schedPort)},
 		"kwok": {"--kubeconfig", kubeconfig, "--config", filepath.Join(dir, "stages.yaml"),
 			"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
