@@ -219,6 +219,7 @@ func (l *Lifecycle) Extend(ctx context.Context, k env.Key, ttl time.Duration) (s
 		return e, err
 	}
 	defer held.Release()
+	ctx = store.WithLease(ctx, held)
 	if e, err = l.Store.Get(ctx, k); err != nil {
 		return e, err
 	}

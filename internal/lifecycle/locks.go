@@ -27,8 +27,11 @@ func (l *Lifecycle) locks() store.Locker { return LocksOf(l.Store, l.LockDir) }
 var ErrLockLost = errors.New("the environment's lock was lost (its store stopped answering for it): this run stops, and whoever holds the lock now carries on")
 
 // fenced is ctx, cancelled with ErrLockLost as its cause when held is
-// lost: the run stops at its next safe point.
+// lost: the run stops at its next safe point. It carries held, so that a
+// shared store refuses the run's writes to the record once the lock is no
+// longer its own (store.ErrFenced), even before the run notices.
 func fenced(ctx context.Context, held store.Lease) (context.Context, func()) {
+	ctx = store.WithLease(ctx, held)
 	lost := held.Lost()
 	if lost == nil {
 		return ctx, func() {}
@@ -46,11 +49,11 @@ func fenced(ctx context.Context, held store.Lease) (context.Context, func()) {
 }
 
 // lockLost is err, said to be ErrLockLost when it came of ctx (fenced)
-// ending because the lock was lost: a step stopped that way fails with
-// the context's "context canceled", which alone would read as a failure
-// of the run's own.
+// ending because the lock was lost, or of the store refusing a write for
+// it: a step stopped that way fails with the context's "context
+// canceled", which alone would read as a failure of the run's own.
 func lockLost(ctx context.Context, err error) error {
-	if err != nil && !errors.Is(err, ErrLockLost) && errors.Is(context.Cause(ctx), ErrLockLost) {
+	if err != nil && !errors.Is(err, ErrLockLost) && (errors.Is(context.Cause(ctx), ErrLockLost) || errors.Is(err, store.ErrFenced)) {
 		return fmt.Errorf("%w (%v)", ErrLockLost, err)
 	}
 	return err

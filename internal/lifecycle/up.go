@@ -127,6 +127,11 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (_ store.Env, err er
 		e.State, e.Error = env.StateFailed, err.Error()
 	}
 	if serr := l.Store.Save(save, e); serr != nil {
+		if errors.Is(serr, store.ErrFenced) {
+			// The lock is another's now (the deferred lockLost says so):
+			// its holder writes the record and the status.
+			return e, serr
+		}
 		if err == nil {
 			err = serr
 		} else {

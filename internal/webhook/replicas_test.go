@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"path/filepath"
@@ -227,5 +228,77 @@ func TestReplicas_ARunThatLostItsLockIsCarriedOutAgain(t *testing.T) {
 	}
 	if cancelled != 1 || succeeded != 1 {
 		t.Errorf("runs: %d stopped by the lost lock, %d succeeded; want one each", cancelled, succeeded)
+	}
+}
+
+// A replica cut off from the database keeps running for a moment before
+// it notices (here, for the whole test: its lock check is a minute away).
+// Meanwhile the server ends its lock's session, another replica brings
+// the environment up at a newer commit, and the first run, when its slow
+// deploy ends, tries to record the environment as it saw it: the store
+// refuses (store.ErrFenced), the run ends with ErrLockLost, and the record
+// stays the new holder's. Without fencing, the stale run's write would be
+// the record's last word.
+func TestReplicas_ARunCutOffFromTheStoreCannotOverwriteTheNextHoldersRecord(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	check := postgres.LockCheck
+	postgres.LockCheck = time.Minute
+	t.Cleanup(func() { postgres.LockCheck = check })
+	world := dbmemory.NewWorld()
+	world.SetGolden(1)
+	replica := func(delay time.Duration) *lifecycle.Lifecycle {
+		st, err := postgres.Open(ctx, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		rt := rtmemory.New("prenv")
+		rt.Delay = delay
+		return &lifecycle.Lifecycle{Store: st, Cloner: &dbmemory.Cloner{World: world, Owner: "prenv"}, Runtime: rt,
+			LockDir: filepath.Join(t.TempDir(), "locks"), Owner: "prenv", TTL: time.Hour}
+	}
+	slow, fast := replica(3*time.Second), replica(0)
+	k := env.Key{PR: 41}
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	ended := make(chan error, 1)
+	go func() {
+		_, err := slow.Up(ctx, lifecycle.UpOptions{Key: k, Commit: "c1"})
+		ended <- err
+	}()
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 30s: %s", what)
+			}
+		}
+	}
+	until("the slow run in its migration or deploy", func() bool {
+		e, err := slow.Store.Get(ctx, k)
+		return err == nil && (e.State == env.StateMigrating || e.State == env.StateDeploying)
+	})
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'prenv lock'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("ending the slow run's lock session: %d %v", n, err)
+	}
+	if e, err := fast.Up(ctx, lifecycle.UpOptions{Key: k, Commit: "c2"}); err != nil || e.State != env.StateReady || e.Commit != "c2" {
+		t.Fatalf("the other replica's up: %+v %v", e, err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, lifecycle.ErrLockLost) {
+			t.Errorf("the cut-off run ended with %v, want ErrLockLost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cut-off run did not end")
+	}
+	if e, err := fast.Store.Get(ctx, k); err != nil || e.State != env.StateReady || e.Commit != "c2" || e.Error != "" {
+		t.Errorf("the record after the cut-off run ended: %+v %v; want ready at c2", e, err)
 	}
 }

@@ -46,7 +46,7 @@ func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
-	l := &lease{conn: conn, key: "prenv:" + name, lost: make(chan struct{}), stop: make(chan struct{})}
+	l := &lease{store: s, pid: conn.PgConn().PID(), conn: conn, key: "prenv:" + name, lost: make(chan struct{}), stop: make(chan struct{})}
 	go l.watch()
 	return l, nil
 }
@@ -79,6 +79,8 @@ func (s *Store) Held(ctx context.Context, name string) (bool, error) {
 }
 
 type lease struct {
+	store    *Store
+	pid      uint32 // the server process of conn, which holds the lock
 	conn     *pgx.Conn
 	key      string
 	lost     chan struct{}
@@ -129,4 +131,31 @@ func (l *lease) Release() {
 	defer cancel()
 	_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, l.key)
 	_ = l.conn.Close(ctx)
+}
+
+// fence is the condition under which a write made with ctx lands, with
+// its arguments numbered from $n: when ctx carries a lock this store gave
+// (store.WithLease), only while the server process that took it still
+// holds it. pg_locks is read as the statement runs, not from its
+// snapshot: once the lock's session is gone, no write of its run lands,
+// whatever the run believes. Without such a lock, "true".
+func (s *Store) fence(ctx context.Context, n int) (string, []any) {
+	l, ok := store.LeaseOf(ctx).(*lease)
+	if !ok || l.store != s {
+		return "true", nil
+	}
+	return fmt.Sprintf(`EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = $%d::int
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($%d, 0))`, n, n+1), []any{int64(l.pid), l.key}
+}
+
+// fenced is what a write that changed no row says: ErrFenced when ctx's
+// lock is no longer held, else missing (the row is not there).
+func (s *Store) fenced(ctx context.Context, what string, missing error) error {
+	cond, args := s.fence(ctx, 1)
+	var held bool
+	if err := s.db.QueryRowContext(context.WithoutCancel(ctx), `SELECT `+cond, args...).Scan(&held); err == nil && !held {
+		return fmt.Errorf("%s: %w", what, store.ErrFenced)
+	}
+	return fmt.Errorf("%s: %w", what, missing)
 }

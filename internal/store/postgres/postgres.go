@@ -296,14 +296,15 @@ func (s *Store) Save(ctx context.Context, e store.Env) error {
 	if !e.ExpiresAt.IsZero() {
 		expires = e.ExpiresAt.UTC()
 	}
+	fence, held := s.fence(ctx, 12)
 	res, err := s.db.ExecContext(ctx, `UPDATE prenv_envs SET state = $1, commit_sha = $2, url = $3, database = $4, error = $5, providers = $6,
-		expires_at = $7, down_reason = $8, down_commit = $9, updated_at = $10 WHERE key = $11`,
-		string(e.State), e.Commit, e.URL, string(db), e.Error, string(providers), expires, e.DownReason, e.DownCommit, s.now().UTC(), e.Key.String())
+		expires_at = $7, down_reason = $8, down_commit = $9, updated_at = $10 WHERE key = $11 AND `+fence,
+		append([]any{string(e.State), e.Commit, e.URL, string(db), e.Error, string(providers), expires, e.DownReason, e.DownCommit, s.now().UTC(), e.Key.String()}, held...)...)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", e.Key, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("save %s: %w", e.Key, store.ErrNotFound)
+		return s.fenced(ctx, "save "+e.Key.String(), store.ErrNotFound)
 	}
 	return nil
 }
@@ -319,9 +320,17 @@ func (s *Store) SaveRun(ctx context.Context, r *store.Run) error {
 		fin = r.FinishedAt.UTC()
 	}
 	if r.ID == 0 {
+		// A new run only while its lock is its own. (Its updates are not
+		// fenced: they close its own record, which the lock's next holder
+		// only marks interrupted if it is still running.)
+		fence, held := s.fence(ctx, 12)
 		err := s.db.QueryRowContext(ctx, `INSERT INTO prenv_runs (key, seq, kind, commit_sha, state, error, output, steps, started_at, finished_at, migration)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`, r.Key.String(), r.Seq, r.Kind, r.Commit, r.State, r.Error, r.Output,
-			string(steps), r.StartedAt.UTC(), fin, string(r.Migration)).Scan(&r.ID)
+			SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::timestamptz, $10::timestamptz, $11::text
+			WHERE `+fence+` RETURNING id`, append([]any{r.Key.String(), r.Seq, r.Kind, r.Commit, r.State, r.Error, r.Output,
+			string(steps), r.StartedAt.UTC(), fin, string(r.Migration)}, held...)...).Scan(&r.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("save run of %s: %w", r.Key, store.ErrFenced)
+		}
 		if err != nil {
 			return fmt.Errorf("save run of %s: %w", r.Key, err)
 		}
@@ -392,12 +401,13 @@ func (s *Store) SaveBaseline(ctx context.Context, k env.Key, b store.Baseline) e
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE prenv_envs SET baseline = $1 WHERE key = $2`, string(data), k.String())
+	fence, held := s.fence(ctx, 3)
+	res, err := s.db.ExecContext(ctx, `UPDATE prenv_envs SET baseline = $1 WHERE key = $2 AND `+fence, append([]any{string(data), k.String()}, held...)...)
 	if err != nil {
 		return fmt.Errorf("save the schema baseline of %s: %w", k, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("save the schema baseline of %s: %w", k, store.ErrNotFound)
+		return s.fenced(ctx, "save the schema baseline of "+k.String(), store.ErrNotFound)
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prenv/prenv/internal/env"
 	"github.com/prenv/prenv/internal/store"
 	"github.com/prenv/prenv/internal/store/storetest"
 	"github.com/prenv/prenv/internal/testenv"
@@ -334,5 +336,122 @@ func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
 	}
 	if v != schemaVersion || cols != 1 {
 		t.Fatalf("after opening an old store: version %d, claimed_present columns %d; want %d and 1", v, cols, schemaVersion)
+	}
+}
+
+// The attack: a replica cut off from the database (its lock's session
+// ended by the server) keeps running for a moment before it notices, while
+// another replica takes the environment's lock and writes its record. The
+// late writes of the first run are refused in the statement that would
+// make them (store.ErrFenced): the record is the new holder's. The first
+// run may still close its own run record; writes without a lock, and
+// writes to a record that is not there, are as before.
+func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	check := LockCheck
+	LockCheck = time.Minute // the first replica does not notice within the test
+	t.Cleanup(func() { LockCheck = check })
+	schema := fmt.Sprintf("t%d", schemas.Add(1))
+	admin, err := Open(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Store {
+		s, err := Open(ctx, server+"&search_path="+schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	k := env.Key{PR: 31}
+	if _, err := b.Request(ctx, k, "pr-31", "c1", false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := a.Lock(ctx, "pr-31-fence.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	first := store.WithLease(ctx, held)
+	e, err := a.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.State = env.StateCloning
+	if err := a.Save(first, e); err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
+	run := store.Run{Key: k, Seq: 1, Kind: "up", Commit: "c1", State: store.RunRunning, StartedAt: time.Now()}
+	if err := a.SaveRun(first, &run); err != nil || run.ID == 0 {
+		t.Fatalf("the holder's run record: %v (id %d)", err, run.ID)
+	}
+
+	// The server ends the holder's session; the other replica takes the
+	// lock and writes the record.
+	if _, err := admin.db.Exec(`SELECT pg_terminate_backend($1)`, int64(held.(*lease).pid)); err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	taken, err := b.Lock(wait, "pr-31-fence.lock")
+	if err != nil {
+		t.Fatalf("the lock of an ended session: %v", err)
+	}
+	defer taken.Release()
+	now := e
+	now.State, now.Commit = env.StateReady, "c2"
+	if err := b.Save(store.WithLease(ctx, taken), now); err != nil {
+		t.Fatalf("the new holder's write: %v", err)
+	}
+
+	// The first run has not noticed, and writes late.
+	select {
+	case <-held.Lost():
+		t.Fatal("the first replica noticed its loss: the test shows nothing")
+	default:
+	}
+	late := e
+	late.State, late.Error = env.StateFailed, "a late write"
+	if err := a.Save(first, late); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a late Save: %v, want ErrFenced", err)
+	}
+	another := store.Run{Key: k, Seq: 2, Kind: "down", State: store.RunRunning, StartedAt: time.Now()}
+	if err := a.SaveRun(first, &another); !errors.Is(err, store.ErrFenced) || another.ID != 0 {
+		t.Errorf("a late new run: %v (id %d), want ErrFenced", err, another.ID)
+	}
+	if err := a.SaveBaseline(first, k, store.Baseline{Generation: 9, Schema: []byte(`{}`)}); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a late SaveBaseline: %v, want ErrFenced", err)
+	}
+	got, err := b.Get(ctx, k)
+	if err != nil || got.State != env.StateReady || got.Commit != "c2" || got.Error != "" {
+		t.Errorf("the record after the late writes: %+v %v; want the new holder's (ready at c2)", got, err)
+	}
+	if _, err := b.Baseline(ctx, k); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a baseline was saved by the late run: %v", err)
+	}
+	var runs int
+	if err := b.db.QueryRow(`SELECT count(*) FROM prenv_runs`).Scan(&runs); err != nil || runs != 1 {
+		t.Errorf("runs recorded: %d %v; want the first run's only", runs, err)
+	}
+
+	// It may close its own run record.
+	run.State, run.FinishedAt = store.RunCancelled, time.Now()
+	if err := a.SaveRun(first, &run); err != nil {
+		t.Errorf("closing its own run: %v", err)
+	}
+	// Without a lock, writes are as before; a record that is not there is
+	// not there, whoever asks.
+	if err := a.Save(ctx, now); err != nil {
+		t.Errorf("a write without a lock: %v", err)
+	}
+	if err := b.Save(store.WithLease(ctx, taken), store.Env{Key: env.Key{PR: 99}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a missing record: %v, want ErrNotFound", err)
 	}
 }
