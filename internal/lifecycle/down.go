@@ -126,10 +126,17 @@ func (l *Lifecycle) down(ctx context.Context, opts DownOptions, seq int64, head 
 	} else {
 		e.State, e.Error, e.URL, e.Commit, e.Database = env.StateDeleted, "", "", "", store.Database{}
 	}
+	serr := l.Store.Save(context.WithoutCancel(ctx), e)
+	if errors.Is(serr, store.ErrFenced) {
+		// The lock is another's now: its holder writes the record and
+		// what the resources say.
+		r.lost(ctx, serr)
+		return e, serr
+	}
 	if err != nil {
 		l.recordStatus(ctx, e) // failed: what is left says so
 	}
-	if serr := l.Store.Save(context.WithoutCancel(ctx), e); serr != nil {
+	if serr != nil {
 		if err == nil {
 			err = fmt.Errorf("record %s as %s: %w", k.Name(), e.State, serr)
 		} else {

@@ -160,6 +160,15 @@ func (r *run) finish(ctx context.Context, err error) {
 	}
 }
 
+// lost closes the run's record again, as stopped by its lost lock, when
+// the store refused the write that would have recorded its outcome (err,
+// store.ErrFenced): finish recorded what the run did, not that it did not
+// count.
+func (r *run) lost(ctx context.Context, err error) {
+	r.rec.State, r.rec.Error = store.RunCancelled, lockLost(ctx, err).Error()
+	r.l.saveRun(ctx, &r.rec)
+}
+
 // saveRun records r; a run's record is history, so a failure to write it
 // does not stop the run, but it is never dropped silently.
 func (l *Lifecycle) saveRun(ctx context.Context, r *store.Run) {

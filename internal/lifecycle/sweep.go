@@ -759,6 +759,7 @@ func (s *sweep) applyUnit(ctx context.Context, u *unit) error {
 			}
 			s.l.markInterrupted(ctx, u.key)
 			if _, err := s.l.down(ctx, DownOptions{Key: u.key, Why: s.why(u)}, seq, head); err != nil {
+				err = lockLost(ctx, err)
 				for _, i := range u.items {
 					items[i].Outcome = "failed: " + err.Error()
 				}

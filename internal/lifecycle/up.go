@@ -129,7 +129,9 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (_ store.Env, err er
 	if serr := l.Store.Save(save, e); serr != nil {
 		if errors.Is(serr, store.ErrFenced) {
 			// The lock is another's now (the deferred lockLost says so):
-			// its holder writes the record and the status.
+			// its holder writes the record and the status. The run's own
+			// record says how it ended.
+			r.lost(ctx, serr)
 			return e, serr
 		}
 		if err == nil {
@@ -149,11 +151,17 @@ func (l *Lifecycle) Up(ctx context.Context, opts UpOptions) (_ store.Env, err er
 
 func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string) error {
 	k := e.Key
-	save := func(state env.State) {
+	// save records the state a step starts in; only a store that refuses
+	// it because the lock is no longer this run's (store.ErrFenced) stops
+	// the run.
+	save := func(state env.State) error {
 		e.State = state
-		if err := l.Store.Save(context.WithoutCancel(ctx), *e); err != nil {
+		if err := l.Store.Save(context.WithoutCancel(ctx), *e); errors.Is(err, store.ErrFenced) {
+			return err
+		} else if err != nil {
 			l.log().Warn("cannot record the state", "env", k.Name(), "state", state, "err", err)
 		}
+		return nil
 	}
 	// Activity renews the expiry: each up moves it to now + ttl, on the
 	// record first and then on the resources (the sweeper trusts the later
@@ -204,7 +212,9 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 	dm, ok := l.Runtime.(runtime.DeployMigrator)
 	inDeploy := ok && dm.MigratesInDeploy(spec)
 	if !sameCommit {
-		save(env.StateMigrating)
+		if err := save(env.StateMigrating); err != nil {
+			return err
+		}
 		var watch *watching
 		if !inDeploy {
 			watch = l.watchMigration(ctx, k, db, commit)
@@ -222,7 +232,9 @@ func (l *Lifecycle) up(ctx context.Context, r *run, e *store.Env, commit string)
 			return err
 		}
 	}
-	save(env.StateDeploying)
+	if err := save(env.StateDeploying); err != nil {
+		return err
+	}
 	var watch *watching
 	if inDeploy && !sameCommit {
 		watch = l.watchMigration(ctx, k, db, commit)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -29,9 +30,12 @@ func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
 	delay := 20 * time.Millisecond
+	var pid int64 // the server process holding the lock: what fences the run's writes
 	for {
 		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, "prenv:"+name).Scan(&ok); err != nil {
+		// The server's own pid, not the protocol's: a pooler in session
+		// mode hands clients a key of its own.
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0)), pg_backend_pid()`, "prenv:"+name).Scan(&ok, &pid); err != nil {
 			conn.Close(context.Background())
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
@@ -46,7 +50,19 @@ func (s *Store) Lock(ctx context.Context, name string) (store.Lease, error) {
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
-	l := &lease{store: s, pid: conn.PgConn().PID(), conn: conn, key: "prenv:" + name, lost: make(chan struct{}), stop: make(chan struct{})}
+	l := &lease{store: s, pid: pid, conn: conn, key: "prenv:" + name, lost: make(chan struct{}), stop: make(chan struct{})}
+	// The store's other connections must see it held, or every fenced
+	// write would be refused: they reach another server, or a pooler in
+	// transaction mode sits between.
+	cond, args := s.fence(store.WithLease(ctx, l), 1)
+	var seen bool
+	if err := s.db.QueryRowContext(ctx, `SELECT `+cond, args...).Scan(&seen); err != nil || !seen {
+		l.Release()
+		if err == nil {
+			err = errors.New("the store's other connections do not see it held: point store at one PostgreSQL server directly, or through a pooler in session mode")
+		}
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
 	go l.watch()
 	return l, nil
 }
@@ -80,10 +96,11 @@ func (s *Store) Held(ctx context.Context, name string) (bool, error) {
 
 type lease struct {
 	store    *Store
-	pid      uint32 // the server process of conn, which holds the lock
+	pid      int64 // the server process of conn, which holds the lock
 	conn     *pgx.Conn
 	key      string
 	lost     chan struct{}
+	loseOnce sync.Once
 	stop     chan struct{}
 	mu       sync.Mutex // the connection is used by one goroutine at a time
 	released bool
@@ -112,11 +129,14 @@ func (l *lease) watch() {
 		cancel()
 		l.mu.Unlock()
 		if err != nil {
-			close(l.lost)
+			l.lose()
 			return
 		}
 	}
 }
+
+// lose says the lock is lost: its run stops at its next step.
+func (l *lease) lose() { l.loseOnce.Do(func() { close(l.lost) }) }
 
 // Release lets the lock go, and the connection with it.
 func (l *lease) Release() {
@@ -146,16 +166,33 @@ func (s *Store) fence(ctx context.Context, n int) (string, []any) {
 	}
 	return fmt.Sprintf(`EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = $%d::int
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($%d, 0))`, n, n+1), []any{int64(l.pid), l.key}
+		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($%d, 0))`, n, n+1), []any{l.pid, l.key}
+}
+
+// refused is the error of a write the fence refused; the run's lease is
+// lost from then on, so that the run stops at its next step rather than
+// carrying on to work its record no longer follows.
+func (s *Store) refused(ctx context.Context, what string) error {
+	if l, ok := store.LeaseOf(ctx).(*lease); ok && l.store == s {
+		l.lose()
+	}
+	return fmt.Errorf("%s: %w", what, store.ErrFenced)
 }
 
 // fenced is what a write that changed no row says: ErrFenced when ctx's
-// lock is no longer held, else missing (the row is not there).
+// lock is no longer held, or when that cannot be read (the write did not
+// land either way, and the lock's holder, whoever it is, carries on), else
+// missing (the row is not there).
 func (s *Store) fenced(ctx context.Context, what string, missing error) error {
 	cond, args := s.fence(ctx, 1)
+	if len(args) == 0 {
+		return fmt.Errorf("%s: %w", what, missing)
+	}
 	var held bool
-	if err := s.db.QueryRowContext(context.WithoutCancel(ctx), `SELECT `+cond, args...).Scan(&held); err == nil && !held {
-		return fmt.Errorf("%s: %w", what, store.ErrFenced)
+	if err := s.db.QueryRowContext(context.WithoutCancel(ctx), `SELECT `+cond, args...).Scan(&held); err != nil {
+		return s.refused(ctx, fmt.Sprintf("%s (whether this run's lock is still its own could not be read: %v)", what, err))
+	} else if !held {
+		return s.refused(ctx, what)
 	}
 	return fmt.Errorf("%s: %w", what, missing)
 }

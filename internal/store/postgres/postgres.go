@@ -329,14 +329,18 @@ func (s *Store) SaveRun(ctx context.Context, r *store.Run) error {
 			WHERE `+fence+` RETURNING id`, append([]any{r.Key.String(), r.Seq, r.Kind, r.Commit, r.State, r.Error, r.Output,
 			string(steps), r.StartedAt.UTC(), fin, string(r.Migration)}, held...)...).Scan(&r.ID)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("save run of %s: %w", r.Key, store.ErrFenced)
+			return s.refused(ctx, "save run of "+r.Key.String())
 		}
 		if err != nil {
 			return fmt.Errorf("save run of %s: %w", r.Key, err)
 		}
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE prenv_runs SET commit_sha = $1, state = $2, error = $3, output = $4, steps = $5, finished_at = $6, migration = $7 WHERE id = $8`,
+	// A record closed already (the lock's next holder marked it
+	// interrupted) is not opened again by a step of its run that has not
+	// noticed; closing it again is allowed.
+	_, err := s.db.ExecContext(ctx, `UPDATE prenv_runs SET commit_sha = $1, state = $2, error = $3, output = $4, steps = $5, finished_at = $6, migration = $7
+		WHERE id = $8 AND (finished_at IS NULL OR $6::timestamptz IS NOT NULL)`,
 		r.Commit, r.State, r.Error, r.Output, string(steps), fin, string(r.Migration), r.ID)
 	if err != nil {
 		return fmt.Errorf("save run of %s: %w", r.Key, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -429,6 +430,12 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 	if err := a.SaveBaseline(first, k, store.Baseline{Generation: 9, Schema: []byte(`{}`)}); !errors.Is(err, store.ErrFenced) {
 		t.Errorf("a late SaveBaseline: %v, want ErrFenced", err)
 	}
+	// Refused once, the run's lock is lost: the run stops at its next step.
+	select {
+	case <-held.Lost():
+	default:
+		t.Error("a refused write leaves the run's lock reported held")
+	}
 	got, err := b.Get(ctx, k)
 	if err != nil || got.State != env.StateReady || got.Commit != "c2" || got.Error != "" {
 		t.Errorf("the record after the late writes: %+v %v; want the new holder's (ready at c2)", got, err)
@@ -441,6 +448,22 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 		t.Errorf("runs recorded: %d %v; want the first run's only", runs, err)
 	}
 
+	// The new holder marks the first run interrupted; a step of the first
+	// run that has not noticed does not open its record again.
+	marked := run
+	marked.State, marked.FinishedAt = store.RunInterrupted, time.Now()
+	if err := b.SaveRun(ctx, &marked); err != nil {
+		t.Fatal(err)
+	}
+	stepped := run
+	stepped.Steps = append(stepped.Steps, store.Step{Name: "deploy"})
+	if err := a.SaveRun(first, &stepped); err != nil {
+		t.Errorf("a step of the first run: %v", err)
+	}
+	var state string
+	if err := b.db.QueryRow(`SELECT state FROM prenv_runs WHERE id = $1`, run.ID).Scan(&state); err != nil || state != string(store.RunInterrupted) {
+		t.Errorf("the first run's record after a late step: %q %v; want interrupted", state, err)
+	}
 	// It may close its own run record.
 	run.State, run.FinishedAt = store.RunCancelled, time.Now()
 	if err := a.SaveRun(first, &run); err != nil {
@@ -453,5 +476,36 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 	}
 	if err := b.Save(store.WithLease(ctx, taken), store.Env{Key: env.Key{PR: 99}}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a missing record: %v, want ErrNotFound", err)
+	}
+}
+
+// A lock the store's other connections do not see held (they reach
+// another server, as through a pooler in transaction mode or a
+// misconfigured proxy) is refused when it is taken, with what to do:
+// otherwise every fenced write of its run would be refused.
+func TestLock_RefusedWhenTheStoresOtherConnectionsDoNotSeeItHeld(t *testing.T) {
+	ctx := context.Background()
+	one, other := testenv.Server(t), testenv.Server(t)
+	s, err := Open(ctx, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.url = other // the lock's own connection reaches another server
+	held, err := s.Lock(ctx, "pr-5.lock")
+	if err == nil {
+		held.Release()
+		t.Fatal("a lock that the store's queries cannot see was taken")
+	}
+	if !strings.Contains(err.Error(), "pooler in session mode") {
+		t.Errorf("the error does not say what to do: %v", err)
+	}
+	there, err := Open(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer there.Close()
+	if h, err := there.Held(ctx, "pr-5.lock"); h || err != nil {
+		t.Errorf("the refused lock is still held where it was taken: %v %v", h, err)
 	}
 }
