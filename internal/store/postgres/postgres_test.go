@@ -17,6 +17,22 @@ import (
 
 var schemas atomic.Int64
 
+// inSchema makes a schema of its own on server, and returns the URL of a
+// store in it, and its name.
+func inSchema(t *testing.T, server string) (string, string) {
+	t.Helper()
+	schema := fmt.Sprintf("t%d", schemas.Add(1))
+	admin, err := Open(context.Background(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
+		t.Fatal(err)
+	}
+	return server + "&search_path=" + schema, schema
+}
+
 // The conformance suite every store passes, on a real PostgreSQL server:
 // each test in a schema of its own.
 func TestStore_Conformance(t *testing.T) {
@@ -24,16 +40,7 @@ func TestStore_Conformance(t *testing.T) {
 	urls := map[storetest.Store]string{}
 	storetest.Run(t, storetest.Harness{
 		Open: func(t *testing.T) storetest.Store {
-			schema := fmt.Sprintf("t%d", schemas.Add(1))
-			admin, err := Open(context.Background(), server)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-				t.Fatal(err)
-			}
-			admin.Close()
-			url := server + "&search_path=" + schema
+			url, _ := inSchema(t, server)
 			s, err := Open(context.Background(), url)
 			if err != nil {
 				t.Fatal(err)
@@ -279,16 +286,7 @@ func TestClaim_AReplicasClaimsEndWithItsSession(t *testing.T) {
 func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
 	server := testenv.Server(t)
 	ctx := context.Background()
-	schema := fmt.Sprintf("t%d", schemas.Add(1))
-	admin, err := Open(ctx, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatal(err)
-	}
-	url := server + "&search_path=" + schema
+	url, schema := inSchema(t, server)
 	first, err := Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -353,17 +351,9 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 	check := LockCheck
 	LockCheck = time.Minute // the first replica does not notice within the test
 	t.Cleanup(func() { LockCheck = check })
-	schema := fmt.Sprintf("t%d", schemas.Add(1))
-	admin, err := Open(ctx, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatal(err)
-	}
+	url, _ := inSchema(t, server)
 	open := func() *Store {
-		s, err := Open(ctx, server+"&search_path="+schema)
+		s, err := Open(ctx, url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +386,7 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 
 	// The server ends the holder's session; the other replica takes the
 	// lock and writes the record.
-	if _, err := admin.db.Exec(`SELECT pg_terminate_backend($1)`, int64(held.(*lease).pid)); err != nil {
+	if _, err := b.db.Exec(`SELECT pg_terminate_backend($1)`, held.(*lease).pid); err != nil {
 		t.Fatal(err)
 	}
 	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
