@@ -156,9 +156,10 @@ func (l *lease) Release() {
 // fence is the condition under which a write made with ctx lands, with
 // its arguments numbered from $n: when ctx carries a lock this store gave
 // (store.WithLease), only while the server process that took it still
-// holds it. pg_locks is read as the statement runs, not from its
-// snapshot: once the lock's session is gone, no write of its run lands,
-// whatever the run believes. Without such a lock, "true".
+// holds it. pg_locks is read as the statement starts, not from its
+// snapshot: once the lock's session is gone, no write of its run that
+// starts lands, whatever the run believes (updateEnv makes sure the
+// statement does not then wait). Without such a lock, "true".
 func (s *Store) fence(ctx context.Context, n int) (string, []any) {
 	l, ok := store.LeaseOf(ctx).(*lease)
 	if !ok || l.store != s {
@@ -167,6 +168,40 @@ func (s *Store) fence(ctx context.Context, n int) (string, []any) {
 	return fmt.Sprintf(`EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = $%d::int
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($%d, 0))`, n, n+1), []any{l.pid, l.key}
+}
+
+// updateEnv runs q, an UPDATE of the record of key with fence's
+// condition, and returns how many rows it changed. With a lock to fence
+// by, it first takes the record's row in the same transaction: the fence
+// is read when a statement starts, and an UPDATE that then waited for the
+// row (another transaction writing it) would land however long it waited,
+// the lock lost meanwhile. Holding the row, the check and the write are
+// one moment for anyone else who writes the record.
+func (s *Store) updateEnv(ctx context.Context, key, q string, args ...any) (int64, error) {
+	if _, fenced := s.fence(ctx, 1); fenced == nil {
+		res, err := s.db.ExecContext(ctx, q, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM prenv_envs WHERE key = $1 FOR UPDATE`, key); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
 
 // refused is the error of a write the fence refused; the run's lease is

@@ -297,13 +297,13 @@ func (s *Store) Save(ctx context.Context, e store.Env) error {
 		expires = e.ExpiresAt.UTC()
 	}
 	fence, held := s.fence(ctx, 12)
-	res, err := s.db.ExecContext(ctx, `UPDATE prenv_envs SET state = $1, commit_sha = $2, url = $3, database = $4, error = $5, providers = $6,
+	n, err := s.updateEnv(ctx, e.Key.String(), `UPDATE prenv_envs SET state = $1, commit_sha = $2, url = $3, database = $4, error = $5, providers = $6,
 		expires_at = $7, down_reason = $8, down_commit = $9, updated_at = $10 WHERE key = $11 AND `+fence,
 		append([]any{string(e.State), e.Commit, e.URL, string(db), e.Error, string(providers), expires, e.DownReason, e.DownCommit, s.now().UTC(), e.Key.String()}, held...)...)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", e.Key, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return s.fenced(ctx, "save "+e.Key.String(), store.ErrNotFound)
 	}
 	return nil
@@ -406,11 +406,11 @@ func (s *Store) SaveBaseline(ctx context.Context, k env.Key, b store.Baseline) e
 		return err
 	}
 	fence, held := s.fence(ctx, 3)
-	res, err := s.db.ExecContext(ctx, `UPDATE prenv_envs SET baseline = $1 WHERE key = $2 AND `+fence, append([]any{string(data), k.String()}, held...)...)
+	n, err := s.updateEnv(ctx, k.String(), `UPDATE prenv_envs SET baseline = $1 WHERE key = $2 AND `+fence, append([]any{string(data), k.String()}, held...)...)
 	if err != nil {
 		return fmt.Errorf("save the schema baseline of %s: %w", k, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return s.fenced(ctx, "save the schema baseline of "+k.String(), store.ErrNotFound)
 	}
 	return nil

@@ -499,3 +499,76 @@ func TestLock_RefusedWhenTheStoresOtherConnectionsDoNotSeeItHeld(t *testing.T) {
 		t.Errorf("the refused lock is still held where it was taken: %v %v", h, err)
 	}
 }
+
+// A write that passed the fence and then waited for the record's row
+// (another transaction held it) is checked again once it gets the row:
+// the lock lost while it waited, the write is refused.
+func TestFence_AWriteThatWaitedForTheRowIsCheckedWhenItGetsIt(t *testing.T) {
+	server := testenv.Server(t)
+	ctx := context.Background()
+	check := LockCheck
+	LockCheck = time.Minute
+	t.Cleanup(func() { LockCheck = check })
+	url, _ := inSchema(t, server)
+	a, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	k := env.Key{PR: 32}
+	if _, err := b.Request(ctx, k, "pr-32", "c1", false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := a.Lock(ctx, "pr-32-wait.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	e, err := a.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`SELECT 1 FROM prenv_envs WHERE key = $1 FOR UPDATE`, k.String()); err != nil {
+		t.Fatal(err)
+	}
+	saved := make(chan error, 1)
+	go func() {
+		late := e
+		late.State, late.Error = env.StateFailed, "a late write"
+		saved <- a.Save(store.WithLease(ctx, held), late)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var waiting int
+		if err := b.db.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%prenv_envs%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write never waited for the row")
+		}
+	}
+	if _, err := b.db.Exec(`SELECT pg_terminate_backend($1)`, held.(*lease).pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-saved; !errors.Is(err, store.ErrFenced) {
+		t.Errorf("the write that waited: %v, want ErrFenced", err)
+	}
+	if got, err := b.Get(ctx, k); err != nil || got.State == env.StateFailed {
+		t.Errorf("the record: %+v %v; the late write landed", got, err)
+	}
+}
