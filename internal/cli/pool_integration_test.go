@@ -152,38 +152,34 @@ func TestPool_TwentyPullRequestsAtOnceAgainstAPoolOfFiveOnTwoReplicas(t *testing
 
 	// /metrics: the claims each replica made add up to those RDS shows;
 	// the leader's keeper says the pool is full.
-	claims, full := 0, false
-	for _, h := range replicas {
+	scrape := func(h *harness) string {
 		resp, err := http.Get("http://" + h.listen + "/metrics")
 		if err != nil {
-			t.Fatal(err)
+			return ""
 		}
+		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, l := range strings.Split(string(body), "\n") {
+		return string(body)
+	}
+	claims := 0
+	for _, h := range replicas {
+		for _, l := range strings.Split(scrape(h), "\n") {
 			var n int
 			if _, err := fmt.Sscanf(l, "prenv_pool_claims_total %d", &n); err == nil {
 				claims += n
 			}
-			full = full || l == `prenv_pool_members{state="ready"} 5`
 		}
 	}
 	if claims != claimed {
 		t.Errorf("/metrics counts %d claims across the replicas, RDS shows %d", claims, claimed)
 	}
 	until("the keeper's gauge at five ready", 30*time.Second, func() bool {
-		if full {
-			return true
-		}
 		for _, h := range replicas {
-			resp, err := http.Get("http://" + h.listen + "/metrics")
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				full = full || strings.Contains(string(body), `prenv_pool_members{state="ready"} 5`+"\n")
+			if strings.Contains(scrape(h), `prenv_pool_members{state="ready"} 5`+"\n") {
+				return true
 			}
 		}
-		return full
+		return false
 	})
 	for _, m := range pool().Members {
 		if m.State == "claimed" && m.Environment == "" {

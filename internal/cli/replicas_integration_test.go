@@ -92,31 +92,31 @@ func TestReplicas_TwoServeProcessesShareTheWorkAndSurviveAKill(t *testing.T) {
 			n++
 		}
 	}
-	converged := func() bool {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// What each environment says, and what the queue holds, for the
+		// one who reads the failure.
+		for pr := 1; pr <= prs; pr++ {
+			out, errOut, _ := first.run("status", fmt.Sprintf("pr-%d", pr), "-o", "json")
+			t.Logf("pr-%d: %s %s", pr, strings.TrimSpace(out), strings.TrimSpace(errOut))
+		}
+		if conn, err := pgx.Connect(context.Background(), store); err == nil {
+			var queued, claimed int
+			_ = conn.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE claimed_by <> '') FROM prenv_deliveries WHERE state = 'queued'`).Scan(&queued, &claimed)
+			t.Logf("deliveries queued: %d, of which claimed: %d", queued, claimed)
+			conn.Close(context.Background())
+		}
+	})
+	until("every environment ready at its last commit", 6*time.Minute, func() bool {
 		for pr := 1; pr <= prs; pr++ {
 			if !ready(pr, fmt.Sprintf("c%d-%d", pr, pushes)) {
 				return false
 			}
 		}
 		return true
-	}
-	for deadline := time.Now().Add(6 * time.Minute); !converged(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			// What each environment says, and what the queue holds, for
-			// the one who reads the failure.
-			for pr := 1; pr <= prs; pr++ {
-				out, errOut, _ := first.run("status", fmt.Sprintf("pr-%d", pr), "-o", "json")
-				t.Logf("pr-%d: %s %s", pr, strings.TrimSpace(out), strings.TrimSpace(errOut))
-			}
-			if conn, err := pgx.Connect(context.Background(), store); err == nil {
-				var queued, claimed int
-				_ = conn.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE claimed_by <> '') FROM prenv_deliveries WHERE state = 'queued'`).Scan(&queued, &claimed)
-				t.Logf("deliveries queued: %d, of which claimed: %d", queued, claimed)
-				conn.Close(context.Background())
-			}
-			t.Fatalf("not within 6m: every environment ready at its last commit")
-		}
-	}
+	})
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, store)

@@ -153,6 +153,15 @@ func (l *lease) Release() {
 	_ = l.conn.Close(ctx)
 }
 
+// leaseOf is the lock ctx carries (store.WithLease) when this store gave
+// it, else nil: only those fence the writes.
+func (s *Store) leaseOf(ctx context.Context) *lease {
+	if l, ok := store.LeaseOf(ctx).(*lease); ok && l.store == s {
+		return l
+	}
+	return nil
+}
+
 // fence is the condition under which a write made with ctx lands, with
 // its arguments numbered from $n: when ctx carries a lock this store gave
 // (store.WithLease), only while the server process that took it still
@@ -161,8 +170,8 @@ func (l *lease) Release() {
 // starts lands, whatever the run believes (updateEnv makes sure the
 // statement does not then wait). Without such a lock, "true".
 func (s *Store) fence(ctx context.Context, n int) (string, []any) {
-	l, ok := store.LeaseOf(ctx).(*lease)
-	if !ok || l.store != s {
+	l := s.leaseOf(ctx)
+	if l == nil {
 		return "true", nil
 	}
 	return fmt.Sprintf(`EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = $%d::int
@@ -178,7 +187,7 @@ func (s *Store) fence(ctx context.Context, n int) (string, []any) {
 // the lock lost meanwhile. Holding the row, the check and the write are
 // one moment for anyone else who writes the record.
 func (s *Store) updateEnv(ctx context.Context, key, q string, args ...any) (int64, error) {
-	if _, fenced := s.fence(ctx, 1); fenced == nil {
+	if s.leaseOf(ctx) == nil {
 		res, err := s.db.ExecContext(ctx, q, args...)
 		if err != nil {
 			return 0, err
@@ -208,7 +217,7 @@ func (s *Store) updateEnv(ctx context.Context, key, q string, args ...any) (int6
 // lost from then on, so that the run stops at its next step rather than
 // carrying on to work its record no longer follows.
 func (s *Store) refused(ctx context.Context, what string) error {
-	if l, ok := store.LeaseOf(ctx).(*lease); ok && l.store == s {
+	if l := s.leaseOf(ctx); l != nil {
 		l.lose()
 	}
 	return fmt.Errorf("%s: %w", what, store.ErrFenced)
@@ -219,10 +228,10 @@ func (s *Store) refused(ctx context.Context, what string) error {
 // land either way, and the lock's holder, whoever it is, carries on), else
 // missing (the row is not there).
 func (s *Store) fenced(ctx context.Context, what string, missing error) error {
-	cond, args := s.fence(ctx, 1)
-	if len(args) == 0 {
+	if s.leaseOf(ctx) == nil {
 		return fmt.Errorf("%s: %w", what, missing)
 	}
+	cond, args := s.fence(ctx, 1)
 	var held bool
 	if err := s.db.QueryRowContext(context.WithoutCancel(ctx), `SELECT `+cond, args...).Scan(&held); err != nil {
 		return s.refused(ctx, fmt.Sprintf("%s (whether this run's lock is still its own could not be read: %v)", what, err))

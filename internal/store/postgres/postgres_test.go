@@ -17,6 +17,17 @@ import (
 
 var schemas atomic.Int64
 
+// openAt opens the store at url for the test's length.
+func openAt(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // inSchema makes a schema of its own on server, and returns the URL of a
 // store in it, and its name.
 func inSchema(t *testing.T, server string) (string, string) {
@@ -80,15 +91,7 @@ func TestStore_Conformance(t *testing.T) {
 func TestLock_OneHolderAcrossReplicasAndLostWithItsConnection(t *testing.T) {
 	server := testenv.Server(t)
 	ctx := context.Background()
-	open := func() *Store {
-		s, err := Open(ctx, server)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
+	a, b := openAt(t, server), openAt(t, server)
 	LockCheck = 200 * time.Millisecond
 	held, err := a.Lock(ctx, "pr-1.lock")
 	if err != nil {
@@ -226,15 +229,7 @@ func TestClaim_TakesTheOldestWithEveryDeliveryForTheSamePullRequest(t *testing.T
 // earlier version) lasts its time.
 func TestClaim_AReplicasClaimsEndWithItsSession(t *testing.T) {
 	url := testenv.Server(t)
-	open := func() *Store {
-		s, err := Open(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b, other := open(), open(), open()
+	a, b, other := openAt(t, url), openAt(t, url), openAt(t, url)
 	ctx := context.Background()
 	for _, id := range []string{"d1", "d2"} {
 		if _, err := a.Enqueue(ctx, store.Delivery{ID: id, Event: "pull_request", Body: []byte("{}")}); err != nil {
@@ -287,11 +282,7 @@ func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
 	server := testenv.Server(t)
 	ctx := context.Background()
 	url, schema := inSchema(t, server)
-	first, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
+	first := openAt(t, url)
 
 	// A replica in the middle of queueing a delivery: ROW EXCLUSIVE on
 	// prenv_deliveries until it commits.
@@ -338,6 +329,33 @@ func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
 	}
 }
 
+// cutOff is two replicas on a store of their own, pull request pr's
+// record, and the first replica holding its environment's lock, which it
+// will not check within the test (LockCheck is a minute): what a replica
+// about to be cut off from the database has.
+func cutOff(t *testing.T, pr int) (a, b *Store, k env.Key, held store.Lease, e store.Env) {
+	t.Helper()
+	ctx := context.Background()
+	check := LockCheck
+	LockCheck = time.Minute
+	t.Cleanup(func() { LockCheck = check })
+	url, _ := inSchema(t, testenv.Server(t))
+	a, b = openAt(t, url), openAt(t, url)
+	k = env.Key{PR: pr}
+	if _, err := b.Request(ctx, k, k.Name(), "c1", false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := a.Lock(ctx, k.Name()+".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(held.Release)
+	if e, err = a.Get(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, k, held, e
+}
+
 // The attack: a replica cut off from the database (its lock's session
 // ended by the server) keeps running for a moment before it notices, while
 // another replica takes the environment's lock and writes its record. The
@@ -346,35 +364,9 @@ func TestOpen_TakesNoLockOnPrenvsTablesOnceTheyAreCurrent(t *testing.T) {
 // run may still close its own run record; writes without a lock, and
 // writes to a record that is not there, are as before.
 func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
-	server := testenv.Server(t)
 	ctx := context.Background()
-	check := LockCheck
-	LockCheck = time.Minute // the first replica does not notice within the test
-	t.Cleanup(func() { LockCheck = check })
-	url, _ := inSchema(t, server)
-	open := func() *Store {
-		s, err := Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
-	k := env.Key{PR: 31}
-	if _, err := b.Request(ctx, k, "pr-31", "c1", false); err != nil {
-		t.Fatal(err)
-	}
-	held, err := a.Lock(ctx, "pr-31-fence.lock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
+	a, b, k, held, e := cutOff(t, 31)
 	first := store.WithLease(ctx, held)
-	e, err := a.Get(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.State = env.StateCloning
 	if err := a.Save(first, e); err != nil {
 		t.Fatalf("the holder's write: %v", err)
@@ -391,7 +383,7 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 	}
 	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	taken, err := b.Lock(wait, "pr-31-fence.lock")
+	taken, err := b.Lock(wait, k.Name()+".lock")
 	if err != nil {
 		t.Fatalf("the lock of an ended session: %v", err)
 	}
@@ -476,11 +468,7 @@ func TestFence_ARunWhoseLockWasTakenOverCannotWriteTheRecord(t *testing.T) {
 func TestLock_RefusedWhenTheStoresOtherConnectionsDoNotSeeItHeld(t *testing.T) {
 	ctx := context.Background()
 	one, other := testenv.Server(t), testenv.Server(t)
-	s, err := Open(ctx, one)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(t, one)
 	s.url = other // the lock's own connection reaches another server
 	held, err := s.Lock(ctx, "pr-5.lock")
 	if err == nil {
@@ -490,12 +478,7 @@ func TestLock_RefusedWhenTheStoresOtherConnectionsDoNotSeeItHeld(t *testing.T) {
 	if !strings.Contains(err.Error(), "pooler in session mode") {
 		t.Errorf("the error does not say what to do: %v", err)
 	}
-	there, err := Open(ctx, other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer there.Close()
-	if h, err := there.Held(ctx, "pr-5.lock"); h || err != nil {
+	if h, err := openAt(t, other).Held(ctx, "pr-5.lock"); h || err != nil {
 		t.Errorf("the refused lock is still held where it was taken: %v %v", h, err)
 	}
 }
@@ -504,35 +487,8 @@ func TestLock_RefusedWhenTheStoresOtherConnectionsDoNotSeeItHeld(t *testing.T) {
 // (another transaction held it) is checked again once it gets the row:
 // the lock lost while it waited, the write is refused.
 func TestFence_AWriteThatWaitedForTheRowIsCheckedWhenItGetsIt(t *testing.T) {
-	server := testenv.Server(t)
 	ctx := context.Background()
-	check := LockCheck
-	LockCheck = time.Minute
-	t.Cleanup(func() { LockCheck = check })
-	url, _ := inSchema(t, server)
-	a, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	k := env.Key{PR: 32}
-	if _, err := b.Request(ctx, k, "pr-32", "c1", false); err != nil {
-		t.Fatal(err)
-	}
-	held, err := a.Lock(ctx, "pr-32-wait.lock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
-	e, err := a.Get(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, k, held, e := cutOff(t, 32)
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
