@@ -16,9 +16,10 @@ type leaseKey struct{}
 // WithLease is ctx carrying held, the lock a run holds on its
 // environment. A store whose Locker gave held refuses the run's writes to
 // the environment's record (Save, SaveBaseline) and new run records with
-// ErrFenced once held's session no longer holds the lock, in the same
-// statement as the write: a run cut off from the database cannot overwrite
-// what the lock's next holder writes, however late it notices its loss.
+// ErrFenced once held's session no longer holds the lock, checked by the
+// statement that writes (with the record's row already held): a run cut
+// off from the database cannot overwrite what the lock's next holder
+// writes, however late it notices its loss.
 // Other stores ignore it (their locks end only with their process).
 func WithLease(ctx context.Context, held Lease) context.Context {
 	return context.WithValue(ctx, leaseKey{}, held)
